@@ -1,0 +1,1 @@
+"""orpheus_gateway."""

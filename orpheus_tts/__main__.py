@@ -1,0 +1,5 @@
+import sys
+
+from orpheus_tts.cli import main
+
+sys.exit(main())
