@@ -312,3 +312,41 @@ def load_headers(queue_depth: int, inflight: int) -> dict[str, str]:
 
 def pcm_seconds(samples: int) -> float:
     return samples / SAMPLE_RATE
+
+
+# --- /v1/system --------------------------------------------------------------------------------
+class WorkerState(BaseModel):
+    """One worker as the gateway sees it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    url: str
+    ready: bool
+    inflight: int = 0
+    queue_depth: int = 0
+    capacity: int | None = None
+    breaker: Literal["closed", "open", "half_open"] = "closed"
+
+
+class SystemSnapshot(BaseModel):
+    """`GET /v1/system` on a worker (`role="worker"`) or a gateway (`role="gateway"`).
+
+    The autoscaler reads a gateway's snapshot: `queue_depth` is requests waiting anywhere
+    (gateway queue plus workers' queues), `inflight` the streams being generated, and the
+    time-to-first-audio percentiles cover the last `window_s` seconds.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["worker", "gateway"]
+    ready: bool
+    queue_depth: int = 0
+    inflight: int = 0
+    capacity: int | None = None
+    ttfa_p50_ms: float | None = None
+    ttfa_p95_ms: float | None = None
+    window_s: float | None = None
+    model: str | None = None
+    voices: list[str] = Field(default_factory=list)
+    workers: list[WorkerState] = Field(default_factory=list)
