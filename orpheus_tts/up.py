@@ -1,0 +1,410 @@
+"""`orpheus-tts up`: a gateway and two CPU workers on this machine, in one command.
+
+What `make run` runs. On a fresh machine it writes the stand-in checkpoint into a cache dir
+(once), starts the workers and the gateway as child processes, waits until they are ready, and
+prints the URL, the API key and the next command to try. Ctrl-C (or SIGTERM) stops every process
+it started: each child leads its own process group (a worker's engine processes included), and
+stopping signals the whole group, then kills what is left.
+
+`LocalStack` is the reusable part: `tests/support/stack.py` starts the same stack on free ports.
+`local_api_key()` is how `orpheus-tts say` finds the key of a local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .protocol import SYSTEM_PATH
+
+DEFAULT_PORT = 8000
+DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
+URL_ENV = "ORPHEUS_URL"
+KEY_ENV = "ORPHEUS_API_KEY"
+READY_TIMEOUT_S = 600.0
+STOP_GRACE_S = 10.0
+
+
+# --- where things live -----------------------------------------------------------------------
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "orpheus-tts"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ORPHEUS_CACHE_DIR"):
+        return Path(os.environ["ORPHEUS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "orpheus-tts"
+
+
+def local_key_file() -> Path:
+    return config_dir() / "local.key"
+
+
+def local_api_key(environ: dict[str, str] | None = None) -> str | None:
+    """The key for a local stack: `$ORPHEUS_API_KEY`, else the key `orpheus-tts up` saved."""
+    env = os.environ if environ is None else environ
+    if env.get(KEY_ENV):
+        return env[KEY_ENV]
+    try:
+        key = local_key_file().read_text().strip()
+    except OSError:
+        return None
+    return key.splitlines()[0].strip() if key else None
+
+
+def ensure_local_key(path: Path | None = None) -> str:
+    """Reuse the saved local key, or generate one and save it (mode 600)."""
+    path = path or local_key_file()
+    with contextlib.suppress(OSError):
+        key = path.read_text().strip()
+        if key:
+            return key.splitlines()[0].strip()
+    key = "sk-local-" + secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def ensure_tiny_model(directory: Path, log=print) -> tuple[Path, Path]:
+    """The stand-in checkpoint (`DIR/llm`, `DIR/snac`), generated once into `directory`."""
+    llm, snac = directory / "llm", directory / "snac"
+    if not (llm / "config.json").exists() or not (snac / "config.json").exists():
+        log(f"writing the stand-in checkpoint to {directory} (once) ...")
+        subprocess.run([sys.executable, "-m", "orpheus_tts", "make-tiny-model", str(directory)],
+                       check=True)
+    return llm, snac
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+# --- child processes -------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the parent dies (Linux), even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    """One started process: the leader of its own process group."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(name: str, url: str, argv: list[str], log_dir: Path,
+          env: dict[str, str] | None = None) -> Child:
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # PDEATHSIG follows the spawning *thread*: only tie children to the main thread.
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread()
+            else None,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    finally:
+        log.close()
+    return Child(name, url, proc, log_path)
+
+
+def stop_children(children: list[Child], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every group, wait up to `grace_s`, SIGKILL the groups. Idempotent."""
+    for child in children:
+        child.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(max(0.0, deadline - time.monotonic()))
+    # Group members (a worker's engine processes) may outlive their leader: kill the group.
+    for child in children:
+        child.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(5)
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class StackConfig:
+    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    workers: int = 2
+    model: str | None = None  # None: the stand-in checkpoint
+    snac: str | None = None
+    model_cache: Path | None = None  # where the stand-in checkpoint lives
+    key_file: Path | None = None  # None: ~/.config/orpheus-tts/local.key
+    no_auth: bool = False
+    log_dir: Path | None = None
+    worker_args: list[str] = field(default_factory=list)
+    gateway_args: list[str] = field(default_factory=list)
+    ready_timeout_s: float = READY_TIMEOUT_S
+
+
+class LocalStack:
+    """Workers plus a gateway as child processes; `stop()` is idempotent and leaves nothing."""
+
+    def __init__(self, config: StackConfig, log=print):
+        self.config = config
+        self.log = log
+        self.children: list[Child] = []
+        self.api_key: str | None = None
+        self.key_file: Path | None = None
+        self.log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="orpheus-up-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    @property
+    def workers(self) -> list[Child]:
+        return [c for c in self.children if c.name.startswith("worker")]
+
+    @property
+    def gateway(self) -> Child | None:
+        return next((c for c in self.children if c.name == "gateway"), None)
+
+    @property
+    def worker_urls(self) -> list[str]:
+        return [c.url for c in self.workers]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    # -- starting ------------------------------------------------------------------------------
+    def start(self) -> "LocalStack":
+        cfg = self.config
+        if port_in_use(cfg.port, cfg.host):
+            raise StackError(f"port {cfg.port} is in use; pick another with --port")
+        if cfg.model:
+            llm, snac = cfg.model, cfg.snac or DEFAULT_SNAC
+        else:
+            llm_dir, snac_dir = ensure_tiny_model(cfg.model_cache or cache_dir() / "tiny-model",
+                                                  self.log)
+            llm, snac = str(llm_dir), str(cfg.snac or snac_dir)
+        if not cfg.no_auth:
+            self.key_file = cfg.key_file or local_key_file()
+            self.api_key = ensure_local_key(self.key_file)
+        try:
+            for i in range(1, cfg.workers + 1):
+                self.start_worker(f"w-{i}", llm, snac)
+            self.wait_ready(self.workers)
+            self.start_gateway(self.worker_urls, port=cfg.port)
+            self.wait_ready([self.gateway])  # type: ignore[list-item]
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_worker(self, worker_id: str, llm: str, snac: str, port: int | None = None) -> Child:
+        port = port or free_port(self.config.host)
+        argv = [sys.executable, "-m", "orpheus_tts", "worker", "--model", llm, "--snac", snac,
+                "--host", self.config.host, "--port", str(port), "--worker-id", worker_id,
+                *self.config.worker_args]
+        child = spawn(f"worker-{worker_id}", f"http://{self.config.host}:{port}", argv,
+                      self.log_dir)
+        with self._lock:
+            self.children.append(child)
+        return child
+
+    def start_gateway(self, worker_urls: list[str], port: int | None = None,
+                      extra_args: list[str] | None = None, name: str = "gateway") -> Child:
+        port = port or free_port(self.config.host)
+        auth = ["--no-auth"] if self.key_file is None else ["--api-keys-file", str(self.key_file)]
+        argv = [sys.executable, "-m", "orpheus_tts", "gateway", "--host", self.config.host,
+                "--port", str(port), "--workers", ",".join(worker_urls), *auth,
+                *self.config.gateway_args, *(extra_args or [])]
+        child = spawn(name, f"http://{self.config.host}:{port}", argv, self.log_dir)
+        with self._lock:
+            self.children.append(child)
+        return child
+
+    def wait_ready(self, children: list[Child], timeout_s: float | None = None) -> None:
+        """Poll each child's `/v1/system` until it says ready; fail fast if one exits."""
+        deadline = time.monotonic() + (timeout_s or self.config.ready_timeout_s)
+        pending = list(children)
+        with httpx.Client(timeout=5.0, headers=self.headers(), trust_env=False) as client:
+            while pending:
+                for child in list(pending):
+                    if not child.alive():
+                        raise StackError(f"{child.name} exited with {child.proc.returncode} "
+                                         f"while starting; its log ({child.log_path}):\n"
+                                         f"{child.log_tail()}")
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        r = client.get(child.url + SYSTEM_PATH)
+                        if r.status_code == 200 and r.json().get("ready"):
+                            pending.remove(child)
+                if pending and time.monotonic() > deadline:
+                    names = ", ".join(c.name for c in pending)
+                    raise StackError(f"not ready after {timeout_s or self.config.ready_timeout_s}"
+                                     f" s: {names} (logs in {self.log_dir})")
+                if pending:
+                    time.sleep(0.25)
+
+    # -- stopping ------------------------------------------------------------------------------
+    def remove(self, child: Child) -> None:
+        """Stop one child and forget it."""
+        stop_children([child])
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+
+    def stop(self) -> None:
+        with self._lock:
+            children, self.children = list(reversed(self.children)), []
+        stop_children(children)
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --- the command -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="orpheus-tts up",
+        description="Start a gateway and two workers on this machine (CPU, stand-in checkpoint "
+                    "unless --model names real weights). Ctrl-C stops everything.")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT),
+                   help="gateway port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--workers", type=int, default=2, help="number of workers (default 2)")
+    p.add_argument("--model", default=os.environ.get("MODEL") or None,
+                   help="Orpheus checkpoint (path or hub name; default: the stand-in "
+                        "checkpoint; make run MODEL=... sets it)")
+    p.add_argument("--snac", default=os.environ.get("SNAC") or None,
+                   help=f"SNAC decoder (default with --model: {DEFAULT_SNAC})")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where the stand-in checkpoint is kept (default ~/.cache/orpheus-tts)")
+    p.add_argument("--no-auth", action="store_true", help="serve without an API key")
+    p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for each worker (repeatable)")
+    p.add_argument("--gateway-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for the gateway (repeatable)")
+    return p
+
+
+def _cli_hint() -> str:
+    if shutil.which("orpheus-tts"):
+        return "orpheus-tts"
+    candidate = Path(sys.executable).parent / "orpheus-tts"
+    return str(candidate) if candidate.exists() else f"{sys.executable} -m orpheus_tts"
+
+
+def banner(stack: LocalStack) -> str:
+    cfg = stack.config
+    env = "" if cfg.port == DEFAULT_PORT and cfg.host == "127.0.0.1" else f"{URL_ENV}={stack.url} "
+    lines = [
+        "",
+        "Orpheus TTS is up" + ("" if cfg.model else
+                               " (stand-in checkpoint: the pipeline is real, the audio is noise)"),
+        f"  gateway     {stack.url}      playground: open it in a browser",
+        f"  workers     {', '.join(stack.worker_urls)}",
+    ]
+    if stack.api_key:
+        lines.append(f"  API key     {stack.api_key}   (saved in {stack.key_file})")
+    lines += [
+        f"  logs        {stack.log_dir}",
+        "",
+        "Next, in another shell:",
+        f"  {env}{_cli_hint()} say \"Hello from Orpheus.\" -o hello.wav",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = StackConfig(port=args.port, host=args.host, workers=args.workers, model=args.model,
+                         snac=args.snac, model_cache=args.cache_dir and args.cache_dir / "tiny-model",
+                         no_auth=args.no_auth, worker_args=args.worker_arg,
+                         gateway_args=args.gateway_arg)
+    stack = LocalStack(config, log=lambda msg: print(msg, flush=True))
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        stopping.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"starting {config.workers} workers and a gateway (logs in {stack.log_dir}) ...",
+              flush=True)
+        stack.start()
+        print(banner(stack), flush=True)
+        while True:
+            for child in stack.children:
+                if not child.alive():
+                    print(f"\n{child.name} exited with {child.proc.returncode}; stopping. "
+                          f"Its log ({child.log_path}):\n{child.log_tail()}", file=sys.stderr,
+                          flush=True)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    except (StackError, subprocess.CalledProcessError) as exc:
+        print(f"orpheus-tts up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        # A second Ctrl-C must not interrupt the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        print("stopped.", flush=True)
