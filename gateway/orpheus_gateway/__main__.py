@@ -1,0 +1,32 @@
+"""`orpheus-tts gateway ...` / `python -m orpheus_gateway ...`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .config import ConfigError, config_from_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = config_from_args(argv)
+    except ConfigError as exc:
+        print(f"orpheus-tts gateway: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from .app import create_app, install_log_redaction
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    if not config.auth_enabled:
+        logging.getLogger("orpheus_gateway").warning("authentication is OFF (--no-auth)")
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
+                ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

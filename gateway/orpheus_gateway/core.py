@@ -1,0 +1,237 @@
+"""The gateway's state and the one way every API starts a stream.
+
+`Gateway` owns the worker pool (fed by discovery, refreshed by polling each worker's
+`/v1/system`), the HTTP client to the workers, the key store and limits, the voice map and
+the metrics. `start_stream()` is shared by the v1, OpenAI and WebSocket APIs: validate the
+request, map the voice, count it against the caller's limits, and open a worker stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from orpheus_tts import protocol as p
+
+from .auth import KeyLimiter, KeyStore, StreamSlot
+from .config import GatewayConfig
+from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
+from .metrics import GatewayMetrics, TtfaWindow
+from .relay import Upstream, UpstreamStream
+from .routing import BREAKER_STATE_VALUE, Worker, WorkerPool
+from .voices import VoiceMap
+
+log = logging.getLogger("orpheus_gateway")
+
+
+@dataclass
+class ActiveStream:
+    """A worker stream plus what the caller holds for it; `close()` is idempotent."""
+
+    upstream: UpstreamStream
+    slot: StreamSlot
+    gateway: "Gateway"
+    api: str
+    arrived_at: float
+    first_audio_at: float | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def request_id(self) -> str | None:
+        return self.upstream.request_id
+
+    def lines(self) -> AsyncIterator[bytes]:
+        return self.upstream.lines()
+
+    def first_audio_sent(self) -> None:
+        """Call once the first audio byte has been handed to the client."""
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+            self.gateway.record_ttfa(self.api, self.first_audio_at - self.arrived_at)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.upstream.aclose()
+        finally:
+            self.slot.release()
+            self.gateway.metrics.streams_inflight.dec()
+            outcome = self.upstream.outcome
+            if outcome is not None and outcome != "eos":
+                self.gateway.metrics.errors.labels(outcome).inc()
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig,
+                 discovery: StaticDiscovery | EndpointSliceDiscovery | None = None):
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self.keys = KeyStore(config.api_keys)
+        self.limiter = KeyLimiter(
+            config.rate_limit_rpm, config.max_streams_per_key,
+            on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
+        self.voices = VoiceMap(config.voice_aliases, config.default_voice)
+        self.pool = WorkerPool(config.breaker_failures, config.breaker_reset_s)
+        self.ttfa_window = TtfaWindow(config.ttfa_window_s)
+        self.discovery = discovery or discovery_for(config.workers, config.discover)
+        self.client: httpx.AsyncClient | None = None
+        self.upstream: Upstream | None = None
+        self._poller: asyncio.Task | None = None
+        self._poll_now = asyncio.Event()
+        self._discovered = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=self.config.connect_timeout_s),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        self.upstream = Upstream(
+            self.pool, self.client, max_attempts=self.config.max_attempts,
+            on_failover=self.metrics.failovers.inc, on_suspect=self._suspect)
+        await self.discovery.start(self._on_workers)
+        self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+        await self.discovery.stop()
+        if self.client is not None:
+            await self.client.aclose()
+
+    def _on_workers(self, workers: WorkerList) -> None:
+        self._discovered = True
+        before = {w.url for w in self.pool}
+        self.pool.set_workers(workers)
+        for url in before - {w.url for w in self.pool}:
+            try:
+                self.metrics.breaker_state.remove(url)
+            except KeyError:
+                pass
+        self._poll_now.set()
+        log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
+
+    def _suspect(self, worker: Worker) -> None:
+        """A worker failed a request: look at it again now rather than at the next tick."""
+        self._poll_now.set()
+
+    # --- worker polling ----------------------------------------------------------------------
+    async def _poll_loop(self) -> None:
+        while True:
+            workers = list(self.pool)
+            if workers:
+                await asyncio.gather(*(self.poll_worker(w) for w in workers))
+            self._poll_now.clear()
+            try:
+                await asyncio.wait_for(self._poll_now.wait(), self.config.poll_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def poll_worker(self, worker: Worker) -> None:
+        assert self.client is not None
+        try:
+            resp = await self.client.get(worker.url + p.SYSTEM_PATH,
+                                         timeout=max(0.5, self.config.poll_interval_s))
+            snap = p.SystemSnapshot.model_validate(resp.json()) if resp.status_code == 200 else None
+        except (httpx.HTTPError, OSError, ValueError):
+            snap = None
+        if snap is None:
+            worker.reachable = False
+            return
+        worker.reachable = True
+        worker.ready = snap.ready
+        worker.update_hints(inflight=snap.inflight, queue_depth=snap.queue_depth,
+                            capacity=snap.capacity)
+        worker.voices = list(snap.voices)
+        worker.model = snap.model
+        extra = snap.model_extra or {}
+        if isinstance(extra.get("worker_id"), str):
+            worker.name = extra["worker_id"]
+
+    # --- what the APIs share -----------------------------------------------------------------
+    def known_voices(self) -> list[str]:
+        voices: set[str] = set()
+        for w in self.pool:
+            voices.update(w.voices)
+        return sorted(voices)
+
+    def validate(self, body: object) -> p.TTSRequest:
+        """The v1 request checked against this gateway's limits, its voice resolved."""
+        req = p.parse_request(body, max_text_chars=self.config.max_text_chars,
+                              max_timeout_s=self.config.max_timeout_s)
+        voice = self.voices.resolve(req.voice, self.known_voices())
+        return req.model_copy(update={"voice": voice})
+
+    async def start_stream(self, req: p.TTSRequest, key_id: str, api: str,
+                           arrived_at: float, request_id: str | None = None) -> ActiveStream:
+        """Admit and open a stream; raises `RequestError` for anything refused before audio."""
+        assert self.upstream is not None
+        request_id = req.request_id or request_id or uuid.uuid4().hex
+        try:
+            slot = self.limiter.admit(key_id)
+        except p.RequestError as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            raise
+        payload = req.model_dump(exclude_none=True)
+        payload["request_id"] = request_id
+        deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
+        self.metrics.requests.labels(api).inc()
+        try:
+            upstream = await self.upstream.open(payload, request_id, deadline)
+        except BaseException as exc:
+            slot.release()
+            if isinstance(exc, p.RequestError):
+                self.metrics.errors.labels(exc.code).inc()
+            raise
+        self.metrics.streams_inflight.inc()
+        return ActiveStream(upstream, slot, self, api, arrived_at)
+
+    def record_ttfa(self, api: str, seconds: float) -> None:
+        self.metrics.ttfa.labels(api).observe(seconds)
+        self.ttfa_window.add(seconds * 1000)
+
+    # --- state -------------------------------------------------------------------------------
+    def queue_depth(self) -> int:
+        own = self.upstream.waiting if self.upstream is not None else 0
+        return own + sum(w.hint_queue_depth for w in self.pool if w.reachable)
+
+    def ready(self) -> bool:
+        return bool(self.pool.eligible())
+
+    def snapshot(self) -> p.SystemSnapshot:
+        workers = list(self.pool)
+        usable = [w for w in workers if w.ready and w.reachable]
+        capacities = [w.capacity for w in usable if w.capacity]
+        p50, p95 = self.ttfa_window.percentiles()
+        models = sorted({w.model for w in usable if w.model})
+        return p.SystemSnapshot(
+            role="gateway",
+            ready=self.ready(),
+            queue_depth=self.queue_depth(),
+            inflight=sum(max(w.local_inflight, w.hint_inflight) for w in usable),
+            capacity=sum(capacities) if capacities else None,
+            ttfa_p50_ms=p50,
+            ttfa_p95_ms=p95,
+            window_s=self.ttfa_window.window_s,
+            model=models[0] if len(models) == 1 else (", ".join(models) or None),
+            voices=self.known_voices(),
+            workers=[w.state() for w in workers],
+            gateway_inflight=sum(w.local_inflight for w in workers),
+        )
+
+    def refresh_gauges(self) -> None:
+        """Gauges computed from state, updated right before a scrape."""
+        self.metrics.queue_depth.set(self.queue_depth())
+        self.metrics.workers_ready.set(len(self.pool.eligible()))
+        for w in self.pool:
+            self.metrics.breaker_state.labels(w.url).set(BREAKER_STATE_VALUE[w.breaker.state])

@@ -1,0 +1,160 @@
+"""PCM (s16le, 24 kHz, mono) to the OpenAI speech formats, chunk by chunk.
+
+Each encoder takes PCM as it arrives and returns whatever encoded bytes are ready, so audio
+streams out as it is generated: WAV is a header (sizes 0xFFFFFFFF: unknown, streaming) then
+the PCM; MP3 comes from lameenc; Opus (in Ogg), FLAC and AAC (ADTS) from PyAV.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Protocol
+
+from orpheus_tts.protocol import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
+
+CONTENT_TYPES = {
+    "pcm": "audio/pcm",
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "flac": "audio/flac",
+    "aac": "audio/aac",
+}
+FORMATS = tuple(CONTENT_TYPES)
+UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+class Encoder(Protocol):
+    def encode(self, pcm: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class PcmEncoder:
+    def encode(self, pcm: bytes) -> bytes:
+        return pcm
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def wav_header(sample_rate: int = SAMPLE_RATE, channels: int = CHANNELS,
+               sample_width: int = SAMPLE_WIDTH) -> bytes:
+    """A 44-byte RIFF/WAVE header for a stream of unknown length (both sizes 0xFFFFFFFF)."""
+    byte_rate = sample_rate * channels * sample_width
+    return (b"RIFF" + struct.pack("<I", UNKNOWN_SIZE) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, byte_rate,
+                                    channels * sample_width, sample_width * 8)
+            + b"data" + struct.pack("<I", UNKNOWN_SIZE))
+
+
+class WavEncoder:
+    def __init__(self) -> None:
+        self._header_sent = False
+
+    def encode(self, pcm: bytes) -> bytes:
+        if self._header_sent:
+            return pcm
+        self._header_sent = True
+        return wav_header() + pcm
+
+    def finish(self) -> bytes:
+        return b"" if self._header_sent else self.encode(b"")
+
+
+class Mp3Encoder:
+    def __init__(self, bitrate_kbps: int = 64) -> None:
+        import lameenc
+
+        self._enc = lameenc.Encoder()
+        self._enc.set_bit_rate(bitrate_kbps)
+        self._enc.set_in_sample_rate(SAMPLE_RATE)
+        self._enc.set_channels(CHANNELS)
+        self._enc.set_quality(5)
+
+    def encode(self, pcm: bytes) -> bytes:
+        return bytes(self._enc.encode(pcm)) if pcm else b""
+
+    def finish(self) -> bytes:
+        return bytes(self._enc.flush())
+
+
+class _Sink(io.RawIOBase):
+    """A non-seekable file the muxer writes into; `take()` empties it."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, b) -> int:  # type: ignore[override]
+        self._parts.append(bytes(b))
+        return len(b)
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class AvEncoder:
+    """A PyAV container+codec written to a pipe-like sink, flushed after every chunk."""
+
+    # format -> (muxer, codec, muxer options)
+    SPECS = {
+        "opus": ("ogg", "libopus", {"page_duration": "20000", "flush_packets": "1"}),
+        "flac": ("flac", "flac", {"flush_packets": "1"}),
+        "aac": ("adts", "aac", {"flush_packets": "1"}),
+    }
+
+    def __init__(self, fmt: str) -> None:
+        import av
+
+        self._av = av
+        muxer, codec, options = self.SPECS[fmt]
+        self._sink = _Sink()
+        self._container = av.open(self._sink, mode="w", format=muxer, options=options)
+        self._stream = self._container.add_stream(codec, rate=SAMPLE_RATE, layout="mono")
+        self._pts = 0
+        self._closed = False
+
+    def encode(self, pcm: bytes) -> bytes:
+        import numpy as np
+
+        usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
+        if usable <= 0:
+            return b""
+        samples = np.frombuffer(pcm[:usable], dtype="<i2").reshape(1, -1)
+        frame = self._av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        self._pts += samples.shape[1]
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        if self._closed:
+            return b""
+        self._closed = True
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._sink.take()
+
+
+def make_encoder(fmt: str) -> Encoder:
+    if fmt == "pcm":
+        return PcmEncoder()
+    if fmt == "wav":
+        return WavEncoder()
+    if fmt == "mp3":
+        return Mp3Encoder()
+    if fmt in AvEncoder.SPECS:
+        return AvEncoder(fmt)
+    raise ValueError(f"no encoder for {fmt!r}")

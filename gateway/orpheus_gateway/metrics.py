@@ -1,0 +1,73 @@
+"""Prometheus metrics (`orpheus_gateway_` prefix) and the sliding time-to-first-audio window.
+
+Each app gets its own registry, so several gateways can live in one process (tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+TTFA_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+
+class TtfaWindow:
+    """Time-to-first-audio samples of the last `window_s` seconds, for p50/p95."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic,
+                 max_samples: int = 10_000):
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+
+    def add(self, ttfa_ms: float) -> None:
+        self._samples.append((self._clock(), ttfa_ms))
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        cutoff = self._clock() - self.window_s
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+        values = sorted(v for _, v in self._samples)
+        if not values:
+            return None, None
+
+        def pct(p: float) -> float:
+            return values[min(len(values) - 1, int(round(p * (len(values) - 1))))]
+
+        return pct(0.50), pct(0.95)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ttfa = Histogram(
+            "orpheus_gateway_ttfa_seconds",
+            "Request arrival to the first audio byte sent to the client.",
+            ["api"], buckets=TTFA_BUCKETS, registry=r)
+        self.streams_inflight = Gauge(
+            "orpheus_gateway_streams_inflight", "Streams open through the gateway.", registry=r)
+        self.queue_depth = Gauge(
+            "orpheus_gateway_queue_depth",
+            "Requests waiting anywhere: gateway (not yet on a worker) plus workers' queues.",
+            registry=r)
+        self.requests = Counter(
+            "orpheus_gateway_requests_total", "Stream requests accepted, by API.", ["api"],
+            registry=r)
+        self.errors = Counter(
+            "orpheus_gateway_errors_total", "Errors returned to clients, by code.", ["code"],
+            registry=r)
+        self.failovers = Counter(
+            "orpheus_gateway_upstream_failovers_total",
+            "Requests moved to another worker before their first byte.", registry=r)
+        self.breaker_state = Gauge(
+            "orpheus_gateway_breaker_state",
+            "Circuit breaker per worker: 0 closed, 1 half-open, 2 open.", ["worker"], registry=r)
+        self.rate_limited = Counter(
+            "orpheus_gateway_rate_limit_rejections_total",
+            "Requests refused with 429 by the per-key limits.", ["limit"], registry=r)
+        self.workers_ready = Gauge(
+            "orpheus_gateway_workers_ready", "Workers eligible for new streams.", registry=r)

@@ -1,0 +1,331 @@
+"""Streams from workers: choosing one with failover, then passing its NDJSON lines through.
+
+`Upstream.open()` tries workers (at most `max_attempts`) until one has produced its first
+line: a refused connection, a 5xx/503/429, a body that ends before any frame, or a retryable
+`error` as the very first frame all move the request to another worker. Nothing has reached
+the client yet, so that is safe. After the first line the request is committed to the worker.
+
+`UpstreamStream` owns that one worker response. `lines()` yields its NDJSON lines untouched
+(audio is never decoded here) and guarantees exactly one terminal frame: a lost worker or a
+body that ends without `eos`/`error` gets `upstream_lost` appended, a passed deadline gets
+`deadline_exceeded`, and nothing follows the terminal frame. `aclose()` is idempotent and
+closes the worker connection, which is how a client disconnect reaches the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from orpheus_tts import protocol as p
+
+from .routing import Worker, WorkerPool
+
+log = logging.getLogger("orpheus_gateway.relay")
+
+_CHUNK_PREFIX = b'{"type":"chunk"'
+_RETRY_AFTER_CAP_S = 30.0
+
+
+def line_type(line: bytes) -> str | None:
+    """The frame type of an NDJSON line; chunk lines are recognised without parsing."""
+    if line.startswith(_CHUNK_PREFIX):
+        return "chunk"
+    return p.frame_type(line)
+
+
+def error_line(code: str, message: str) -> bytes:
+    return p.encode_frame(p.error_frame(code, message))
+
+
+class LineReader:
+    """Splits a byte stream into lines without decoding them."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]):
+        self._chunks = chunks
+        self._buf = bytearray()
+        self._eof = False
+
+    async def readline(self) -> bytes | None:
+        """The next non-blank line (newline included), or None at the end of the body."""
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self._buf[: i + 1])
+                del self._buf[: i + 1]
+                if line.strip():
+                    return line
+                continue
+            if self._eof:
+                if self._buf.strip():
+                    line = bytes(self._buf) + b"\n"
+                    self._buf.clear()
+                    return line
+                return None
+            try:
+                data = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._eof = True
+                continue
+            self._buf += data
+
+
+class UpstreamStream:
+    """One worker's response, owned by exactly one consumer."""
+
+    def __init__(self, upstream: Upstream, worker: Worker, response: httpx.Response,
+                 reader: LineReader, first_line: bytes | None, deadline: float):
+        self.worker = worker
+        self.request_id = response.headers.get(p.HEADER_REQUEST_ID)
+        self.headers = response.headers
+        self._upstream = upstream
+        self._response = response
+        self._reader = reader
+        self._first = first_line
+        self._deadline = deadline
+        self._closed = False
+        self.outcome: str | None = None  # "eos" or the error code of the terminal frame sent
+
+    @property
+    def first_line(self) -> bytes | None:
+        """The first line, until `lines()` has taken it."""
+        return self._first
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """Every line to send on, ending with exactly one terminal frame."""
+        try:
+            line = self._first
+            self._first = None
+            while True:
+                if line is None:
+                    line, terminal_if_none = await self._next_line()
+                    if line is None:
+                        line = terminal_if_none
+                kind = line_type(line)
+                if kind == "metrics":
+                    self._upstream.note_metrics(self.worker, line)
+                if kind in p.TERMINAL_TYPES:
+                    self._finish(kind, line)
+                    yield line
+                    return
+                if kind is None and not line.startswith(b"{"):
+                    line = error_line(p.ErrorCode.UPSTREAM_LOST,
+                                      "The worker sent a malformed frame.")
+                    continue
+                yield line
+                line = None
+        finally:
+            await self.aclose()
+
+    async def _next_line(self) -> tuple[bytes | None, bytes]:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            return None, self._deadline_line()
+        try:
+            line = await asyncio.wait_for(self._reader.readline(), remaining)
+        except asyncio.TimeoutError:
+            return None, self._deadline_line()
+        except (httpx.HTTPError, OSError) as exc:
+            log.info("worker %s lost mid-stream: %s", self.worker.id, type(exc).__name__)
+            return None, error_line(p.ErrorCode.UPSTREAM_LOST,
+                                    "The worker was lost in the middle of the stream.")
+        if line is None:
+            return None, error_line(p.ErrorCode.UPSTREAM_LOST,
+                                    "The worker's stream ended without a terminal frame.")
+        return line, b""
+
+    @staticmethod
+    def _deadline_line() -> bytes:
+        return error_line(p.ErrorCode.DEADLINE_EXCEEDED, "The request's deadline passed.")
+
+    def _finish(self, kind: str, line: bytes) -> None:
+        if kind == "eos":
+            self.outcome = "eos"
+            self.worker.breaker.success()
+            return
+        try:
+            code = json.loads(line).get("code") or p.ErrorCode.INTERNAL
+        except ValueError:
+            code = p.ErrorCode.INTERNAL
+        self.outcome = code
+        if code in (p.ErrorCode.UPSTREAM_LOST, p.ErrorCode.ENGINE_ERROR):
+            self.worker.breaker.failure()
+            self._upstream.suspect(self.worker)
+        else:
+            self.worker.breaker.release_trial()
+
+    async def aclose(self) -> None:
+        """Close the worker connection (the worker then aborts generation). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.outcome is None:
+            self.worker.breaker.release_trial()
+        self.worker.local_inflight -= 1
+        try:
+            await self._response.aclose()
+        except Exception:  # noqa: BLE001 - closing a broken connection may raise; it is closed
+            pass
+
+
+class Upstream:
+    """Opens worker streams for the gateway; one per app."""
+
+    def __init__(self, pool: WorkerPool, client: httpx.AsyncClient, *, max_attempts: int = 3,
+                 on_failover: Callable[[], None] = lambda: None,
+                 on_suspect: Callable[[Worker], None] = lambda w: None):
+        self.pool = pool
+        self.client = client
+        self.max_attempts = max_attempts
+        self.waiting = 0  # requests not yet accepted by a worker (the gateway's own queue)
+        self._on_failover = on_failover
+        self._on_suspect = on_suspect
+
+    def suspect(self, worker: Worker) -> None:
+        self._on_suspect(worker)
+
+    def note_metrics(self, worker: Worker, line: bytes) -> None:
+        try:
+            frame = p.decode_frame(line)
+        except p.FrameDecodeError:
+            return
+        if isinstance(frame, p.MetricsFrame):
+            worker.update_hints(inflight=frame.inflight, queue_depth=frame.queue_depth)
+            if frame.worker_id:
+                worker.name = frame.worker_id
+
+    def note_headers(self, worker: Worker, headers: httpx.Headers) -> None:
+        def num(name: str) -> int | None:
+            try:
+                return int(headers[name])
+            except (KeyError, ValueError):
+                return None
+
+        worker.update_hints(inflight=num(p.HEADER_INFLIGHT), queue_depth=num(p.HEADER_QUEUE_DEPTH))
+        if headers.get(p.HEADER_WORKER_ID):
+            worker.name = headers[p.HEADER_WORKER_ID]
+
+    async def open(self, payload: dict[str, Any], request_id: str, deadline: float) -> UpstreamStream:
+        """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it)."""
+        tried: set[str] = set()
+        last_problem = "no worker is available"
+        self.waiting += 1
+        try:
+            for attempt in range(self.max_attempts):
+                worker = self.pool.pick(exclude=tried)
+                if worker is None:
+                    break
+                if attempt:
+                    self._on_failover()
+                tried.add(worker.url)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    worker.breaker.release_trial()
+                    break
+                body = dict(payload, timeout_s=round(remaining, 3))
+                outcome = await self._attempt(worker, body, request_id, deadline)
+                if isinstance(outcome, UpstreamStream):
+                    return outcome
+                last_problem = outcome
+        finally:
+            self.waiting -= 1
+        if time.monotonic() >= deadline:
+            raise p.RequestError(503, "The request's deadline passed before a worker took it.",
+                                 p.ErrorCode.DEADLINE_EXCEEDED, retry_after_s=1)
+        if not tried:
+            raise p.RequestError(503, "No worker is available.", p.ErrorCode.NO_WORKERS,
+                                 retry_after_s=self.pool.retry_after_s())
+        raise p.RequestError(
+            503, f"No worker could take the request ({len(tried)} tried; last: {last_problem}).",
+            p.ErrorCode.NO_WORKERS, retry_after_s=self.pool.retry_after_s())
+
+    async def _attempt(self, worker: Worker, body: dict[str, Any], request_id: str,
+                       deadline: float) -> UpstreamStream | str:
+        """One worker: a committed stream, or a short description of why to try another."""
+        worker.local_inflight += 1
+        response: httpx.Response | None = None
+        committed = False
+        try:
+            request = self.client.build_request(
+                "POST", worker.url + p.STREAM_PATH, json=body,
+                headers={p.HEADER_REQUEST_ID: request_id})
+            try:
+                response = await asyncio.wait_for(
+                    self.client.send(request, stream=True), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                worker.breaker.release_trial()
+                return "the deadline passed while connecting"
+            except (httpx.HTTPError, OSError) as exc:
+                worker.breaker.failure()
+                self.suspect(worker)
+                return f"{worker.id}: {type(exc).__name__}"
+            self.note_headers(worker, response.headers)
+            status = response.status_code
+            if status != 200:
+                return await self._refused(worker, response)
+            reader = LineReader(response.aiter_raw())
+            try:
+                first = await asyncio.wait_for(reader.readline(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                # The deadline passed with the request on this worker: the stream says so.
+                committed = True
+                return UpstreamStream(self, worker, response, reader,
+                                      UpstreamStream._deadline_line(), deadline)
+            except (httpx.HTTPError, OSError) as exc:
+                worker.breaker.failure()
+                self.suspect(worker)
+                return f"{worker.id}: lost before the first frame ({type(exc).__name__})"
+            if first is None:
+                worker.breaker.failure()
+                return f"{worker.id}: empty stream"
+            if line_type(first) == "error":
+                frame = p.decode_frame(first)
+                if isinstance(frame, p.ErrorFrame) and frame.code in p.RETRYABLE_CODES \
+                        and frame.code != p.ErrorCode.RATE_LIMITED:
+                    worker.breaker.failure()
+                    return f"{worker.id}: {frame.code} before the first chunk"
+            committed = True
+            return UpstreamStream(self, worker, response, reader, first, deadline)
+        finally:
+            if not committed:
+                worker.local_inflight -= 1
+                if response is not None:
+                    await response.aclose()
+
+    async def _refused(self, worker: Worker, response: httpx.Response) -> str:
+        """A non-200 answer: 4xx is the client's problem (raised); the rest moves on."""
+        status = response.status_code
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError:
+            raw = b""
+        err: dict[str, Any] = {}
+        try:
+            err = json.loads(raw).get("error") or {}
+        except (ValueError, AttributeError):
+            pass
+        if status in (429, 503):
+            retry_after = _retry_after(response.headers.get(p.HEADER_RETRY_AFTER))
+            worker.cooldown_until = time.monotonic() + retry_after
+            worker.breaker.release_trial()
+            return f"{worker.id}: HTTP {status} {err.get('code') or ''}".strip()
+        if 400 <= status < 500 and status not in (401, 403, 404, 405):
+            worker.breaker.success()
+            raise p.RequestError(status, str(err.get("message") or f"Worker refused: HTTP {status}"),
+                                 str(err.get("code") or p.ErrorCode.INVALID_REQUEST),
+                                 param=err.get("param"))
+        worker.breaker.failure()
+        return f"{worker.id}: HTTP {status}"
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(_RETRY_AFTER_CAP_S, max(0.0, float(value))) if value else 1.0
+    except ValueError:
+        return 1.0

@@ -1,0 +1,173 @@
+"""Which worker gets a stream: least loaded of two random healthy workers, behind breakers.
+
+A worker's load is what this gateway knows for sure (its own streams to it) combined with the
+hints the worker reports (`/v1/system`, response headers, `metrics` frames), divided by its
+capacity when it reports one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from orpheus_tts.protocol import WorkerState
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+class CircuitBreaker:
+    """closed -> (N consecutive failures) -> open -> (reset_s) -> half-open: one trial request;
+    its success closes the breaker, its failure opens it again."""
+
+    def __init__(self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic):
+        self.threshold = failures
+        self.reset_s = reset_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_out = False
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return CLOSED
+        if self._clock() - self._opened_at >= self.reset_s:
+            return HALF_OPEN
+        return OPEN
+
+    def available(self) -> bool:
+        """May a new request go through now (without taking the half-open trial)?"""
+        st = self.state
+        return st == CLOSED or (st == HALF_OPEN and not self._trial_out)
+
+    def acquire(self) -> None:
+        """Called when a request is sent through; takes the half-open trial if that is the state."""
+        if self.state == HALF_OPEN:
+            self._trial_out = True
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._trial_out = False
+
+    def failure(self) -> None:
+        self._trial_out = False
+        if self._opened_at is not None:  # a failed trial (or a late failure): open again
+            self._opened_at = self._clock()
+            return
+        self._failures += 1
+        if self._failures >= self.threshold:
+            self._opened_at = self._clock()
+
+    def release_trial(self) -> None:
+        """A trial that ended with neither verdict (e.g. the client went away)."""
+        self._trial_out = False
+
+
+def worker_id_for(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+@dataclass
+class Worker:
+    url: str
+    id: str
+    breaker: CircuitBreaker
+    ready: bool = True  # from discovery and /v1/system; not-ready workers get no new streams
+    reachable: bool = True  # the last /v1/system poll answered
+    local_inflight: int = 0  # streams this gateway has open to it
+    hint_inflight: int = 0
+    hint_queue_depth: int = 0
+    capacity: int | None = None
+    voices: list[str] = field(default_factory=list)
+    model: str | None = None
+    name: str | None = None  # the worker's own id (X-Orpheus-Worker / metrics frames)
+    cooldown_until: float = 0.0  # after a 503/429 with Retry-After
+
+    def load(self) -> float:
+        busy = max(self.local_inflight, self.hint_inflight) + self.hint_queue_depth
+        return busy / self.capacity if self.capacity else float(busy)
+
+    def state(self) -> WorkerState:
+        return WorkerState(
+            id=self.id, url=self.url, ready=self.ready and self.reachable,
+            inflight=max(self.local_inflight, self.hint_inflight),
+            queue_depth=self.hint_queue_depth, capacity=self.capacity,
+            breaker=self.breaker.state,  # type: ignore[arg-type]
+        )
+
+    def update_hints(self, *, inflight: int | None = None, queue_depth: int | None = None,
+                     capacity: int | None = None) -> None:
+        if inflight is not None and inflight >= 0:
+            self.hint_inflight = int(inflight)
+        if queue_depth is not None and queue_depth >= 0:
+            self.hint_queue_depth = int(queue_depth)
+        if capacity is not None and capacity > 0:
+            self.capacity = int(capacity)
+
+
+class WorkerPool:
+    """The current set of workers and the choice among them."""
+
+    def __init__(self, breaker_failures: int = 3, breaker_reset_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+        self._workers: dict[str, Worker] = {}
+        self._breaker_failures = breaker_failures
+        self._breaker_reset_s = breaker_reset_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    def __iter__(self):
+        return iter(list(self._workers.values()))
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def get(self, url: str) -> Worker | None:
+        return self._workers.get(url)
+
+    def set_workers(self, workers: Iterable[tuple[str, str | None]]) -> None:
+        """Replace the set with `(url, id)` pairs: known workers keep their state, gone ones go.
+
+        Streams already open to a removed worker keep going (they own their connection).
+        """
+        wanted = {url.rstrip("/"): wid for url, wid in workers}
+        for url in list(self._workers):
+            if url not in wanted:
+                del self._workers[url]
+        for url, wid in wanted.items():
+            if url not in self._workers:
+                self._workers[url] = Worker(
+                    url=url, id=wid or worker_id_for(url),
+                    breaker=CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock))
+
+    def eligible(self, exclude: set[str] = frozenset()) -> list[Worker]:  # type: ignore[assignment]
+        now = self._clock()
+        return [w for w in self._workers.values()
+                if w.url not in exclude and w.ready and w.reachable
+                and w.cooldown_until <= now and w.breaker.available()]
+
+    def pick(self, exclude: set[str] = frozenset()) -> Worker | None:  # type: ignore[assignment]
+        """Power of two choices: the less loaded of two random eligible workers."""
+        candidates = self.eligible(exclude)
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            chosen = candidates[0]
+        else:
+            a, b = self._rng.sample(candidates, 2)
+            chosen = a if a.load() <= b.load() else b
+        chosen.breaker.acquire()
+        return chosen
+
+    def retry_after_s(self) -> float:
+        """When a worker might be available again (for `Retry-After` on a 503)."""
+        now = self._clock()
+        waits = [w.cooldown_until - now for w in self._workers.values() if w.cooldown_until > now]
+        waits += [self._breaker_reset_s for w in self._workers.values() if w.breaker.state == OPEN]
+        return max(1.0, min(waits)) if waits else 1.0

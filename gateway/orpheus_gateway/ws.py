@@ -1,0 +1,257 @@
+"""`WS /v1/tts/ws`: a session of utterances with an explicit lifecycle.
+
+Built on three rules: every upstream stream has exactly one owner (the task speaking that
+utterance); cleanup is idempotent (`Utterance.finish`, `ActiveStream.close`, `shutdown`); and
+completion is explicit (every accepted `speak` ends with exactly one `done`, `error` or
+`cancelled` message, and no audio for it follows that message). Message shapes live in
+`orpheus_tts.protocol` (WebSocket section); docs/gateway.md describes the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from orpheus_tts import protocol as p
+
+from .core import ActiveStream, Gateway
+from .relay import line_type
+
+log = logging.getLogger("orpheus_gateway.ws")
+
+
+@dataclass
+class Utterance:
+    id: str
+    request: p.TTSRequest
+    arrived_at: float
+    finished: bool = False
+
+
+class WsSession:
+    def __init__(self, gateway: Gateway, websocket: WebSocket, key_id: str,
+                 idle_timeout_s: float):
+        self.gateway = gateway
+        self.ws = websocket
+        self.key_id = key_id
+        self.idle_timeout_s = idle_timeout_s
+        self._send_lock = asyncio.Lock()
+        self._queue: deque[Utterance] = deque()
+        self._open: dict[str, Utterance] = {}  # queued or active, by id
+        self._active: Utterance | None = None
+        self._active_task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._socket_open = True
+        self._closing = False
+        self._shut = False
+
+    # --- sending ---------------------------------------------------------------------------
+    async def _send_json(self, message: p._Frame) -> None:
+        if not self._socket_open:
+            return
+        try:
+            await self.ws.send_text(message.model_dump_json())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._socket_open = False
+
+    async def send(self, message: p._Frame) -> None:
+        async with self._send_lock:
+            await self._send_json(message)
+
+    async def finish(self, utt: Utterance, message: p._Frame) -> bool:
+        """Send `utt`'s terminal message unless it already has one. Idempotent."""
+        async with self._send_lock:
+            if utt.finished:
+                return False
+            utt.finished = True
+            self._open.pop(utt.id, None)
+            await self._send_json(message)
+            return True
+
+    async def _send_audio(self, utt: Utterance, seq: int, pcm: bytes) -> bool:
+        async with self._send_lock:
+            if utt.finished or not self._socket_open:
+                return False
+            try:
+                await self.ws.send_bytes(p.encode_ws_audio(utt.id, seq, pcm))
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self._socket_open = False
+                return False
+            return True
+
+    # --- the session -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve messages until the client closes, says `close`, or stays idle too long."""
+        speaker = asyncio.create_task(self._speaker(), name="ws-speaker")
+        try:
+            while not self._closing:
+                try:
+                    message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
+                except asyncio.TimeoutError:
+                    if self._active is not None or self._queue:
+                        continue  # speaking is not idle
+                    await self._close(p.WS_CLOSE_IDLE, "idle timeout")
+                    return
+                if message["type"] == "websocket.disconnect":
+                    self._socket_open = False
+                    return
+                raw = message.get("text")
+                if raw is None:
+                    raw = message.get("bytes") or b""
+                await self.handle(raw)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._socket_open = False
+        finally:
+            await self.shutdown()
+            speaker.cancel()
+            await asyncio.gather(speaker, return_exceptions=True)
+            if self._closing:
+                await self._close(1000, "closed")
+
+    async def handle(self, raw: str | bytes) -> None:
+        try:
+            msg = p.parse_ws_message(raw)
+        except p.RequestError as exc:
+            await self.send(p.WsError(utterance_id=None, code=exc.code, message=exc.message))
+            return
+        if isinstance(msg, p.WsSpeak):
+            await self._speak(msg)
+        elif isinstance(msg, p.WsCancel):
+            await self._cancel(msg.utterance_id)
+        elif isinstance(msg, p.WsClose):
+            self._closing = True
+        elif isinstance(msg, p.WsPing):
+            await self.send(p.WsPong())
+        else:  # a second `auth`
+            await self.send(p.WsError(utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
+                                      message="The session is already authenticated."))
+
+    async def _speak(self, msg: p.WsSpeak) -> None:
+        if msg.utterance_id in self._open:
+            await self.send(p.WsError(
+                utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
+                message=f"Utterance '{msg.utterance_id}' is already queued or speaking."))
+            return
+        utt = Utterance(msg.utterance_id, p.TTSRequest(text="-"), time.monotonic())
+        self._open[utt.id] = utt
+        try:
+            utt.request = self.gateway.validate(msg.tts_body())
+        except p.RequestError as exc:
+            await self.finish(utt, p.WsError(utterance_id=utt.id, code=exc.code,
+                                             message=exc.message))
+            return
+        if msg.interrupt:
+            await self.cancel_all()
+        self._queue.append(utt)
+        self._wake.set()
+
+    async def _cancel(self, utterance_id: str) -> None:
+        utt = self._open.get(utterance_id)
+        if utt is None:
+            await self.send(p.WsError(
+                utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
+                message=f"No queued or speaking utterance '{utterance_id}' to cancel."))
+            return
+        await self._cancel_one(utt)
+
+    async def _cancel_one(self, utt: Utterance) -> None:
+        try:
+            self._queue.remove(utt)
+        except ValueError:
+            pass
+        await self.finish(utt, p.WsCancelled(utterance_id=utt.id))
+        if self._active is utt and self._active_task is not None:
+            self._active_task.cancel()
+
+    async def cancel_all(self) -> None:
+        for utt in [self._active, *self._queue]:
+            if utt is not None and not utt.finished:
+                await self._cancel_one(utt)
+
+    async def shutdown(self) -> None:
+        """End every open utterance (cancelled) and its upstream stream. Idempotent."""
+        if self._shut:
+            return
+        self._shut = True
+        await self.cancel_all()
+        task = self._active_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if not self._socket_open:
+            return
+        self._socket_open = False
+        try:
+            await self.ws.close(code, reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+
+    # --- speaking, one utterance at a time ----------------------------------------------------
+    async def _speaker(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            utt = self._queue.popleft()
+            if utt.finished:
+                continue
+            self._active = utt
+            self._active_task = asyncio.create_task(self._speak_one(utt), name=f"ws-{utt.id}")
+            try:
+                await asyncio.wait({self._active_task})
+            finally:
+                self._active = None
+                self._active_task = None
+
+    async def _speak_one(self, utt: Utterance) -> None:
+        stream: ActiveStream | None = None
+        try:
+            await self.send(p.WsStarted(utterance_id=utt.id))
+            stream = await self.gateway.start_stream(utt.request, self.key_id, "ws",
+                                                     utt.arrived_at)
+            seq = 0
+            async with aclosing(stream.lines()) as lines:
+                async for line in lines:
+                    kind = line_type(line)
+                    if kind == "chunk":
+                        frame = p.decode_frame(line)
+                        assert isinstance(frame, p.ChunkFrame)
+                        if not await self._send_audio(utt, seq, frame.pcm()):
+                            return
+                        seq += 1
+                        stream.first_audio_sent()
+                    elif kind == "eos":
+                        eos = p.decode_frame(line)
+                        stats = eos.model_dump(exclude_none=True, exclude={"type"}) if eos else {}
+                        await self.finish(utt, p.WsDone(utterance_id=utt.id, stats=stats))
+                    elif kind == "error":
+                        frame = p.decode_frame(line)
+                        assert isinstance(frame, p.ErrorFrame)
+                        await self.finish(utt, p.WsError(utterance_id=utt.id, code=frame.code,
+                                                         message=frame.message,
+                                                         retryable=frame.retryable))
+        except p.RequestError as exc:
+            await self.finish(utt, p.WsError(utterance_id=utt.id, code=exc.code,
+                                             message=exc.message,
+                                             retryable=exc.code in p.RETRYABLE_CODES))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the utterance must still end explicitly
+            log.exception("utterance %s failed", utt.id)
+            await self.finish(utt, p.WsError(utterance_id=utt.id, code=p.ErrorCode.INTERNAL,
+                                             message="Internal error while speaking."))
+        finally:
+            if stream is not None:
+                await stream.close()
+            if not utt.finished:  # ended with no terminal (e.g. socket gone): still explicit
+                await self.finish(utt, p.WsError(utterance_id=utt.id,
+                                                 code=p.ErrorCode.UPSTREAM_LOST,
+                                                 message="The utterance ended without a result."))
