@@ -1,0 +1,92 @@
+"""`orpheus-tts operator`: run the kopf operator that reconciles `OrpheusCluster` objects."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from typing import Any
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+AUTOSCALER_HANDLERS = "orpheus_operator.autoscaler.handlers"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="orpheus-tts operator",
+                                     description="Reconcile OrpheusCluster objects (kopf).")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[],
+                       help="watch only this namespace (repeatable; globs allowed)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch every namespace (the default)")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument("--standalone", action="store_true",
+                         help="no peering: the only replica (the chart's default)")
+    peering.add_argument("--peering", metavar="NAME",
+                         help="coordinate replicas through this KopfPeering/ClusterKopfPeering "
+                              "(one active, the others stand by)")
+    parser.add_argument("--liveness", default=DEFAULT_LIVENESS,
+                        help=f"liveness endpoint (default {DEFAULT_LIVENESS}; 'none' disables)")
+    parser.add_argument("--resync-seconds", type=float,
+                        default=float(os.environ.get("ORPHEUS_OPERATOR_RESYNC_SECONDS", 30)),
+                        help="seconds between re-checks of each cluster (status, drift)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or "
+                                             "$KUBECONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def load_autoscaler() -> bool:
+    """Import the autoscaler's kopf handlers when this build has them."""
+    try:
+        present = importlib.util.find_spec(AUTOSCALER_HANDLERS) is not None
+    except ModuleNotFoundError:
+        present = False
+    if present:
+        importlib.import_module(AUTOSCALER_HANDLERS)
+    return present
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+
+    import kopf
+
+    from . import handlers, kube, reconcile
+
+    registry = kopf.get_default_registry()
+    handlers.register(registry, args.resync_seconds)
+    with_autoscaler = load_autoscaler()
+    logging.getLogger(__name__).info("autoscaler %s", "loaded" if with_autoscaler else "absent")
+    reconcile.configure(kube.load_config(args.kubeconfig))
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        prefix = "tts.orpheus.dev"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=prefix, key="last-handled-configuration")
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+
+    kopf.run(
+        registry=registry,
+        standalone=args.standalone or not args.peering,
+        peering_name=args.peering,
+        liveness_endpoint=None if args.liveness == "none" else args.liveness,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""The `OrpheusCluster` CustomResourceDefinition, defined once, here.
+
+`crds/orpheusclusters.yaml` (package data) and the Helm chart's `crds/` copy are generated from
+`crd()` by `python -m orpheus_operator.crd --write`; a unit test fails when either drifts.
+The operator applies the same schema defaults itself (`defaults.py`), so the manifests it builds
+never depend on whether a field was spelled out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GROUP = "tts.orpheus.dev"
+VERSION = "v1alpha1"
+KIND = "OrpheusCluster"
+PLURAL = "orpheusclusters"
+SINGULAR = "orpheuscluster"
+SHORT_NAMES = ["otts"]
+API_VERSION = f"{GROUP}/{VERSION}"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+DEFAULT_WORKER_IMAGE = "orpheus-tts-worker:latest"
+DEFAULT_GATEWAY_IMAGE = "orpheus-tts-gateway:latest"
+DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
+DEFAULT_VOICES = ["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
+
+PACKAGE_CRD_PATH = Path(__file__).parent / "crds" / "orpheusclusters.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_CRD_PATH = REPO_ROOT / "charts" / "orpheus-operator" / "crds" / "orpheusclusters.yaml"
+
+Schema = dict[str, Any]
+
+
+# --- small schema builders ---------------------------------------------------------------------
+def _obj(properties: dict[str, Schema], *, description: str = "", required: list[str] | None = None,
+         default: Any = None, rules: list[tuple[str, str]] | None = None) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if description:
+        schema["description"] = description
+    if required:
+        schema["required"] = required
+    if default is not None:
+        schema["default"] = default
+    if rules:
+        schema["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+    return schema
+
+
+def _str(description: str, default: str | None = None, enum: list[str] | None = None,
+         **extra: Any) -> Schema:
+    schema: Schema = {"type": "string", "description": description, **extra}
+    if default is not None:
+        schema["default"] = default
+    if enum:
+        schema["enum"] = enum
+    return schema
+
+
+def _int(description: str, default: int | None = None, minimum: int | None = None,
+         maximum: int | None = None) -> Schema:
+    schema: Schema = {"type": "integer", "format": "int32", "description": description}
+    if default is not None:
+        schema["default"] = default
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return schema
+
+
+def _num(description: str, default: float, minimum: float, maximum: float | None = None,
+         exclusive_minimum: bool = False) -> Schema:
+    schema: Schema = {"type": "number", "description": description, "default": default,
+                      "minimum": minimum}
+    if exclusive_minimum:
+        schema["exclusiveMinimum"] = True
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return schema
+
+
+def _bool(description: str, default: bool) -> Schema:
+    return {"type": "boolean", "description": description, "default": default}
+
+
+def _string_map(description: str) -> Schema:
+    return {"type": "object", "description": description,
+            "additionalProperties": {"type": "string"}}
+
+
+def _opaque(description: str) -> Schema:
+    """A Kubernetes core type passed through to pod specs as written (validated there)."""
+    return {"type": "object", "description": description,
+            "x-kubernetes-preserve-unknown-fields": True}
+
+
+_QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
+
+
+def _resources(description: str, default: Schema | None) -> Schema:
+    quantities = {"type": "object", "additionalProperties": _QUANTITY}
+    schema = _obj({"limits": quantities, "requests": quantities}, description=description)
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+_TOLERATIONS: Schema = {
+    "type": "array",
+    "description": "Pod tolerations (core/v1 Toleration).",
+    "items": _obj({
+        "key": {"type": "string"},
+        "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+        "value": {"type": "string"},
+        "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+        "tolerationSeconds": {"type": "integer", "format": "int64"},
+    }),
+}
+
+_ENV: Schema = {
+    "type": "array",
+    "description": "Extra container environment (core/v1 EnvVar, valueFrom allowed).",
+    "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}},
+              "x-kubernetes-preserve-unknown-fields": True},
+}
+
+
+# --- the spec ----------------------------------------------------------------------------------
+def spec_schema() -> Schema:
+    model = _obj(
+        {
+            "name": _str("Hugging Face hub id or a path inside the cache volume, e.g. "
+                         "canopylabs/orpheus-3b-0.1-ft."),
+            "revision": _str("Hub revision (branch, tag or commit) of `name`."),
+            "snac": _str("SNAC decoder: hub id or path.", DEFAULT_SNAC),
+            "voices": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_VOICES,
+                       "description": "Voices the model was trained with."},
+            "standIn": _bool("Serve the project's random-weight stand-in checkpoint, generated by "
+                             "an init container (`orpheus-tts make-tiny-model`). For kind and CI: "
+                             "the audio is noise.", False),
+            "cache": _obj(
+                {
+                    "type": _str("Where weights are cached.", "emptyDir", ["emptyDir", "pvc"]),
+                    "claimName": _str("PersistentVolumeClaim name (type pvc)."),
+                    "sizeLimit": _str("emptyDir size limit.", "40Gi"),
+                    "mountPath": _str("Mount path in the worker.", "/models"),
+                },
+                description="The model cache volume.",
+                default={},
+                rules=[("self.type != 'pvc' || has(self.claimName)",
+                        "model.cache.claimName is required when model.cache.type is pvc")],
+            ),
+        },
+        description="What the workers serve.",
+        default={},
+        rules=[("self.standIn || has(self.name)",
+                "model.name is required unless model.standIn is true")],
+    )
+    engine = _obj(
+        {
+            "maxNumSeqs": _int("Most sequences vLLM runs at once per worker.", 32, 1, 4096),
+            "gpuMemoryUtilization": _num("Fraction of GPU memory vLLM may use.", 0.9, 0.0, 1.0,
+                                         exclusive_minimum=True),
+            "maxModelLen": _int("Context length (prompt + audio tokens).", 4096, 256, 131072),
+            "dtype": _str("Weights dtype.", "auto", ["auto", "bfloat16", "float16", "float32"]),
+            "extraArgs": _string_map("Further vLLM engine arguments, passed as "
+                                     "`--engine-arg KEY=VALUE`."),
+        },
+        description="vLLM engine settings.",
+        default={},
+    )
+    workers = _obj(
+        {
+            "replicas": _int("Worker count when the autoscaler is off; the scale subresource "
+                             "(`kubectl scale`, KEDA, HPA) drives it.", 1, 0),
+            "minReplicas": _int("Autoscaler lower bound.", 1, 0),
+            "maxReplicas": _int("Autoscaler upper bound.", 4, 1),
+            "image": _str("Worker image.", DEFAULT_WORKER_IMAGE),
+            "imagePullPolicy": _str("Image pull policy.", "IfNotPresent",
+                                    ["Always", "IfNotPresent", "Never"]),
+            "resources": _resources("Container resources; by default one `nvidia.com/gpu`.",
+                                    {"limits": {"nvidia.com/gpu": 1}}),
+            "nodeSelector": _string_map("Pod nodeSelector."),
+            "tolerations": _TOLERATIONS,
+            "affinity": _opaque("Pod affinity (core/v1 Affinity)."),
+            "env": _ENV,
+            "drainSeconds": _int("Seconds inflight streams may take to finish after SIGTERM.",
+                                 30, 0, 3600),
+            "startupSeconds": _int("Seconds the startup probe allows for loading the model.",
+                                   900, 30, 7200),
+            "shmSize": _str("Size of the /dev/shm memory volume vLLM uses.", "2Gi"),
+        },
+        description="The GPU workers.",
+        default={},
+        rules=[("self.minReplicas <= self.maxReplicas",
+                "workers.minReplicas must not exceed workers.maxReplicas")],
+    )
+    gateway = _obj(
+        {
+            "replicas": _int("Gateway replicas.", 1, 1, 64),
+            "image": _str("Gateway image.", DEFAULT_GATEWAY_IMAGE),
+            "imagePullPolicy": _str("Image pull policy.", "IfNotPresent",
+                                    ["Always", "IfNotPresent", "Never"]),
+            "resources": _resources("Container resources.", None),
+            "nodeSelector": _string_map("Pod nodeSelector."),
+            "tolerations": _TOLERATIONS,
+            "env": _ENV,
+            "service": _obj(
+                {
+                    "type": _str("Service type.", "ClusterIP",
+                                 ["ClusterIP", "NodePort", "LoadBalancer"]),
+                    "port": _int("Service port.", 8000, 1, 65535),
+                },
+                description="The gateway Service clients reach.",
+                default={},
+            ),
+            "auth": _obj(
+                {
+                    "enabled": _bool("Require an API key. Turning it off is for local use.",
+                                     True),
+                    "secretRef": _obj(
+                        {"name": _str("Secret holding the API keys, one per line."),
+                         "key": _str("Key of the Secret.", "keys")},
+                        required=["name"],
+                    ),
+                },
+                description="API-key authentication.",
+                default={},
+                rules=[("!self.enabled || has(self.secretRef)",
+                        "gateway.auth.secretRef is required when gateway.auth.enabled is true")],
+            ),
+            "limits": _obj(
+                {
+                    "requestsPerMinute": _int("Requests per minute per API key.", 600, 1),
+                    "concurrentStreams": _int("Concurrent streams per API key.", 16, 1),
+                },
+                description="Per-key limits.",
+                default={},
+            ),
+        },
+        description="The gateway in front of the workers.",
+        default={},
+    )
+    autoscaling = _obj(
+        {
+            "enabled": _bool("Let the operator's autoscaler set the worker count.", False),
+            "targetQueueDepthPerWorker": _num("Queued requests per ready worker to aim for.",
+                                              2.0, 0.0, exclusive_minimum=True),
+            "targetTTFBp95Ms": _int("Target p95 time to first audio, milliseconds.", 800, 1),
+            "scaleUpStabilizationSeconds": _int("Window before scaling up.", 0, 0, 3600),
+            "scaleDownStabilizationSeconds": _int("Both signals must stay under target this "
+                                                  "long before scaling down.", 300, 0, 86400),
+            "maxScaleUpStep": _int("Most workers added per decision.", 4, 1),
+            "maxScaleDownStep": _int("Most workers removed per decision.", 1, 1),
+            "intervalSeconds": _int("Seconds between autoscaler decisions.", 15, 1, 3600),
+        },
+        description="Autoscaling on queue depth and p95 time to first audio.",
+        default={},
+    )
+    return _obj(
+        {"model": model, "engine": engine, "workers": workers, "gateway": gateway,
+         "autoscaling": autoscaling},
+        description="Desired state of an Orpheus TTS deployment.",
+        default={},
+        rules=[(
+            "!self.autoscaling.enabled || (self.workers.replicas >= self.workers.minReplicas "
+            "&& self.workers.replicas <= self.workers.maxReplicas)",
+            "workers.replicas must lie within [workers.minReplicas, workers.maxReplicas] when "
+            "autoscaling is enabled",
+        )],
+    )
+
+
+# --- the status --------------------------------------------------------------------------------
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "ScalingActive")
+
+
+def status_schema() -> Schema:
+    condition = _obj(
+        {
+            "type": _str("Ready, Progressing, Degraded or ScalingActive."),
+            "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": _str("CamelCase reason."),
+            "message": _str("Human-readable detail."),
+            "lastTransitionTime": _str("When status last changed.", format="date-time"),
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+        required=["type", "status"],
+    )
+    return _obj(
+        {
+            "observedGeneration": {"type": "integer", "format": "int64",
+                                   "description": "The generation the operator last acted on."},
+            "conditions": {"type": "array", "items": condition,
+                           "x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["type"]},
+            "workers": _obj({
+                "replicas": _int("Workers the Deployment is asked for."),
+                "readyReplicas": _int("Ready workers."),
+                "summary": _str("ready/desired, for `kubectl get`."),
+                "selector": _str("Label selector of worker pods (scale subresource)."),
+            }),
+            "gateway": _obj({
+                "ready": {"type": "boolean"},
+                "readyReplicas": _int("Ready gateway pods."),
+                "endpoint": _str("URL clients use."),
+            }),
+            "metrics": _obj({
+                "queueDepth": _int("Requests queued at the gateway."),
+                "ttfbP95Ms": {"type": "number",
+                              "description": "p95 time to first audio, milliseconds."},
+                "lastScaleTime": _str("Time of the last scale decision.", format="date-time"),
+                "lastScaleReason": _str("Why the last scale decision was made."),
+            }),
+            "autoscaler": {
+                "type": "object",
+                "description": "Autoscaler state (written by the autoscaler only).",
+                "properties": {"desiredReplicas": _int("Worker count the autoscaler wants.")},
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        description="Observed state, written by the operator.",
+    )
+
+
+PRINTER_COLUMNS = [
+    {"name": "Ready", "type": "string",
+     "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Workers", "type": "string", "jsonPath": ".status.workers.summary"},
+    {"name": "Endpoint", "type": "string", "jsonPath": ".status.gateway.endpoint"},
+    {"name": "TTFB p95", "type": "number", "jsonPath": ".status.metrics.ttfbP95Ms"},
+    {"name": "Queue", "type": "integer", "jsonPath": ".status.metrics.queueDepth"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object (apiextensions.k8s.io/v1)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME,
+                     "labels": {"app.kubernetes.io/name": "orpheus-operator",
+                                "app.kubernetes.io/part-of": "orpheus-tts"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR,
+                      "listKind": f"{KIND}List", "shortNames": SHORT_NAMES,
+                      "categories": ["orpheus"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "An Orpheus text-to-speech deployment: GPU workers behind "
+                                   "a gateway.",
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": spec_schema(),
+                        "status": status_schema(),
+                    },
+                }},
+                "subresources": {
+                    "status": {},
+                    "scale": {
+                        "specReplicasPath": ".spec.workers.replicas",
+                        "statusReplicasPath": ".status.workers.replicas",
+                        "labelSelectorPath": ".status.workers.selector",
+                    },
+                },
+                "additionalPrinterColumns": PRINTER_COLUMNS,
+            }],
+        },
+    }
+
+
+HEADER = ("# Generated by `python -m orpheus_operator.crd --write` from "
+          "operator/orpheus_operator/crd.py. Do not edit.\n")
+
+
+def render_yaml() -> str:
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print or write the OrpheusCluster CRD.")
+    parser.add_argument("--write", action="store_true",
+                        help="write the package copy and the Helm chart copy")
+    args = parser.parse_args(argv)
+    text = render_yaml()
+    if not args.write:
+        sys.stdout.write(text)
+        return 0
+    for path in (PACKAGE_CRD_PATH, CHART_CRD_PATH):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""kopf glue: every event on an `OrpheusCluster` becomes one `reconcile(body)` call.
+
+Create, update (spec, including the scale subresource), resume (operator start) and a resync
+timer (status refresh, drift repair, late Secrets) all do the same idempotent pass. There is no
+delete handler and no finalizer: children carry ownerReferences and the garbage collector
+removes them with the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from . import crd
+from .reconcile import TransientError, get_reconciler
+from .status import Problem, condition, merge_conditions, patch_status
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_RETRY_SECONDS = 10
+API_ERROR_RETRY_SECONDS = 30
+
+
+def reconcile_or_retry(body: kopf.Body) -> None:
+    """Run one pass; map failures onto kopf's retry semantics without crash-looping."""
+    plain: dict[str, Any] = {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                             "status": dict(body.status)}
+    plain = _plain(plain)
+    reconciler = get_reconciler()
+    try:
+        result = reconciler.reconcile(plain)
+    except TransientError as exc:
+        raise kopf.TemporaryError(str(exc), delay=TRANSIENT_RETRY_SECONDS) from exc
+    except ApiException as exc:
+        # Forbidden, invalid and the like: say so on the object, retry later (an admin may fix
+        # RBAC or the spec), never crash the operator.
+        message = f"API error {exc.status} {exc.reason}: {exc.body or ''}"[:900]
+        _mark_degraded(plain, Problem("ApiError", message))
+        raise kopf.TemporaryError(message, delay=API_ERROR_RETRY_SECONDS) from exc
+    for problem in result.problems:
+        log.warning("%s/%s degraded: %s", plain["metadata"]["namespace"],
+                    plain["metadata"]["name"], problem.message)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _mark_degraded(body: dict[str, Any], problem: Problem) -> None:
+    meta = body["metadata"]
+
+    def mutate(status: dict[str, Any]) -> None:
+        status["conditions"] = merge_conditions(
+            status.get("conditions") or [],
+            [condition("Degraded", "True", problem.reason, problem.message),
+             condition("Ready", "False", problem.reason, "Degraded: " + problem.message)],
+            meta.get("generation"))
+
+    try:
+        patch_status(get_reconciler().custom, meta["namespace"], meta["name"], mutate)
+    except ApiException as exc:
+        log.warning("could not mark %s/%s degraded: %s", meta["namespace"], meta["name"], exc)
+
+
+def register(registry: kopf.OperatorRegistry, resync_seconds: float) -> None:
+    """Register the handlers on `registry`."""
+    resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
+
+    @kopf.on.resume(*resource, registry=registry, id="reconcile")
+    @kopf.on.create(*resource, registry=registry, id="reconcile")
+    @kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")
+    def on_change(body: kopf.Body, **_: Any) -> None:
+        reconcile_or_retry(body)
+
+    @kopf.timer(*resource, registry=registry, id="resync", interval=resync_seconds,
+                initial_delay=resync_seconds)
+    def resync(body: kopf.Body, **_: Any) -> None:
+        reconcile_or_retry(body)

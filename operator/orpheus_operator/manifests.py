@@ -1,0 +1,461 @@
+"""Pure functions from an `OrpheusCluster` to the Kubernetes objects that run it.
+
+No API calls here: `children(cluster, options)` returns every child object, fully specified,
+and the reconciler applies them. Names and labels are derived from the cluster's name only,
+so the autoscaler and the tests can find children without asking the operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from . import crd
+from .defaults import spec_with_defaults
+
+Manifest = dict[str, Any]
+
+WORKER_PORT = 8100
+GATEWAY_PORT = 8000
+PRESTOP_SECONDS = 5
+GATEWAY_DRAIN_SECONDS = 30
+GRACE_MARGIN_SECONDS = 5
+STARTUP_PROBE_PERIOD = 10
+CONFIG_MOUNT = "/etc/orpheus/config"
+KEYS_MOUNT = "/etc/orpheus/keys"
+STAND_IN_DIR = "standin"
+MANAGED_BY = "orpheus-operator"
+CONFIG_HASH_ANNOTATION = f"{crd.GROUP}/config-hash"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The parts of an `OrpheusCluster` object the manifests depend on."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: dict[str, Any]  # with defaults applied
+    desired_workers: int
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Cluster:
+        meta = body["metadata"]
+        spec = spec_with_defaults(body.get("spec"))
+        status = body.get("status") or {}
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=spec,
+                   desired_workers=desired_worker_replicas(spec, status))
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the operator learned from the cluster, beyond the spec."""
+
+    service_monitor: bool = False  # the monitoring.coreos.com ServiceMonitor CRD exists
+
+
+def desired_worker_replicas(spec: dict[str, Any], status: dict[str, Any]) -> int:
+    """The worker Deployment's replicas.
+
+    With autoscaling on, the autoscaler's `status.autoscaler.desiredReplicas` (clamped to
+    [minReplicas, maxReplicas]); otherwise `spec.workers.replicas`, the scale subresource's knob.
+    """
+    workers = spec["workers"]
+    if spec["autoscaling"]["enabled"]:
+        wanted = (status.get("autoscaler") or {}).get("desiredReplicas")
+        if wanted is None:
+            wanted = workers["replicas"]
+        return max(workers["minReplicas"], min(workers["maxReplicas"], int(wanted)))
+    return int(workers["replicas"])
+
+
+# --- names and labels --------------------------------------------------------------------------
+def worker_name(cluster_name: str) -> str:
+    return f"{cluster_name}-worker"
+
+
+def worker_service_name(cluster_name: str) -> str:
+    return f"{cluster_name}-workers"
+
+
+def gateway_name(cluster_name: str) -> str:
+    return f"{cluster_name}-gateway"
+
+
+def config_name(cluster_name: str) -> str:
+    return f"{cluster_name}-config"
+
+
+def selector_labels(cluster_name: str, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "orpheus-tts",
+            "app.kubernetes.io/instance": cluster_name,
+            "app.kubernetes.io/component": component}
+
+
+def labels(cluster_name: str, component: str) -> dict[str, str]:
+    return {**selector_labels(cluster_name, component),
+            "app.kubernetes.io/part-of": "orpheus-tts",
+            "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def worker_selector(cluster_name: str) -> str:
+    """The worker pods' label selector as a string (the scale subresource's selector)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(cluster_name, "worker").items())
+
+
+def gateway_url(cluster: Cluster) -> str:
+    """In-cluster URL of the gateway Service."""
+    port = cluster.spec["gateway"]["service"]["port"]
+    return f"http://{gateway_name(cluster.name)}.{cluster.namespace}.svc:{port}"
+
+
+def _meta(cluster: Cluster, name: str, component: str,
+          annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": cluster.namespace,
+        "labels": labels(cluster.name, component),
+        "ownerReferences": [{
+            "apiVersion": crd.API_VERSION,
+            "kind": crd.KIND,
+            "name": cluster.name,
+            "uid": cluster.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }],
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+# --- the ConfigMap -----------------------------------------------------------------------------
+def cluster_config(cluster: Cluster) -> dict[str, Any]:
+    """Settings shared by workers and the gateway, mounted as `cluster.json`."""
+    spec = cluster.spec
+    return {
+        "cluster": cluster.name,
+        "model": {k: spec["model"].get(k) for k in ("name", "revision", "snac", "voices",
+                                                     "standIn")},
+        "engine": spec["engine"],
+        "gateway": {"limits": spec["gateway"]["limits"],
+                    "auth": spec["gateway"]["auth"]["enabled"]},
+        "workerService": f"{cluster.namespace}/{worker_service_name(cluster.name)}",
+    }
+
+
+def config_map(cluster: Cluster) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(cluster, config_name(cluster.name), "config"),
+        "data": {"cluster.json": json.dumps(cluster_config(cluster), indent=2, sort_keys=True)
+                 + "\n"},
+    }
+
+
+def config_hash(cluster: Cluster) -> str:
+    """Changes whenever the ConfigMap does, so pods roll when their configuration changes."""
+    return hashlib.sha256(config_map(cluster)["data"]["cluster.json"].encode()).hexdigest()[:16]
+
+
+# --- pod template pieces -----------------------------------------------------------------------
+def _scrape_annotations(port: int) -> dict[str, str]:
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics"}
+
+
+def _downward_env() -> list[dict[str, Any]]:
+    return [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+
+
+def _probes(port: int, startup_seconds: int) -> dict[str, Any]:
+    return {
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                         "periodSeconds": STARTUP_PROBE_PERIOD,
+                         "failureThreshold": math.ceil(startup_seconds / STARTUP_PROBE_PERIOD)},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+                           "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                          "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
+    }
+
+
+def _pre_stop() -> dict[str, Any]:
+    # Endpoints drop the pod while it sleeps, then SIGTERM starts the process's own drain.
+    return {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}}
+
+
+def termination_grace_seconds(drain_seconds: int) -> int:
+    return PRESTOP_SECONDS + drain_seconds + GRACE_MARGIN_SECONDS
+
+
+def _config_volume(cluster: Cluster) -> dict[str, Any]:
+    return {"name": "config", "configMap": {"name": config_name(cluster.name)}}
+
+
+# --- workers -----------------------------------------------------------------------------------
+def model_paths(cluster: Cluster) -> tuple[str, str]:
+    """(`--model`, `--snac`) for the worker."""
+    model = cluster.spec["model"]
+    if model["standIn"]:
+        root = f"{model['cache']['mountPath']}/{STAND_IN_DIR}"
+        return f"{root}/llm", f"{root}/snac"
+    return model["name"], model["snac"]
+
+
+def worker_args(cluster: Cluster) -> list[str]:
+    spec, engine = cluster.spec, cluster.spec["engine"]
+    model_path, snac_path = model_paths(cluster)
+    args = [
+        "worker",
+        "--model", model_path,
+        "--snac", snac_path,
+        "--port", str(WORKER_PORT),
+        "--worker-id", "$(POD_NAME)",
+        "--max-num-seqs", str(engine["maxNumSeqs"]),
+        "--gpu-memory-utilization", str(engine["gpuMemoryUtilization"]),
+        "--max-model-len", str(engine["maxModelLen"]),
+        "--dtype", engine["dtype"],
+        "--drain-seconds", str(spec["workers"]["drainSeconds"]),
+    ]
+    extra = dict(engine.get("extraArgs") or {})
+    if spec["model"].get("revision") and not spec["model"]["standIn"]:
+        extra.setdefault("revision", spec["model"]["revision"])
+    for key in sorted(extra):
+        args += ["--engine-arg", f"{key}={extra[key]}"]
+    return args
+
+
+def _model_volume(cluster: Cluster) -> dict[str, Any]:
+    cache = cluster.spec["model"]["cache"]
+    if cache["type"] == "pvc":
+        return {"name": "model-cache", "persistentVolumeClaim": {"claimName": cache["claimName"]}}
+    return {"name": "model-cache", "emptyDir": {"sizeLimit": cache["sizeLimit"]}}
+
+
+def worker_deployment(cluster: Cluster) -> Manifest:
+    spec, workers = cluster.spec, cluster.spec["workers"]
+    cache_mount = spec["model"]["cache"]["mountPath"]
+    mounts = [
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "model-cache", "mountPath": cache_mount},
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+    ]
+    env = _downward_env() + [
+        {"name": "HF_HOME", "value": f"{cache_mount}/hf"},
+        {"name": "ORPHEUS_CONFIG", "value": f"{CONFIG_MOUNT}/cluster.json"},
+        {"name": "ORPHEUS_VOICES", "value": ",".join(spec["model"]["voices"])},
+    ] + list(workers.get("env") or [])
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": workers["image"],
+        "imagePullPolicy": workers["imagePullPolicy"],
+        "command": ["orpheus-tts"],
+        "args": worker_args(cluster),
+        "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": workers["resources"],
+        "volumeMounts": mounts,
+        "lifecycle": _pre_stop(),
+        **_probes(WORKER_PORT, workers["startupSeconds"]),
+    }
+    pod_spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": termination_grace_seconds(workers["drainSeconds"]),
+        "containers": [container],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": workers["shmSize"]}},
+            _model_volume(cluster),
+            _config_volume(cluster),
+        ],
+    }
+    if spec["model"]["standIn"]:
+        pod_spec["initContainers"] = [{
+            "name": "make-stand-in-model",
+            "image": workers["image"],
+            "imagePullPolicy": workers["imagePullPolicy"],
+            "command": ["orpheus-tts"],
+            "args": ["make-tiny-model", f"{cache_mount}/{STAND_IN_DIR}"],
+            "volumeMounts": [{"name": "model-cache", "mountPath": cache_mount}],
+        }]
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        if workers.get(key):
+            pod_spec[key] = workers[key]
+    annotations = {**_scrape_annotations(WORKER_PORT), CONFIG_HASH_ANNOTATION: config_hash(cluster)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(cluster, worker_name(cluster.name), "worker"),
+        "spec": {
+            "replicas": cluster.desired_workers,
+            "selector": {"matchLabels": selector_labels(cluster.name, "worker")},
+            # A new worker must be Ready before an old one drains: capacity never dips.
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(cluster.name, "worker"), "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def worker_service(cluster: Cluster) -> Manifest:
+    """Headless: the gateway discovers each ready worker through its EndpointSlices."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(cluster, worker_service_name(cluster.name), "worker"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(cluster.name, "worker"),
+            "ports": [{"name": "http", "port": WORKER_PORT, "targetPort": "http",
+                       "protocol": "TCP"}],
+        },
+    }
+
+
+# --- gateway -----------------------------------------------------------------------------------
+def gateway_args(cluster: Cluster) -> list[str]:
+    gateway = cluster.spec["gateway"]
+    args = [
+        "gateway",
+        "--port", str(GATEWAY_PORT),
+        "--discover", f"{cluster.namespace}/{worker_service_name(cluster.name)}",
+        "--rate-limit-rpm", str(gateway["limits"]["requestsPerMinute"]),
+        "--max-streams-per-key", str(gateway["limits"]["concurrentStreams"]),
+    ]
+    auth = gateway["auth"]
+    if auth["enabled"]:
+        args += ["--api-keys-file", f"{KEYS_MOUNT}/{auth['secretRef']['key']}"]
+    else:
+        args += ["--no-auth"]
+    return args
+
+
+def gateway_deployment(cluster: Cluster) -> Manifest:
+    gateway = cluster.spec["gateway"]
+    auth = gateway["auth"]
+    mounts = [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}]
+    volumes = [_config_volume(cluster)]
+    if auth["enabled"]:
+        mounts.append({"name": "api-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
+        volumes.append({"name": "api-keys",
+                        "secret": {"secretName": auth["secretRef"]["name"],
+                                   "items": [{"key": auth["secretRef"]["key"],
+                                              "path": auth["secretRef"]["key"]}]}})
+    container: dict[str, Any] = {
+        "name": "gateway",
+        "image": gateway["image"],
+        "imagePullPolicy": gateway["imagePullPolicy"],
+        "command": ["orpheus-tts"],
+        "args": gateway_args(cluster),
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+        "env": _downward_env() + [
+            {"name": "ORPHEUS_CONFIG", "value": f"{CONFIG_MOUNT}/cluster.json"},
+        ] + list(gateway.get("env") or []),
+        "volumeMounts": mounts,
+        "lifecycle": _pre_stop(),
+        **_probes(GATEWAY_PORT, 60),
+    }
+    if gateway.get("resources"):
+        container["resources"] = gateway["resources"]
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": gateway_name(cluster.name),
+        "terminationGracePeriodSeconds": termination_grace_seconds(GATEWAY_DRAIN_SECONDS),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    for key in ("nodeSelector", "tolerations"):
+        if gateway.get(key):
+            pod_spec[key] = gateway[key]
+    annotations = {**_scrape_annotations(GATEWAY_PORT), CONFIG_HASH_ANNOTATION: config_hash(cluster)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(cluster, gateway_name(cluster.name), "gateway"),
+        "spec": {
+            "replicas": gateway["replicas"],
+            "selector": {"matchLabels": selector_labels(cluster.name, "gateway")},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(cluster.name, "gateway"), "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def gateway_service(cluster: Cluster) -> Manifest:
+    service = cluster.spec["gateway"]["service"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(cluster, gateway_name(cluster.name), "gateway"),
+        "spec": {
+            "type": service["type"],
+            "selector": selector_labels(cluster.name, "gateway"),
+            "ports": [{"name": "http", "port": service["port"], "targetPort": "http",
+                       "protocol": "TCP"}],
+        },
+    }
+
+
+def gateway_rbac(cluster: Cluster) -> list[Manifest]:
+    """The gateway's identity: it watches the worker Service's EndpointSlices, nothing else."""
+    name = gateway_name(cluster.name)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": _meta(cluster, name, "gateway")},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(cluster, name, "gateway"),
+         "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                    "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(cluster, name, "gateway"),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name,
+                       "namespace": cluster.namespace}]},
+    ]
+
+
+# --- availability and monitoring ---------------------------------------------------------------
+def disruption_budgets(cluster: Cluster) -> list[Manifest]:
+    return [
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+         "metadata": _meta(cluster, name, component),
+         "spec": {"maxUnavailable": 1,
+                  "selector": {"matchLabels": selector_labels(cluster.name, component)}}}
+        for name, component in ((worker_name(cluster.name), "worker"),
+                                (gateway_name(cluster.name), "gateway"))
+    ]
+
+
+def service_monitor(cluster: Cluster) -> Manifest:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(cluster, cluster.name, "monitoring"),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": cluster.name,
+                                         "app.kubernetes.io/managed-by": MANAGED_BY}},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+def children(cluster: Cluster, options: Options = Options()) -> list[Manifest]:
+    """Every object the operator keeps in place for `cluster`, in apply order."""
+    objects = [config_map(cluster), *gateway_rbac(cluster), worker_service(cluster),
+               worker_deployment(cluster), gateway_service(cluster), gateway_deployment(cluster),
+               *disruption_budgets(cluster)]
+    if options.service_monitor:
+        objects.append(service_monitor(cluster))
+    return objects
