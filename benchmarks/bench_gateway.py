@@ -1,0 +1,362 @@
+"""Gateway overhead: the same fast fake workers reached directly, through the gateway, and through
+nginx as a plain reverse proxy, at 1, 64 and 256 concurrent streams, in one run.
+
+Two fake v1 workers run as separate processes (`python -m tests.support.fake_server`), each
+stream a fixed schedule: the first chunk after FIRST_DELAY_MS, then one every CHUNK_DELAY_MS.
+A client in this process (httpx, asyncio) opens the streams and timestamps every chunk line as
+it arrives. Per chunk, *lateness* is its arrival time minus its scheduled send time, so what a
+proxy adds shows up directly; time to first audio (TTFA) is the first chunk's arrival.
+"Added" is the path's percentile minus the direct path's at the same concurrency. CPU is the
+proxy's processes' user+system seconds (psutil) over the level, divided by the stream-seconds
+served (the sum of every stream's duration).
+
+Run: `make bench-gateway` (or `.venv/bin/python benchmarks/bench_gateway.py [--quick]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_section  # noqa: E402
+from orpheus_tts.protocol import STREAM_PATH, SYSTEM_PATH  # noqa: E402
+from orpheus_tts.up import Child, free_port, spawn, stop_children  # noqa: E402
+
+CHUNKS = 10
+CHUNK_SAMPLES = 2400  # 100 ms of audio per chunk
+CHUNK_DELAY_MS = 100.0  # a real-time stream: one chunk of 100 ms every 100 ms
+FIRST_DELAY_MS = 50.0
+LEVELS = (1, 64, 256)
+ROUNDS = {1: 20, 64: 2, 256: 1}  # streams per level = level x rounds
+PATHS = ("direct", "gateway", "nginx")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[k]
+
+
+@dataclass
+class LevelResult:
+    path: str
+    streams: int
+    ttfa_ms: list[float] = field(default_factory=list)
+    lateness_ms: list[float] = field(default_factory=list)
+    stream_s: float = 0.0
+    errors: int = 0
+    proxy_cpu_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "path": self.path, "streams": self.streams, "errors": self.errors,
+            "ttfa_p50_ms": pct(self.ttfa_ms, 50), "ttfa_p99_ms": pct(self.ttfa_ms, 99),
+            "chunk_late_p50_ms": pct(self.lateness_ms, 50),
+            "chunk_late_p99_ms": pct(self.lateness_ms, 99),
+            "stream_s": self.stream_s, "proxy_cpu_s": self.proxy_cpu_s,
+            "worker_cpu_s": self.worker_cpu_s, "wall_s": self.wall_s,
+            "proxy_cpu_per_stream_s": (self.proxy_cpu_s / self.stream_s) if self.stream_s else None,
+        }
+
+
+# --- processes -------------------------------------------------------------------------------
+def wait_http(url: str, timeout_s: float = 60.0, children: list[Child] = ()) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for c in children:
+            if not c.alive():
+                raise RuntimeError(f"{c.name} exited:\n{c.log_tail()}")
+        try:
+            if httpx.get(url + SYSTEM_PATH, timeout=2, trust_env=False).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.2)
+
+
+def start_fake_workers(n: int, log_dir: Path) -> list[Child]:
+    out = []
+    for i in range(n):
+        port = free_port()
+        out.append(spawn(f"fake-{i}", f"http://127.0.0.1:{port}", [
+            sys.executable, "-m", "tests.support.fake_server", "--port", str(port),
+            "--chunks", str(CHUNKS), "--chunk-samples", str(CHUNK_SAMPLES),
+            "--chunk-delay-ms", str(CHUNK_DELAY_MS), "--first-delay-ms", str(FIRST_DELAY_MS),
+            "--worker-id", f"fake-{i}"], log_dir, env={"PYTHONPATH": str(ROOT)}))
+    for c in out:
+        wait_http(c.url, children=[c])
+    return out
+
+
+def start_gateway(worker_urls: list[str], log_dir: Path) -> Child:
+    port = free_port()
+    child = spawn("gateway", f"http://127.0.0.1:{port}", [
+        sys.executable, "-m", "orpheus_tts", "gateway", "--port", str(port),
+        "--workers", ",".join(worker_urls), "--no-auth", "--rate-limit-rpm", "0",
+        "--max-streams-per-key", "0"], log_dir)
+    wait_http(child.url, children=[child])
+    return child
+
+
+def ensure_nginx() -> str | None:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                      else None)
+    if found or os.geteuid() != 0:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-qq", "nginx"], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                     else None)
+
+
+NGINX_CONF = """\
+{user}
+worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  upstream workers {{
+{servers}
+    keepalive 512;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://workers;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"""
+
+
+def start_nginx(nginx: str, worker_urls: list[str], log_dir: Path) -> Child:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    port = free_port()
+    servers = "\n".join(f"    server {u.removeprefix('http://')};" for u in worker_urls)
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, servers=servers, port=port))
+    child = spawn("nginx", f"http://127.0.0.1:{port}", [nginx, "-p", str(tmp), "-c", str(conf)],
+                  log_dir)
+    wait_http(child.url, children=[child])
+    return child
+
+
+def tree_cpu(children: list[Child]) -> float:
+    total = 0.0
+    for c in children:
+        try:
+            procs = [psutil.Process(c.proc.pid)]
+            procs += procs[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+# --- the client ------------------------------------------------------------------------------
+async def one_stream(client: httpx.AsyncClient, url: str, i: int, res: LevelResult) -> None:
+    body = {"text": f"benchmark stream {i}", "timeout_s": 120}
+    t0 = time.perf_counter()
+    seq = 0
+    terminal = None
+    try:
+        async with client.stream("POST", url + STREAM_PATH, json=body) as r:
+            if r.status_code != 200:
+                res.errors += 1
+                return
+            async for line in r.aiter_lines():
+                if line.startswith('{"type":"chunk"'):
+                    at_ms = (time.perf_counter() - t0) * 1000
+                    if seq == 0:
+                        res.ttfa_ms.append(at_ms)
+                    res.lateness_ms.append(at_ms - FIRST_DELAY_MS - seq * CHUNK_DELAY_MS)
+                    seq += 1
+                elif '"type":"eos"' in line or '"type":"error"' in line:
+                    terminal = "eos" if '"type":"eos"' in line else "error"
+        if terminal != "eos" or seq != CHUNKS:
+            res.errors += 1
+    except httpx.HTTPError:
+        res.errors += 1
+    finally:
+        res.stream_s += time.perf_counter() - t0
+
+
+async def run_level(path: str, urls: list[str], level: int, proxy: list[Child],
+                    workers: list[Child]) -> LevelResult:
+    res = LevelResult(path, level * ROUNDS[level])
+    limits = httpx.Limits(max_connections=level + 8, max_keepalive_connections=level + 8)
+    timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
+        # warm the connections up so the level measures streaming, not TCP setup
+        await asyncio.gather(*(client.get(urls[i % len(urls)] + SYSTEM_PATH)
+                               for i in range(min(level, 16))))
+        cpu0, wcpu0, t0 = tree_cpu(proxy), tree_cpu(workers), time.perf_counter()
+        n = 0
+        for _ in range(ROUNDS[level]):
+            await asyncio.gather(*(one_stream(client, urls[(n + k) % len(urls)], n + k, res)
+                                   for k in range(level)))
+            n += level
+        res.wall_s = time.perf_counter() - t0
+        res.proxy_cpu_s = tree_cpu(proxy) - cpu0
+        res.worker_cpu_s = tree_cpu(workers) - wcpu0
+    return res
+
+
+def fmt(v: float | None, digits: int = 1) -> str:
+    if v is None or v != v:
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def table(results: list[dict]) -> str:
+    direct = {r["streams_concurrent"]: r for r in results if r["path"] == "direct"}
+    lines = [
+        "| concurrent | path | TTFA p50 / p99 (ms) | added TTFA p50 / p99 (ms) | chunk lateness "
+        "p50 / p99 (ms) | added per chunk p50 / p99 (ms) | proxy CPU s per stream-s | "
+        "errors |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        d = direct[r["streams_concurrent"]]
+        added = r["path"] != "direct"
+        lines.append(
+            f"| {r['streams_concurrent']} | {r['path']} | {fmt(r['ttfa_p50_ms'])} / "
+            f"{fmt(r['ttfa_p99_ms'])} | "
+            + (f"{fmt(r['ttfa_p50_ms'] - d['ttfa_p50_ms'])} / "
+               f"{fmt(r['ttfa_p99_ms'] - d['ttfa_p99_ms'])}" if added else "–")
+            + f" | {fmt(r['chunk_late_p50_ms'])} / {fmt(r['chunk_late_p99_ms'])} | "
+            + (f"{fmt(r['chunk_late_p50_ms'] - d['chunk_late_p50_ms'])} / "
+               f"{fmt(r['chunk_late_p99_ms'] - d['chunk_late_p99_ms'])}" if added else "–")
+            + f" | {fmt(r['proxy_cpu_per_stream_s'], 4) if added else '–'} | "
+              f"{r['errors']}/{r['streams']} |")
+    return "\n".join(lines)
+
+
+def ratios(results: list[dict]) -> str:
+    out = ["| concurrent | gateway ÷ nginx: added TTFA p50 | added chunk p99 | CPU per stream-s |",
+           "| ---: | ---: | ---: | ---: |"]
+    by = {(r["streams_concurrent"], r["path"]): r for r in results}
+    for level in sorted({r["streams_concurrent"] for r in results}):
+        g, n, d = by.get((level, "gateway")), by.get((level, "nginx")), by[(level, "direct")]
+        if not g or not n:
+            continue
+
+        def ratio(a: float, b: float) -> str:
+            return f"{a / b:.1f}×" if b and b > 0 and a == a and b == b else "–"
+
+        out.append(
+            f"| {level} | {ratio(g['ttfa_p50_ms'] - d['ttfa_p50_ms'], n['ttfa_p50_ms'] - d['ttfa_p50_ms'])}"
+            f" | {ratio(g['chunk_late_p99_ms'] - d['chunk_late_p99_ms'], n['chunk_late_p99_ms'] - d['chunk_late_p99_ms'])}"
+            f" | {ratio(g['proxy_cpu_per_stream_s'] or 0, n['proxy_cpu_per_stream_s'] or 0)} |")
+    return "\n".join(out)
+
+
+async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
+    children: list[Child] = []
+    try:
+        workers = start_fake_workers(2, log_dir)
+        children += workers
+        worker_urls = [w.url for w in workers]
+        gateway = start_gateway(worker_urls, log_dir)
+        children.append(gateway)
+        paths: dict[str, tuple[list[str], list[Child]]] = {
+            "direct": (worker_urls, []), "gateway": ([gateway.url], [gateway])}
+        nginx = ensure_nginx()
+        if nginx:
+            ng = start_nginx(nginx, worker_urls, log_dir)
+            children.append(ng)
+            paths["nginx"] = ([ng.url], [ng])
+        else:
+            print("nginx not found and not installable: its rows are left out", file=sys.stderr)
+        results = []
+        for level in levels:
+            for name, (urls, proxy) in paths.items():
+                res = await run_level(name, urls, level, proxy, workers)
+                summary = {**res.summary(), "streams_concurrent": level}
+                results.append(summary)
+                print(f"{level:>4} {name:<8} ttfa p50 {fmt(summary['ttfa_p50_ms'])} p99 "
+                      f"{fmt(summary['ttfa_p99_ms'])}  late p50 "
+                      f"{fmt(summary['chunk_late_p50_ms'])} p99 "
+                      f"{fmt(summary['chunk_late_p99_ms'])}  cpu/stream-s "
+                      f"{fmt(summary['proxy_cpu_per_stream_s'], 4)}  errors {res.errors}",
+                      flush=True)
+        return results
+    finally:
+        stop_children(children)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="levels 1 and 16 only; no doc update")
+    args = ap.parse_args(argv)
+    levels = (1, 16) if args.quick else LEVELS
+    if args.quick:
+        ROUNDS[16] = 1
+        ROUNDS[1] = 5
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    results = asyncio.run(bench(levels, log_dir))
+    body = (
+        f"Fake workers: 2 processes, each stream {CHUNKS} chunks of {CHUNK_SAMPLES} samples "
+        f"({CHUNK_SAMPLES / 24:.0f} ms of audio), first after {FIRST_DELAY_MS:.0f} ms, then one "
+        f"every {CHUNK_DELAY_MS:.0f} ms. Streams per level: "
+        + ", ".join(f"{lv}×{ROUNDS[lv]}" for lv in levels) + ".\n\n"
+        + table(results) + "\n\nRatios, same run:\n\n" + ratios(results) + "\n\n"
+        "Everything (client, gateway or nginx, both fake workers) shares the machine's cores, so "
+        "at 256 streams the client itself is part of what is measured; compare rows, not "
+        "absolute numbers."
+    )
+    if not args.quick:
+        write_section(
+            "gateway", "Gateway overhead vs direct and nginx",
+            "make bench-gateway",
+            "added latency = path percentile minus the direct path's at the same concurrency; "
+            "chunk lateness = arrival minus scheduled send; CPU = proxy process tree "
+            "user+system seconds / stream-seconds (psutil).",
+            body, {"results": results})
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
