@@ -67,6 +67,7 @@ class WavWriter:
         if self._file is None:
             raise ValueError("write to a closed WavWriter")
         self._file.write(pcm)
+        self._file.flush()  # readers of a growing file see audio as it arrives
         self.data_bytes += len(pcm)
 
     def close(self) -> None:
