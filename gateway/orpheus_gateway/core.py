@@ -122,7 +122,9 @@ class Gateway:
         log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
 
     def _suspect(self, worker: Worker) -> None:
-        """A worker failed a request: look at it again now rather than at the next tick."""
+        """A worker's connection failed: no new streams until a `/v1/system` poll (started
+        now rather than at the next tick) answers again."""
+        worker.reachable = False
         self._poll_now.set()
 
     # --- worker polling ----------------------------------------------------------------------

@@ -154,9 +154,11 @@ class UpstreamStream:
         except ValueError:
             code = p.ErrorCode.INTERNAL
         self.outcome = code
-        if code in (p.ErrorCode.UPSTREAM_LOST, p.ErrorCode.ENGINE_ERROR):
+        if code == p.ErrorCode.UPSTREAM_LOST:
             self.worker.breaker.failure()
             self._upstream.suspect(self.worker)
+        elif code == p.ErrorCode.ENGINE_ERROR:
+            self.worker.breaker.failure()
         else:
             self.worker.breaker.release_trial()
 

@@ -1,0 +1,323 @@
+"""The gateway's plain parts, called directly: keys, limits, breaker, routing, discovery,
+voices, configuration, encoders, line splitting."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import struct
+
+import av
+import pytest
+from kubernetes.client import (DiscoveryV1EndpointPort, V1Endpoint, V1EndpointConditions,
+                               V1EndpointSlice, V1ObjectMeta, V1ObjectReference)
+
+from orpheus_gateway.auth import KeyLimiter, KeyStore, TokenBucket, presented_key
+from orpheus_gateway.config import ConfigError, config_from_args
+from orpheus_gateway.discovery import ready_endpoints
+from orpheus_gateway.encoders import FORMATS, make_encoder, wav_header
+from orpheus_gateway.relay import LineReader, line_type
+from orpheus_gateway.routing import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, WorkerPool
+from orpheus_gateway.voices import OPENAI_VOICES, VoiceMap
+from orpheus_tts import protocol as p
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# --- keys ----------------------------------------------------------------------------------
+def test_keystore_identifies_only_configured_keys_and_never_keeps_them():
+    store = KeyStore(["alpha-key", "beta-key"])
+    a, b = store.identify("alpha-key"), store.identify("beta-key")
+    assert a and b and a != b
+    assert store.identify("alpha-keY") is None
+    assert store.identify("") is None and store.identify(None) is None
+    assert "alpha" not in repr(vars(store)) and "beta" not in repr(vars(store))
+    assert a not in "alpha-key"
+
+
+def test_keystore_without_keys_is_auth_off():
+    assert KeyStore([]).enabled is False
+    assert KeyStore([]).identify(None) == "anonymous"
+
+
+def test_presented_key_sources():
+    assert presented_key({"authorization": "Bearer k1"}) == "k1"
+    assert presented_key({"authorization": "bearer  k1 "}) == "k1"
+    assert presented_key({"x-api-key": "k2"}) == "k2"
+    assert presented_key({"authorization": "Basic abc"}) is None
+    assert presented_key({}, {"api_key": "k3"}) == "k3"
+    assert presented_key({}, None) is None
+
+
+# --- limits --------------------------------------------------------------------------------
+def test_token_bucket_refills_at_its_rate():
+    clock = Clock()
+    bucket = TokenBucket(2, 1.0, clock)
+    assert bucket.take() == 0 and bucket.take() == 0
+    assert bucket.take() == pytest.approx(1.0)
+    clock.t += 0.5
+    assert bucket.take() == pytest.approx(0.5)
+    clock.t += 0.5
+    assert bucket.take() == 0
+
+
+def test_limiter_rpm_then_retry_after():
+    clock = Clock()
+    rejected: list[str] = []
+    limiter = KeyLimiter(rpm=3, max_streams=0, clock=clock, on_reject=rejected.append)
+    for _ in range(3):
+        limiter.admit("k").release()
+    with pytest.raises(p.RequestError) as exc:
+        limiter.admit("k")
+    assert exc.value.status == 429 and exc.value.code == p.ErrorCode.RATE_LIMITED
+    assert exc.value.headers()["Retry-After"] == "20"  # one token per 20 s at 3 rpm
+    assert rejected == ["rpm"]
+    limiter.admit("other").release()  # per key
+    clock.t += 20
+    limiter.admit("k").release()
+
+
+def test_limiter_concurrent_streams_and_idempotent_release():
+    limiter = KeyLimiter(rpm=0, max_streams=2)
+    s1, s2 = limiter.admit("k"), limiter.admit("k")
+    with pytest.raises(p.RequestError) as exc:
+        limiter.admit("k")
+    assert exc.value.status == 429 and "Retry-After" in exc.value.headers()
+    s1.release()
+    s1.release()  # idempotent: does not free a second slot
+    assert limiter.active_streams("k") == 1
+    s3 = limiter.admit("k")
+    with pytest.raises(p.RequestError):
+        limiter.admit("k")
+    s2.release(), s3.release()
+    assert limiter.active_streams("k") == 0
+
+
+# --- breaker -------------------------------------------------------------------------------
+def test_breaker_opens_half_opens_and_closes():
+    clock = Clock()
+    br = CircuitBreaker(failures=2, reset_s=5, clock=clock)
+    br.failure()
+    assert br.state == CLOSED and br.available()
+    br.failure()
+    assert br.state == OPEN and not br.available()
+    clock.t += 5
+    assert br.state == HALF_OPEN and br.available()
+    br.acquire()  # the one trial
+    assert not br.available()
+    br.failure()  # trial failed: open again, for a full reset period
+    assert br.state == OPEN
+    clock.t += 5
+    br.acquire()
+    br.success()
+    assert br.state == CLOSED and br.available()
+
+
+def test_breaker_success_resets_failure_count():
+    br = CircuitBreaker(failures=2, reset_s=5, clock=Clock())
+    br.failure(), br.success(), br.failure()
+    assert br.state == CLOSED
+
+
+# --- routing -------------------------------------------------------------------------------
+def make_pool(n: int, clock: Clock | None = None) -> WorkerPool:
+    pool = WorkerPool(breaker_failures=1, breaker_reset_s=5, clock=clock or Clock(),
+                      rng=random.Random(7))
+    pool.set_workers([(f"http://w{i}:8000", None) for i in range(n)])
+    return pool
+
+
+def test_pick_prefers_the_less_loaded_of_two():
+    pool = make_pool(2)
+    busy, idle = list(pool)
+    busy.update_hints(queue_depth=5, capacity=4)
+    idle.update_hints(capacity=4)
+    assert all(pool.pick() is idle for _ in range(50))
+    idle.local_inflight = 8  # our own streams count even before hints catch up
+    assert pool.pick() is busy
+
+
+def test_pick_spreads_over_equals_and_uses_capacity():
+    pool = make_pool(3)
+    counts = {w.url: 0 for w in pool}
+    for _ in range(300):
+        counts[pool.pick().url] += 1
+    assert min(counts.values()) > 50
+    big, small, _ = list(pool)
+    big.update_hints(inflight=4, capacity=16)  # 25 % busy
+    small.update_hints(inflight=2, capacity=2)  # full
+    pool.set_workers([(big.url, None), (small.url, None)])
+    assert all(pool.pick() is big for _ in range(20))
+
+
+def test_pick_skips_unready_unreachable_cooling_and_open_workers():
+    clock = Clock()
+    pool = make_pool(4, clock)
+    a, b, c, d = list(pool)
+    a.ready = False
+    b.reachable = False
+    c.cooldown_until = clock.t + 3
+    d.breaker.failure()  # threshold 1: open
+    assert pool.pick() is None
+    assert pool.retry_after_s() == pytest.approx(3)
+    clock.t += 3
+    assert pool.pick() is c
+    assert pool.pick(exclude={c.url}) is None
+    clock.t += 2  # d's breaker half-open: exactly one trial
+    assert pool.pick(exclude={c.url}) is d
+    assert pool.pick(exclude={c.url}) is None
+
+
+def test_set_workers_keeps_state_of_known_and_drops_gone():
+    pool = make_pool(2)
+    first = pool.get("http://w0:8000")
+    first.local_inflight = 3
+    pool.set_workers([("http://w0:8000", None), ("http://w9:8000", "pod-9")])
+    assert pool.get("http://w0:8000") is first and first.local_inflight == 3
+    assert pool.get("http://w1:8000") is None
+    assert pool.get("http://w9:8000").id == "pod-9"
+
+
+# --- discovery -----------------------------------------------------------------------------
+def _slice(name: str, endpoints: list[V1Endpoint], port_name: str = "http") -> V1EndpointSlice:
+    return V1EndpointSlice(
+        address_type="IPv4", metadata=V1ObjectMeta(name=name), endpoints=endpoints,
+        ports=[DiscoveryV1EndpointPort(name="metrics", port=9090),
+               DiscoveryV1EndpointPort(name=port_name, port=8000)])
+
+
+def _ep(ip: str, ready: bool | None, pod: str, terminating: bool | None = None) -> V1Endpoint:
+    return V1Endpoint(addresses=[ip], conditions=V1EndpointConditions(
+        ready=ready, terminating=terminating), target_ref=V1ObjectReference(kind="Pod", name=pod))
+
+
+def test_ready_endpoints_from_slices():
+    slices = [
+        _slice("svc-a", [_ep("10.0.0.1", True, "w-1"), _ep("10.0.0.2", False, "w-2")]),
+        _slice("svc-b", [_ep("10.0.0.3", None, "w-3"),
+                         _ep("10.0.0.4", False, "w-4", terminating=True)]),
+    ]
+    assert ready_endpoints(slices) == [("http://10.0.0.1:8000", "w-1"),
+                                       ("http://10.0.0.3:8000", "w-3")]
+
+
+def test_ready_endpoints_accepts_watch_dicts_and_falls_back_to_first_port():
+    raw = {"metadata": {"name": "s"}, "ports": [{"name": "web", "port": 7000}],
+           "endpoints": [{"addresses": ["fd00::1"], "conditions": {"ready": True},
+                          "targetRef": {"name": "w-6"}}]}
+    assert ready_endpoints([raw]) == [("http://[fd00::1]:7000", "w-6")]
+
+
+# --- voices --------------------------------------------------------------------------------
+def test_every_openai_voice_has_an_alias_and_resolves():
+    vm = VoiceMap()
+    served = ["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
+    for name in OPENAI_VOICES:
+        assert vm.resolve(name, served) in served
+        assert vm.resolve(name.upper(), served) in served
+    assert vm.resolve("tara", served) == "tara"
+    assert vm.resolve(None, served) is None
+    assert VoiceMap(default_voice="leo").resolve(None, served) == "leo"
+
+
+def test_unknown_voice_lists_the_valid_ones():
+    with pytest.raises(p.RequestError) as exc:
+        VoiceMap().resolve("bogus", ["tara", "leo"])
+    assert exc.value.status == 400 and exc.value.code == p.ErrorCode.UNKNOWN_VOICE
+    assert "tara" in exc.value.message and exc.value.param == "voice"
+    with pytest.raises(p.RequestError) as exc:
+        VoiceMap({"alloy": "nobody"}).resolve("alloy", ["tara"])
+    assert "alias" in exc.value.message
+    # Voices not yet known (no worker polled): passed on for the worker to judge.
+    assert VoiceMap().resolve("bogus", []) == "bogus"
+
+
+# --- configuration -------------------------------------------------------------------------
+def test_refuses_to_start_without_keys_unless_no_auth(tmp_path):
+    with pytest.raises(ConfigError, match="--no-auth"):
+        config_from_args(["--workers", "http://a:1"], environ={})
+    assert config_from_args(["--workers", "http://a:1", "--no-auth"], environ={}).auth_enabled \
+        is False
+    keys = tmp_path / "keys"
+    keys.write_text("# ops keys\nkey-one\n\n  key-two  # rotated 2026\n")
+    cfg = config_from_args(["--workers", "http://a:1,http://b:2/", "--api-keys-file", str(keys)],
+                           environ={"ORPHEUS_API_KEYS": "key-three, key-four"})
+    assert cfg.api_keys == ["key-one", "key-two", "key-three", "key-four"]
+    assert cfg.workers == ["http://a:1", "http://b:2"] and cfg.auth_enabled
+    # keys configured + --no-auth: auth stays on
+    assert config_from_args(["--workers", "http://a:1", "--no-auth"],
+                            environ={"ORPHEUS_API_KEYS": "k"}).auth_enabled
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="NAMESPACE/SERVICE"):
+        config_from_args(["--discover", "just-a-name", "--no-auth"], environ={})
+    with pytest.raises(ConfigError, match="http://"):
+        config_from_args(["--workers", "a:1", "--no-auth"], environ={})
+    aliases = tmp_path / "aliases.json"
+    aliases.write_text('{"Alloy": "leo"}')
+    cfg = config_from_args(["--discover", "tts/workers", "--no-auth", "--voice-aliases",
+                            str(aliases), "--default-voice", "tara"], environ={})
+    assert cfg.voice_aliases == {"alloy": "leo"} and cfg.default_voice == "tara"
+    aliases.write_text("[1]")
+    with pytest.raises(ConfigError, match="alias"):
+        config_from_args(["--workers", "http://a:1", "--no-auth", "--voice-aliases",
+                          str(aliases)], environ={})
+
+
+def test_main_exits_2_with_the_message(capsys):
+    from orpheus_gateway.__main__ import main
+
+    assert main(["--workers", "http://a:1"]) == 2
+    assert "--no-auth" in capsys.readouterr().err
+
+
+# --- encoders ------------------------------------------------------------------------------
+def test_wav_header_streams_with_unknown_sizes():
+    h = wav_header()
+    assert len(h) == 44 and h[:4] == b"RIFF" and h[8:12] == b"WAVE"
+    assert struct.unpack("<I", h[4:8])[0] == 0xFFFFFFFF
+    assert struct.unpack("<I", h[40:44])[0] == 0xFFFFFFFF
+    assert struct.unpack("<I", h[24:28])[0] == p.SAMPLE_RATE
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_encoders_stream_chunk_by_chunk_and_decode(fmt):
+    enc = make_encoder(fmt)
+    pcm = (b"\x00\x10\x00\xf0" * 1200)  # 2400 samples per chunk
+    parts = [enc.encode(pcm) for _ in range(10)]
+    parts.append(enc.finish())
+    data = b"".join(parts)
+    expected = 24_000
+    if fmt != "pcm":  # audio leaves before the end: it streams
+        assert sum(len(x) for x in parts[:-1]) > 0
+    if fmt == "pcm":
+        assert len(data) == expected * 2
+        return
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(audio=0))
+        rate = frames[0].sample_rate
+        decoded = sum(f.samples for f in frames)
+    seconds = decoded / rate
+    assert seconds == pytest.approx(1.0, abs=0.08), (fmt, decoded, rate)
+
+
+# --- lines ---------------------------------------------------------------------------------
+async def test_line_reader_splits_without_decoding():
+    async def chunks():
+        for part in [b'{"type":"chunk","seq":0', b',"audio":"AA==","samples":1}\n\n{"ty',
+                     b'pe":"eos"}\n', b'{"type":"x"}']:
+            yield part
+
+    reader = LineReader(chunks())
+    lines = [await reader.readline() for _ in range(4)]
+    assert lines[0].startswith(b'{"type":"chunk"') and line_type(lines[0]) == "chunk"
+    assert line_type(lines[1]) == "eos"
+    assert lines[2] == b'{"type":"x"}\n' and lines[3] is None
