@@ -1,0 +1,275 @@
+"""The operator against the real control plane, under the chart's own ServiceAccount.
+
+The chart is installed with the built `helm`; the operator runs as a child process whose only
+credential is a token of the chart's ServiceAccount (RBAC authorizer on), so a permission the
+chart forgot fails these tests. kwok plays the kubelet: pods become Ready without running.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from orpheus_operator import crd
+from tests.k8s.controlplane import ControlPlane
+from tests.operator.operator_proc import OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "orpheus-operator"
+EXAMPLE = ROOT / "examples" / "orpheus-cluster.yaml"
+RELEASE, RELEASE_NS = "orpheus", "orpheus-system"
+SERVICE_ACCOUNT = "orpheus-orpheus-operator"  # the chart's fullname for release "orpheus"
+CHILDREN = [("configmap", "demo-config"), ("serviceaccount", "demo-gateway"),
+            ("role", "demo-gateway"), ("rolebinding", "demo-gateway"),
+            ("service", "demo-workers"), ("deployment", "demo-worker"),
+            ("service", "demo-gateway"), ("deployment", "demo-gateway"),
+            ("poddisruptionbudget", "demo-worker"), ("poddisruptionbudget", "demo-gateway")]
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T], timeout: float = 60.0,
+               operator: OperatorProcess | None = None) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = f"\noperator log:\n{operator.log_tail()}" if operator else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{tail}")
+        time.sleep(0.5)
+
+
+def get(plane: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = plane.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return cond
+    return {}
+
+
+def events(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
+    out = plane.kubectl("get", "events", "-n", namespace, "-o", "json",
+                        f"--field-selector=involvedObject.name={name},"
+                        f"involvedObject.kind={crd.KIND}")
+    return json.loads(out.stdout)["items"]
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[OperatorProcess]:
+    plane = control_plane
+    plane.helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--create-namespace",
+               "--wait", "--timeout=120s", timeout=180)
+    kubeconfig = plane.token_kubeconfig(SERVICE_ACCOUNT, RELEASE_NS)
+    # The credential really is the ServiceAccount, held to the chart's RBAC.
+    denied = plane.kubectl("auth", "can-i", "delete", "deployments", "-A",
+                           kubeconfig=kubeconfig, check=False)
+    assert denied.stdout.strip() == "no"
+    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        plane.helm("uninstall", RELEASE, "--namespace", RELEASE_NS, check=False)
+
+
+def apply_example(plane: ControlPlane, namespace: str) -> None:
+    plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+
+
+def wait_ready(plane: ControlPlane, namespace: str, operator: OperatorProcess,
+               name: str = "demo", timeout: float = 90.0) -> dict[str, Any]:
+    return wait_until(
+        f"{namespace}/{name} Ready",
+        lambda: (lambda obj: obj if condition(obj, "Ready").get("status") == "True" else None)(
+            get(plane, namespace, crd.PLURAL, name)),
+        timeout, operator)
+
+
+def test_example_cluster_becomes_ready(control_plane: ControlPlane, namespace: str,
+                                       operator: OperatorProcess) -> None:
+    plane = control_plane
+    apply_example(plane, namespace)
+    cluster = wait_ready(plane, namespace, operator)
+
+    for kind, name in CHILDREN:
+        child = get(plane, namespace, kind, name)
+        assert child is not None, f"{kind}/{name} missing"
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            crd.KIND, "demo", cluster["metadata"]["uid"])
+
+    worker = get(plane, namespace, "deployment", "demo-worker")
+    pod = worker["spec"]["template"]["spec"]
+    assert worker["spec"]["replicas"] == 2
+    assert pod["initContainers"][0]["args"][0] == "make-tiny-model"
+    args = pod["containers"][0]["args"]
+    assert args[:2] == ["worker", "--model"] and "--worker-id" in args
+    assert "nvidia.com/gpu" not in json.dumps(pod["containers"][0]["resources"])
+    gateway = get(plane, namespace, "deployment", "demo-gateway")
+    gateway_args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert gateway_args[gateway_args.index("--discover") + 1] == f"{namespace}/demo-workers"
+    assert "--api-keys-file" in gateway_args
+    assert get(plane, namespace, "service", "demo-workers")["spec"]["clusterIP"] == "None"
+
+    status = cluster["status"]
+    assert status["observedGeneration"] == cluster["metadata"]["generation"]
+    assert status["workers"]["readyReplicas"] == 2
+    assert status["gateway"]["endpoint"] == f"http://demo-gateway.{namespace}.svc:8000"
+    assert condition(cluster, "Degraded")["status"] == "False"
+    assert condition(cluster, "ScalingActive")["reason"] == "AutoscalingDisabled"
+    pods = json.loads(plane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(pods) == 3 and all(
+        any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
+        for p in pods)
+    table = plane.kubectl("get", "otts", "demo", "-n", namespace).stdout
+    assert table.split()[:6] == ["NAME", "READY", "WORKERS", "ENDPOINT", "TTFB", "P95"]
+    assert "2/2" in table and "True" in table
+    assert any(e["reason"] == "Ready" for e in events(plane, namespace, "demo"))
+    assert "forbidden" not in operator.log().lower(), operator.log_tail()
+
+
+def test_kubectl_scale_drives_the_worker_deployment(control_plane: ControlPlane, namespace: str,
+                                                    operator: OperatorProcess) -> None:
+    plane = control_plane
+    apply_example(plane, namespace)
+    wait_ready(plane, namespace, operator)
+    plane.kubectl("scale", "orpheuscluster/demo", "--replicas=3", "-n", namespace)
+    wait_until("worker Deployment at 3 replicas",
+               lambda: get(plane, namespace, "deployment", "demo-worker")["spec"]["replicas"] == 3,
+               30, operator)
+    cluster = wait_until(
+        "status.workers at 3 ready",
+        lambda: (lambda o: o if o["status"]["workers"]["readyReplicas"] == 3 else None)(
+            get(plane, namespace, crd.PLURAL, "demo")), 60, operator)
+    assert cluster["status"]["workers"]["replicas"] == 3
+    scale = json.loads(plane.kubectl("get", "--raw",
+                                     f"/apis/{crd.API_VERSION}/namespaces/{namespace}/"
+                                     f"{crd.PLURAL}/demo/scale").stdout)
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert "app.kubernetes.io/component=worker" in scale["status"]["selector"]
+    wait_until("a ScaledWorkers event",
+               lambda: any(e["reason"] == "ScaledWorkers" and "2 -> 3" in e["message"]
+                           for e in events(plane, namespace, "demo")), 20, operator)
+
+
+def test_deleting_the_cluster_collects_every_child(control_plane: ControlPlane, namespace: str,
+                                                   operator: OperatorProcess) -> None:
+    plane = control_plane
+    apply_example(plane, namespace)
+    wait_ready(plane, namespace, operator)
+    plane.kubectl("delete", "orpheuscluster", "demo", "-n", namespace, "--wait=true",
+                  timeout=90)
+    wait_until("every child garbage-collected",
+               lambda: all(get(plane, namespace, kind, name) is None for kind, name in CHILDREN),
+               90, operator)
+    wait_until("worker and gateway pods gone",
+               lambda: json.loads(plane.kubectl("get", "pods", "-n", namespace, "-o", "json")
+                                  .stdout)["items"] == [], 90, operator)
+
+
+def _versions(plane: ControlPlane, namespace: str) -> dict[str, str]:
+    objects = {f"{kind}/{name}": get(plane, namespace, kind, name) for kind, name in CHILDREN}
+    objects["cluster"] = get(plane, namespace, crd.PLURAL, "demo")
+    return {key: obj["metadata"]["resourceVersion"] for key, obj in objects.items()}
+
+
+def settled_versions(plane: ControlPlane, namespace: str, operator: OperatorProcess,
+                     timeout: float = 60.0) -> dict[str, str]:
+    """resourceVersions once a few resync passes in a row changed nothing."""
+    deadline = time.monotonic() + timeout
+    previous = _versions(plane, namespace)
+    while time.monotonic() < deadline:
+        time.sleep(2.5 * operator.resync_seconds)
+        current = _versions(plane, namespace)
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError(f"cluster never settled:\n{operator.log_tail()}")
+
+
+def test_restart_writes_nothing_and_drift_is_put_back(control_plane: ControlPlane, namespace: str,
+                                                      operator: OperatorProcess) -> None:
+    plane = control_plane
+    apply_example(plane, namespace)
+    wait_ready(plane, namespace, operator)
+    settled = settled_versions(plane, namespace, operator)
+
+    passes = operator.log().count("Handler 'reconcile' succeeded")
+    operator.restart()
+    wait_until("the restarted operator's resume pass",
+               lambda: operator.log().count("Handler 'reconcile' succeeded") > passes, 30,
+               operator)
+    time.sleep(3 * operator.resync_seconds)  # and a few resync passes
+    assert _versions(plane, namespace) == settled
+
+    # Drift: someone scales the worker Deployment and edits its pod template; both come back.
+    plane.kubectl("scale", "deployment/demo-worker", "--replicas=5", "-n", namespace)
+    plane.kubectl("patch", "deployment/demo-worker", "-n", namespace, "--type=json", "-p",
+                  json.dumps([{"op": "replace",
+                               "path": "/spec/template/spec/containers/0/image",
+                               "value": "tampered:1"}]))
+
+    def restored() -> bool:
+        worker = get(plane, namespace, "deployment", "demo-worker")
+        return (worker["spec"]["replicas"] == 2 and
+                worker["spec"]["template"]["spec"]["containers"][0]["image"]
+                == "orpheus-tts-worker:latest")
+
+    wait_until("drift put back", restored, 30, operator)
+
+
+def test_invalid_spec_is_rejected_with_the_cel_message(control_plane: ControlPlane,
+                                                       namespace: str) -> None:
+    cluster = yaml.safe_load_all(EXAMPLE.read_text())
+    body = next(d for d in cluster if d["kind"] == crd.KIND)
+    body["spec"]["workers"].update(minReplicas=5, maxReplicas=2)
+    result = control_plane.kubectl("apply", "-n", namespace, "-f", "-",
+                                   input=json.dumps(body), check=False)
+    assert result.returncode != 0
+    assert "workers.minReplicas must not exceed workers.maxReplicas" in result.stderr
+
+    no_model = {**body, "spec": {"gateway": {"auth": {"enabled": False}}}}
+    result = control_plane.kubectl("apply", "-n", namespace, "-f", "-",
+                                   input=json.dumps(no_model), check=False)
+    assert result.returncode != 0
+    assert "model.name is required unless model.standIn is true" in result.stderr
+    assert get(control_plane, namespace, crd.PLURAL, "demo") is None
+
+
+def test_missing_secret_is_degraded_until_it_appears(control_plane: ControlPlane, namespace: str,
+                                                     operator: OperatorProcess) -> None:
+    plane = control_plane
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    cluster = next(d for d in docs if d["kind"] == crd.KIND)
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cluster))
+
+    degraded = wait_until(
+        "Degraded", lambda: (lambda o: o if condition(o, "Degraded").get("status") == "True"
+                             else None)(get(plane, namespace, crd.PLURAL, "demo")), 60, operator)
+    cond = condition(degraded, "Degraded")
+    assert cond["reason"] == "AuthSecretMissing"
+    assert f"Secret {namespace}/demo-api-keys" in cond["message"]
+    assert condition(degraded, "Ready")["status"] == "False"
+    wait_until("a Warning event naming the Secret",
+               lambda: any(e["type"] == "Warning" and e["reason"] == "AuthSecretMissing"
+                           for e in events(plane, namespace, "demo")), 20, operator)
+    assert operator.alive()
+
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+    recovered = wait_ready(plane, namespace, operator)
+    assert condition(recovered, "Degraded")["status"] == "False"
