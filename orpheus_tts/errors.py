@@ -3,13 +3,13 @@
 Each class also derives from the exception the user guide promises for that situation, so
 code written against the guide keeps working:
 
-| situation                               | class                  | also an instance of          |
-| --------------------------------------- | ---------------------- | ---------------------------- |
-| non-2xx answer at stream start          | `HTTPStatusError`      | `httpx.HTTPStatusError`      |
-| stream ended without `eos`/`error`      | `IncompleteStreamError`| `httpx.RemoteProtocolError`  |
-| `error` frame from the server           | `StreamError`          | —                            |
-| deadline (`timeout_s`), either side     | `DeadlineExceededError`| `StreamError`, `asyncio.TimeoutError` |
-| every endpoint's breaker is open        | `CircuitOpenError`     | `RuntimeError`               |
+| situation                          | class                   | also an instance of             |
+| ---------------------------------- | ----------------------- | ------------------------------- |
+| non-2xx answer at stream start     | `HTTPStatusError`       | `httpx.HTTPStatusError`         |
+| stream ended without `eos`/`error` | `IncompleteStreamError` | `httpx.RemoteProtocolError`     |
+| `error` frame from the server      | `StreamError`           | —                               |
+| deadline (`timeout_s`), either side| `DeadlineExceededError` | `StreamError`, `TimeoutError`   |
+| every endpoint's breaker is open   | `CircuitOpenError`      | `RuntimeError`                  |
 
 All of them are `OrpheusError`s.
 """

@@ -436,6 +436,7 @@ class OrpheusTTS:
         hedge_s = self.hedge_ttfb_ms / 1000 if self.hedge_ttfb_ms else None
         live: dict[asyncio.Task[p.Frame], _Attempt] = {}
         hedge_at: float | None = None
+        hedge_used = False  # at most one backup per request
         last_exc: BaseException | None = None
 
         def launch(url: str) -> None:
@@ -445,7 +446,7 @@ class OrpheusTTS:
             self._attempts.add(attempt)
             live[attempt.task] = attempt
             info.attempts.append(url)
-            hedge_at = loop.time() + hedge_s if hedge_s and not info.hedged else None
+            hedge_at = loop.time() + hedge_s if hedge_s and not hedge_used else None
 
         def next_url() -> str | None:
             if len(info.attempts) >= self.max_attempts:
@@ -469,10 +470,10 @@ class OrpheusTTS:
                             endpoint=", ".join(a.url for a in live.values()),
                         )
                     if hedge_at is not None and now >= hedge_at:
-                        info.hedged = True
-                        hedge_at = None
+                        hedge_used, hedge_at = True, None
                         url = next_url()
                         if url is not None:
+                            info.hedged = True
                             launch(url)
                     continue
                 if any(task.cancelled() for task in done):

@@ -448,14 +448,14 @@ class FakeServer:
             )
             if req.request_id:
                 request_id = req.request_id
-            if req.voice is not None and req.voice not in self.voices:
-                if req.voice not in self.aliases:
-                    raise p.RequestError(
-                        400,
-                        f"Unknown voice '{req.voice}'; valid voices: {', '.join(self.voices)}.",
-                        p.ErrorCode.UNKNOWN_VOICE,
-                        param="voice",
-                    )
+            known = req.voice is None or req.voice in self.voices or req.voice in self.aliases
+            if not known:
+                raise p.RequestError(
+                    400,
+                    f"Unknown voice '{req.voice}'; valid voices: {', '.join(self.voices)}.",
+                    p.ErrorCode.UNKNOWN_VOICE,
+                    param="voice",
+                )
             if not self.ready:
                 raise p.RequestError(
                     503, "Server is draining.", p.ErrorCode.DRAINING, retry_after_s=1
