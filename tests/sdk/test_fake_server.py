@@ -103,3 +103,33 @@ def test_runs_as_a_standalone_process():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_text_directive_overrides_the_script(fake_server):
+    srv = fake_server()
+    srv.script(Behaviour.http_error(503))
+    with httpx.Client() as client:
+        r = client.post(srv.url + p.STREAM_PATH,
+                        json={"text": "hi [[fake kind=error code=engine_error chunks=1]]"})
+        got = frames(r)
+        assert [f.type for f in got] == ["chunk", "metrics", "error"]
+        assert got[-1].code == "engine_error"
+        assert client.post(srv.url + p.STREAM_PATH, json={"text": "hi"}).status_code == 503
+        r = client.post(srv.url + p.STREAM_PATH, json={"text": "[[fake colour=red]]"})
+        assert r.status_code == 400 and "colour" in r.json()["error"]["message"]
+
+
+def test_control_endpoint_scripts_a_server_from_outside(fake_server):
+    srv = fake_server()
+    with httpx.Client() as client:
+        r = client.post(srv.url + "/_fake/control",
+                        json={"script": [{"kind": "eof", "chunks": 2}], "queue_depth": 6})
+        assert r.status_code == 200 and r.json()["stream_requests"] == 0
+        r = client.post(srv.url + p.STREAM_PATH, json={"text": "hi"})
+        assert [f.type for f in frames(r)] == ["chunk", "metrics", "chunk"]
+        assert r.headers["x-orpheus-queue-depth"] == "6"
+        assert client.post(srv.url + "/_fake/control", json={"bogus": 1}).status_code == 400
+        client.post(srv.url + "/_fake/control", json={"ready": False})
+        assert client.get(srv.url + "/readyz").status_code == 503
+        stats = client.get(srv.url + "/_fake/stats").json()
+    assert stats["stream_requests"] == 1 and stats["completed_streams"] == 1

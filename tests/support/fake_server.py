@@ -35,8 +35,10 @@ Behaviours (`Behaviour`, frozen dataclass; build them with the class methods)
   response head for `http_error`), `chunk_delay_s`, `chunk_samples`, and `queue_depth` /
   `inflight` to override the load hints of that one response.
 
-The server plays the next behaviour from its queue (`srv.script(b1, b2, ...)`, one per stream
-request) and falls back to `srv.default` when the queue is empty. Normal streams enforce
+The server plays, in this order of precedence: a directive in the request's text,
+`[[fake kind=stall chunks=1 first_delay_s=0.5]]` (any `Behaviour` field as key=value; it
+travels through a gateway to its workers untouched); else the next behaviour from its queue
+(`srv.script(b1, b2, ...)`, one per stream request); else `srv.default`. Normal streams enforce
 the request's `timeout_s` (an `error` frame `deadline_exceeded`), as real servers do.
 
 Audio: chunk `seq` is `chunk_samples` int16 samples all equal to `srv.tone + seq`, so tests
@@ -52,6 +54,15 @@ Observability (thread-safe, read from any thread)
 - `srv.open_connections`: TCP connections open on the server now.
 - `srv.wait_until(lambda: srv.cancelled_streams == 1, timeout=5)`: poll a condition.
 - `srv.queue_depth` / `srv.inflight`: load hints to advertise (inflight None = real count).
+
+Control from another process
+----------------------------
+- `POST /_fake/control` with any of `{"script": [{"kind": "drop", "chunks": 1}, ...],
+  "clear": true, "default": {...}, "ready": false, "queue_depth": 3, "inflight": 2}`
+  (behaviours as `Behaviour` field dicts; `chunks` is the count sent before a failure);
+  answers the stats below. Bad keys → 400.
+- `GET /_fake/stats`: `{"stream_requests", "open_streams", "cancelled_streams",
+  "completed_streams", "open_connections"}`.
 
 Lifecycle
 ---------
@@ -70,8 +81,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -155,6 +168,43 @@ class Behaviour:
         cls, status: int = 503, code: str = p.ErrorCode.OVERLOADED, **kw: Any
     ) -> Behaviour:
         return cls("http_error", status=status, code=code, **kw)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Behaviour:
+        """From JSON (control endpoint); unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown behaviour fields {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_directive(cls, text: str) -> Behaviour | None:
+        """`[[fake kind=stall chunks=1 first_delay_s=0.5]]` anywhere in the text, or None."""
+        match = _DIRECTIVE.search(text)
+        if match is None:
+            return None
+        data: dict[str, Any] = {}
+        for item in match.group(1).split():
+            key, _, raw = item.partition("=")
+            data[key] = _scalar(raw)
+        return cls.from_dict(data)
+
+
+_DIRECTIVE = re.compile(r"\[\[fake((?:\s+[a-z_]+=\S+?)*)\s*\]\]")
+
+
+def _scalar(raw: str) -> Any:
+    if raw in ("true", "false"):
+        return raw == "true"
+    if raw in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 @dataclass
@@ -396,10 +446,47 @@ class FakeServer:
             await _json(send, 200 if self.ready else 503, {"ready": self.ready})
         elif path == p.VOICES_PATH and method == "GET":
             await _json(send, 200, {"voices": list(self.voices), "aliases": self.aliases})
+        elif path == "/_fake/control" and method == "POST":
+            await self._control(body, send)
+        elif path == "/_fake/stats" and method == "GET":
+            await _json(send, 200, self.stats())
         elif path == "/metrics":
             await _send(send, 200, self._metrics_text().encode(), "text/plain; version=0.0.4")
         else:
             await _json(send, 404, p.error_body(404, f"No route for {method} {path}."))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "stream_requests": len(self.stream_requests),
+            "open_streams": self.open_streams,
+            "cancelled_streams": self.cancelled_streams,
+            "completed_streams": self.completed_streams,
+            "open_connections": self.open_connections,
+        }
+
+    async def _control(self, body: Any, send: Callable) -> None:
+        """`POST /_fake/control`: script a server in another process (see module docstring)."""
+        try:
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            unknown = set(body) - {"script", "default", "clear", "ready", "queue_depth",
+                                   "inflight"}
+            if unknown:
+                raise ValueError(f"unknown control keys {sorted(unknown)}")
+            script = [Behaviour.from_dict(b) for b in body.get("script", [])]
+            default = Behaviour.from_dict(body["default"]) if body.get("default") else None
+        except (TypeError, ValueError) as exc:
+            await _json(send, 400, p.error_body(400, str(exc)))
+            return
+        if body.get("clear"):
+            self.clear_script()
+        self.script(*script)
+        if default is not None:
+            self.default = default
+        for key in ("ready", "queue_depth", "inflight"):
+            if key in body:
+                setattr(self, key, body[key])
+        await _json(send, 200, self.stats())
 
     def snapshot(self) -> p.SystemSnapshot:
         with self._lock:
@@ -465,7 +552,13 @@ class FakeServer:
                                                         **exc.headers()})
             return
 
-        behaviour = self._next_behaviour()
+        try:
+            directive = Behaviour.from_directive(req.text)
+        except (TypeError, ValueError) as exc:
+            await _json(send, 400, p.error_body(400, f"bad fake directive: {exc}"),
+                        {p.HEADER_REQUEST_ID: request_id})
+            return
+        behaviour = directive or self._next_behaviour()
         if behaviour.kind == "http_error":
             if behaviour.first_delay_s:
                 await asyncio.sleep(behaviour.first_delay_s)
