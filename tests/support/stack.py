@@ -83,7 +83,7 @@ def start_test_stack(tmp: Path, llm: str, snac: str, workers: int = 2,
     return TestStack(config, llm, snac).start()
 
 
-def _stand_in_model(request: pytest.FixtureRequest) -> tuple[str, str]:
+def stand_in_model(request: pytest.FixtureRequest) -> tuple[str, str]:
     """The stand-in checkpoint: the worker suite's `tiny_model` fixture when there is one."""
     with contextlib.suppress(pytest.FixtureLookupError):
         model = request.getfixturevalue("tiny_model")
@@ -96,7 +96,7 @@ def _stand_in_model(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def local_stack(request, tmp_path_factory) -> TestStack:
-    llm, snac = _stand_in_model(request)
+    llm, snac = stand_in_model(request)
     stack = start_test_stack(tmp_path_factory.mktemp("stack"), llm, snac)
     try:
         yield stack

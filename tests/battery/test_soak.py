@@ -1,0 +1,99 @@
+"""100 consecutive messages over one SDK client and over one WebSocket, on the real local stack:
+every one ends explicitly (`eos` / `done`), and afterwards nothing is left behind: no asyncio
+tasks, file descriptors or sockets in this process, no streams or engine requests in the
+workers, no inflight stream in the gateway. Resident memory growth is reported and bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from orpheus_tts.sdk import OrpheusTTS
+from tests.battery.support import (QUICK, Resources, WsClient, accepted_connections, settle,
+                                   tcp_connections_to)
+
+pytestmark = pytest.mark.engine
+
+MESSAGES = 100
+MIB = 1 << 20
+# Bounds on growth over 100 messages (after a warm-up): a per-message leak of a stream's buffers
+# or an engine request's state would cross them; allocator noise stays well below.
+GATEWAY_RSS_GROWTH = 64 * MIB
+WORKER_RSS_GROWTH = 256 * MIB
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def _quiet(stack) -> None:
+    load = stack.wait_idle(60)
+    assert all(v == (0, 0) for v in load.values()), f"workers not idle: {load}"
+    assert stack.system()["inflight"] == 0
+
+
+def _rss_report(stack, before: Resources, after: Resources, record_property) -> None:
+    for name, rss in after.rss.items():
+        growth = rss - before.rss.get(name, rss)
+        record_property(f"rss_growth_{name}_mib", round(growth / MIB, 1))
+        print(f"RSS {name}: {before.rss.get(name, 0) / MIB:.0f} -> {rss / MIB:.0f} MiB "
+              f"({growth / MIB:+.1f})")
+        bound = GATEWAY_RSS_GROWTH if name == "gateway" else WORKER_RSS_GROWTH
+        assert growth < bound, f"{name} grew {growth / MIB:.0f} MiB over {MESSAGES} messages"
+
+
+async def _leak_checks(stack, before: Resources) -> Resources:
+    gw_port = _port(stack.url)
+    assert await settle(lambda: tcp_connections_to(gw_port) == 0), "client sockets left open"
+    assert await settle(lambda: accepted_connections(stack.gateway.proc.pid, gw_port) == 0), \
+        "the gateway still holds client connections"
+    await _quiet(stack)
+    after = Resources.take(stack)
+    assert after.tasks <= before.tasks, "asyncio tasks leaked"
+    assert after.fds <= before.fds + 2, f"file descriptors leaked: {before.fds} -> {after.fds}"
+    return after
+
+
+async def test_hundred_messages_over_one_sdk_client(local_stack, record_property):
+    async with OrpheusTTS([local_stack.url], api_key=local_stack.api_key,
+                          hedge_ttfb_ms=None) as tts:  # warm-up, outside the measurement
+        for i in range(3):
+            async for _ in tts.stream(f"Warm up {i}.", **QUICK):
+                pass
+    await _quiet(local_stack)
+    before = Resources.take(local_stack)
+
+    async with OrpheusTTS([local_stack.url], api_key=local_stack.api_key,
+                          hedge_ttfb_ms=None) as tts:
+        for i in range(MESSAGES):
+            stream = tts.stream(f"Message number {i}.", **QUICK)
+            received = 0
+            async for chunk in stream:
+                received += len(chunk)
+            assert stream.info.eos is not None, f"message {i} ended without eos"
+            assert received == stream.info.eos.samples * 2 > 0
+
+    after = await _leak_checks(local_stack, before)
+    _rss_report(local_stack, before, after, record_property)
+
+
+async def test_hundred_messages_over_one_websocket(local_stack, record_property):
+    async with WsClient(local_stack.url, local_stack.api_key) as ws:  # warm-up
+        await ws.speak("warm", "Warm up.", QUICK)
+        await ws.wait_terminal("warm", 120)
+    await _quiet(local_stack)
+    before = Resources.take(local_stack)
+
+    async with WsClient(local_stack.url, local_stack.api_key) as ws:
+        for i in range(MESSAGES):
+            uid = f"m-{i}"
+            await ws.speak(uid, f"Message number {i}.", QUICK)
+            terminal = await ws.wait_terminal(uid, 120)
+            u = ws.utterances[uid]
+            assert terminal["type"] == "done", terminal
+            assert sum(map(len, u.audio)) == terminal["stats"]["samples"] * 2 > 0
+            assert u.audio_after_terminal == 0
+        assert ws.unattributed == []
+    assert ws.closed_code in (1000, None)
+
+    after = await _leak_checks(local_stack, before)
+    _rss_report(local_stack, before, after, record_property)

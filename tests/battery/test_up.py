@@ -1,0 +1,98 @@
+"""`orpheus-tts up` (what `make run` runs): it starts a gateway and two workers, prints the URL,
+a key and the next command; `orpheus-tts say` then works with no configuration; Ctrl-C stops
+every process it started, the workers' engine processes included."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import psutil
+import pytest
+
+import orpheus_tts.say
+from orpheus_tts.protocol import SAMPLE_RATE
+from orpheus_tts.up import free_port
+from tests.support.stack import stand_in_model
+
+pytestmark = pytest.mark.engine
+
+BANNER_END = "Ctrl-C stops everything."
+
+
+@pytest.fixture(scope="module")
+def up(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("up")
+    llm, _snac = stand_in_model(request)
+    cache = tmp / "cache"
+    cache.mkdir()
+    (cache / "tiny-model").symlink_to(Path(llm).parent)  # reuse the stand-in checkpoint
+    port = free_port()
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "PYTHONUNBUFFERED": "1"}
+    env.pop("ORPHEUS_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "orpheus_tts", "up", "--port", str(port),
+                             "--cache-dir", str(cache)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    deadline = time.monotonic() + 420
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            out.append(line)
+            if BANNER_END in line:
+                break
+            assert time.monotonic() < deadline, "".join(out)
+        assert proc.poll() is None, "".join(out)
+        yield {"proc": proc, "port": port, "env": env, "tmp": tmp, "banner": "".join(out)}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_banner_names_url_key_and_next_command(up):
+    banner = up["banner"]
+    assert f"http://127.0.0.1:{up['port']}" in banner
+    key = re.search(r"API key\s+(\S+)", banner).group(1)
+    key_file = up["tmp"] / "config" / "orpheus-tts" / "local.key"
+    assert key_file.read_text().strip() == key
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert 'say "Hello from Orpheus." -o hello.wav' in banner
+
+
+@pytest.mark.xfail("local_api_key" not in inspect.getsource(orpheus_tts.say), strict=True,
+                   reason="`orpheus-tts say` does not yet read the key `up` saved "
+                          "(orpheus_tts.up.local_api_key)")
+def test_say_works_against_it_out_of_the_box(up, tmp_path):
+    env = {**up["env"], "ORPHEUS_URL": f"http://127.0.0.1:{up['port']}"}
+    out = tmp_path / "hello.wav"
+    r = subprocess.run([sys.executable, "-m", "orpheus_tts", "say", "Hello", "-o", str(out)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    seconds = float(re.search(r"wrote .*: ([\d.]+) s of audio", r.stdout).group(1))
+    with wave.open(str(out)) as wf:
+        assert (wf.getnchannels(), wf.getsampwidth(), wf.getframerate()) == (1, 2, SAMPLE_RATE)
+        assert wf.getnframes() > 0
+        assert abs(wf.getnframes() / SAMPLE_RATE - seconds) < 0.01
+
+
+def test_ctrl_c_stops_every_process_it_started(up):
+    proc = up["proc"]
+    family = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(" ".join(p.cmdline()) for p in family)
+    assert names.count("orpheus_tts worker") == 2 and "orpheus_tts gateway" in names
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == [], [(p.pid, p.cmdline()) for p in alive]
