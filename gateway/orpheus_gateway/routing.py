@@ -146,15 +146,21 @@ class WorkerPool:
                     url=url, id=wid or worker_id_for(url),
                     breaker=CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock))
 
-    def eligible(self, exclude: set[str] = frozenset()) -> list[Worker]:  # type: ignore[assignment]
+    def eligible(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
+                 include_unreachable: bool = False) -> list[Worker]:
         now = self._clock()
         return [w for w in self._workers.values()
-                if w.url not in exclude and w.ready and w.reachable
+                if w.url not in exclude and w.ready and (w.reachable or include_unreachable)
                 and w.cooldown_until <= now and w.breaker.available()]
 
     def pick(self, exclude: set[str] = frozenset()) -> Worker | None:  # type: ignore[assignment]
-        """Power of two choices: the less loaded of two random eligible workers."""
-        candidates = self.eligible(exclude)
+        """Power of two choices: the less loaded of two random eligible workers.
+
+        Workers whose last poll or connection failed are tried only when no other is left
+        (their breaker still guards them): a failed attempt costs little, and a lone worker
+        that dropped one connection should not refuse the next request.
+        """
+        candidates = self.eligible(exclude) or self.eligible(exclude, include_unreachable=True)
         if not candidates:
             return None
         if len(candidates) == 1:

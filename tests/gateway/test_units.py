@@ -165,14 +165,15 @@ def test_pick_skips_unready_unreachable_cooling_and_open_workers():
     b.reachable = False
     c.cooldown_until = clock.t + 3
     d.breaker.failure()  # threshold 1: open
-    assert pool.pick() is None
+    assert pool.pick() is b  # an unreachable worker only when nothing else is left
+    assert pool.pick(exclude={b.url}) is None
     assert pool.retry_after_s() == pytest.approx(3)
     clock.t += 3
-    assert pool.pick() is c
-    assert pool.pick(exclude={c.url}) is None
+    assert all(pool.pick(exclude={b.url}) is c for _ in range(5))
+    assert pool.pick(exclude={b.url, c.url}) is None
     clock.t += 2  # d's breaker half-open: exactly one trial
-    assert pool.pick(exclude={c.url}) is d
-    assert pool.pick(exclude={c.url}) is None
+    assert pool.pick(exclude={b.url, c.url}) is d
+    assert pool.pick(exclude={b.url, c.url}) is None
 
 
 def test_set_workers_keeps_state_of_known_and_drops_gone():
