@@ -42,9 +42,9 @@ async def test_hedge_winner_is_the_fast_endpoint_and_loser_connection_is_closed(
 
 
 async def test_no_backup_when_audio_arrives_before_the_hedge_delay(fake_server):
-    a = fake_server(chunks=3, chunk_delay_ms=200)  # first chunk at once, the rest slowly
+    a = fake_server(chunks=3, chunk_delay_ms=400)  # first chunk at once, the rest slowly
     b = fake_server()
-    async with OrpheusTTS([a.url, b.url], hedge_ttfb_ms=100) as tts:
+    async with OrpheusTTS([a.url, b.url], hedge_ttfb_ms=500) as tts:
         stream = tts.stream("Hi.")
         await collect_all(stream)
     assert not stream.info.hedged

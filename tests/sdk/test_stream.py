@@ -166,12 +166,20 @@ async def test_instance_default_timeout_applies_to_every_request(fake_server):
 
 async def test_server_side_deadline_frame_is_a_timeout_error(fake_server):
     srv = fake_server()
-    srv.script(Behaviour.normal(chunks=5, chunk_delay_s=0.2))  # the server enforces timeout_s
+    srv.script(Behaviour.error("deadline_exceeded", after=1, message="server deadline"))
+    async with OrpheusTTS([srv.url]) as tts:  # no client-side deadline: the frame decides
+        chunks, exc = await collect(tts.stream("Hi."))
+    assert len(chunks) == 1
+    assert isinstance(exc, DeadlineExceededError) and isinstance(exc, asyncio.TimeoutError)
+    assert exc.code == "deadline_exceeded" and exc.message == "server deadline"
+
+
+async def test_server_enforces_timeout_s_too(fake_server):
+    srv = fake_server(chunks=50, chunk_delay_ms=100)  # 5 s of streaming; the server stops it
     async with OrpheusTTS([srv.url]) as tts:
         chunks, exc = await collect(tts.stream("Hi.", timeout_s=0.3))
-    assert 1 <= len(chunks) < 5
-    assert isinstance(exc, asyncio.TimeoutError) and isinstance(exc, StreamError)
-    assert exc.code == "deadline_exceeded"
+    assert 1 <= len(chunks) < 50
+    assert isinstance(exc, DeadlineExceededError)
 
 
 async def test_stream_with_no_audio_but_eos_ends_cleanly(fake_server):
