@@ -269,7 +269,7 @@ def decide(
         else:
             # Only what was seen since the last change describes the fleet as it is now (the
             # per-stream speed, so the streams in flight, depends on how many share a worker).
-            seen = [
+            seen = [raw] + [
                 n
                 for t, n in recs
                 if now - t < spec.scale_down_stabilization_s

@@ -1,0 +1,243 @@
+"""The scaling policy: properties (hypothesis) and the stabilization/starting-workers rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orpheus_operator.autoscaler.policy import (
+    AutoscalingSpec,
+    PolicyState,
+    Signals,
+    decide,
+    load_demand,
+)
+from orpheus_operator.defaults import spec_with_defaults
+
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> AutoscalingSpec:
+    lo = draw(st.integers(0, 6))
+    hi = draw(st.integers(max(lo, 1), 30))
+    return AutoscalingSpec(
+        min_replicas=lo,
+        max_replicas=hi,
+        target_queue_depth_per_worker=draw(st.sampled_from([0.5, 1.0, 2.0, 4.0])),
+        target_ttfa_p95_ms=draw(st.sampled_from([300.0, 800.0, 1000.0, 2500.0])),
+        scale_up_stabilization_s=draw(st.sampled_from([0.0, 30.0])),
+        scale_down_stabilization_s=draw(st.sampled_from([0.0, 60.0, 300.0])),
+        max_scale_up_step=draw(st.integers(1, 10)),
+        max_scale_down_step=draw(st.integers(1, 5)),
+        target_utilization=draw(st.sampled_from([0.5, 0.8, 1.0])),
+        worker_capacity=draw(st.integers(1, 16)),
+    )
+
+
+@st.composite
+def observations(draw: st.DrawFn, t: float) -> Signals:
+    ready = draw(st.integers(0, 40))
+    return Signals(
+        time=t,
+        queue_depth=draw(st.integers(0, 500)),
+        inflight=draw(st.integers(0, 400)),
+        ready_workers=ready,
+        capacity=draw(st.one_of(st.none(), st.just(ready * 8))),
+        ttfa_p95_ms=draw(st.one_of(st.none(), st.floats(1.0, 60_000.0))),
+        window_s=draw(st.sampled_from([None, 30.0, 60.0])),
+    )
+
+
+def run(spec: AutoscalingSpec, sequence: list[Signals], current: int) -> list[int]:
+    """Feed observations in order, as the controller would; return each tick's desired count."""
+    state = PolicyState()
+    out = []
+    for signals in sequence:
+        decision, state = decide(spec, state, signals, current)
+        out.append(decision.desired)
+        current = decision.desired
+    return out
+
+
+# --- properties --------------------------------------------------------------------------------
+@SETTINGS
+@given(data=st.data(), spec=specs(), current=st.integers(0, 60))
+def test_desired_never_leaves_min_max(data: st.DataObject, spec: AutoscalingSpec,
+                                      current: int) -> None:
+    ticks = data.draw(st.integers(1, 25))
+    sequence = [data.draw(observations(t=10.0 * i)) for i in range(ticks)]
+    for desired in run(spec, sequence, current):
+        assert spec.min_replicas <= desired <= spec.max_replicas
+
+
+@SETTINGS
+@given(
+    spec=specs(),
+    start=st.integers(0, 30),
+    queue=st.integers(0, 300),
+    inflight=st.integers(0, 300),
+    p95=st.one_of(st.none(), st.floats(50.0, 20_000.0)),
+)
+def test_steady_load_causes_no_oscillation(spec: AutoscalingSpec, start: int, queue: int,
+                                           inflight: int, p95: float | None) -> None:
+    """The same load, tick after tick (new workers ready at once): the count moves one way
+    and settles; it never goes up and then down, or down and then up."""
+    current, state, seen = start, PolicyState(), [start]
+    for i in range(60):
+        signals = Signals(time=10.0 * i, queue_depth=queue, inflight=inflight,
+                          ready_workers=current, capacity=None, ttfa_p95_ms=p95, window_s=30.0)
+        decision, state = decide(spec, state, signals, current)
+        current = decision.desired
+        seen.append(current)
+    steps = [b - a for a, b in zip(seen, seen[1:]) if b != a]
+    directions = {s > 0 for s in steps[1:]}  # the first step may be a clamp into [min, max]
+    assert len(directions) <= 1, seen
+    if p95 is None or p95 <= spec.target_ttfa_p95_ms:
+        # (A p95 stuck over target keeps adding a worker per window, up to max: still one way.)
+        assert len(set(seen[-20:])) == 1, f"did not settle: {seen}"
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs(), current=st.integers(0, 40), extra=st.integers(1, 300))
+def test_more_queue_never_means_fewer_replicas(data: st.DataObject, spec: AutoscalingSpec,
+                                               current: int, extra: int) -> None:
+    history = [data.draw(observations(t=10.0 * i)) for i in range(data.draw(st.integers(0, 12)))]
+    state = PolicyState()
+    for signals in history:
+        decision, state = decide(spec, state, signals, current)
+        current = decision.desired
+    now = data.draw(observations(t=10.0 * len(history)))
+    more = Signals(**{**now.__dict__, "queue_depth": now.queue_depth + extra})
+    fewer_queue, _ = decide(spec, state, now, current)
+    more_queue, _ = decide(spec, state, more, current)
+    assert more_queue.desired >= fewer_queue.desired
+
+
+# --- stabilization -----------------------------------------------------------------------------
+SPEC = AutoscalingSpec(min_replicas=1, max_replicas=20, target_queue_depth_per_worker=1.0,
+                       target_ttfa_p95_ms=1000.0, scale_down_stabilization_s=120.0,
+                       max_scale_up_step=10, max_scale_down_step=4, scale_down_settle_s=20.0,
+                       worker_capacity=8, target_utilization=0.8)
+
+
+def sig(t: float, *, queue: int = 0, inflight: int = 0, ready: int = 4,
+        p95: float | None = 400.0) -> Signals:
+    return Signals(time=t, queue_depth=queue, inflight=inflight, ready_workers=ready,
+                   capacity=8 * ready, ttfa_p95_ms=p95, window_s=30.0)
+
+
+def test_scale_up_is_immediate_and_step_limited() -> None:
+    decision, _ = decide(SPEC, PolicyState(), sig(0, queue=200, inflight=32), 4)
+    assert decision.desired == 4 + SPEC.max_scale_up_step
+    assert "queued" in decision.reason
+
+
+def test_scale_down_waits_for_the_window_then_steps() -> None:
+    state, current = PolicyState(), 10
+    desired = []
+    for i in range(0, 200, 10):  # light load: 8 streams need 2 workers
+        decision, state = decide(SPEC, state, sig(i, inflight=8, ready=current), current)
+        desired.append((i, decision.desired))
+        current = decision.desired
+    first_down = next(t for t, n in desired if n < 10)
+    assert first_down >= SPEC.scale_down_stabilization_s
+    drops = [a - b for (_, a), (_, b) in zip(desired, desired[1:]) if b < a]
+    assert drops and max(drops) <= SPEC.max_scale_down_step
+    assert "calm" in decision.reason or decision.desired == 2
+
+
+def test_a_latency_spike_restarts_the_calm_window() -> None:
+    state, current = PolicyState(), 10
+    for i in range(0, 110, 10):
+        decision, state = decide(SPEC, state, sig(i, inflight=8, ready=10), current)
+        assert decision.desired == 10
+    # p95 at 900 ms is under target (no scale-up) but not comfortably under (70 % = 700 ms).
+    decision, state = decide(SPEC, state, sig(110, inflight=8, ready=10, p95=900.0), current)
+    assert decision.desired == 10 and "not comfortably" in decision.reason
+    for i in range(120, 220, 10):
+        decision, state = decide(SPEC, state, sig(i, inflight=8, ready=10), current)
+        assert decision.desired == 10, (i, decision.reason)
+    decision, state = decide(SPEC, state, sig(240, inflight=8, ready=10), current)
+    assert decision.desired < 10
+
+
+def test_a_brief_load_peak_inside_the_window_holds_the_count() -> None:
+    """Down-scaling follows the highest recommendation seen in the window."""
+    state, current = PolicyState(), 10
+    for i in range(0, 130, 10):
+        inflight = 60 if i == 50 else 8  # 60 streams need 10 workers at 80 % of 8
+        decision, state = decide(SPEC, state, sig(i, inflight=inflight, ready=10), current)
+    assert decision.desired == 10
+    for i in range(130, 190, 10):
+        decision, state = decide(SPEC, state, sig(i, inflight=8, ready=10), current)
+        current = decision.desired
+    assert current < 10
+
+
+def test_tolerance_band_holds_small_excursions() -> None:
+    # 4 workers x 8 x 0.8 = 25.6 streams; 27 is within 10 %.
+    decision, _ = decide(SPEC, PolicyState(), sig(0, inflight=27, ready=4), 4)
+    assert decision.desired == 4
+    decision, _ = decide(SPEC, PolicyState(), sig(0, inflight=30, ready=4), 4)
+    assert decision.desired == 5
+
+
+# --- starting workers --------------------------------------------------------------------------
+def test_starting_workers_count_as_capacity_on_the_way() -> None:
+    """2 ready, 8 requested: a load that 8 workers carry asks for nothing more."""
+    decision, _ = decide(SPEC, PolicyState(), sig(0, queue=20, inflight=16, ready=2), 8)
+    assert load_demand(SPEC, sig(0, queue=20, inflight=16, ready=2)) <= 8
+    assert decision.desired == 8
+
+
+def test_high_latency_while_workers_start_is_no_stampede() -> None:
+    """p95 far over target on 2 ready workers, 6 more starting: no further scale-up."""
+    state = PolicyState()
+    for i in range(0, 120, 10):
+        decision, state = decide(SPEC, state, sig(i, inflight=14, ready=2, p95=5000.0), 8)
+        assert decision.desired == 8, decision.reason
+
+
+def test_latency_after_a_capacity_increase_is_ignored_for_one_window() -> None:
+    state = PolicyState()
+    _, state = decide(SPEC, state, sig(0, inflight=10, ready=2, p95=400.0), 2)
+    # Ready count rose 2 -> 4 at t=10; the p95 window (30 s) still holds the old samples.
+    decision, state = decide(SPEC, state, sig(10, inflight=10, ready=4, p95=3000.0), 4)
+    assert decision.desired == 4 and decision.latency_desired == 0
+    decision, state = decide(SPEC, state, sig(40, inflight=10, ready=4, p95=3000.0), 4)
+    assert decision.latency_desired == 6 and decision.desired == 6  # capped at 1.5x
+    assert "p95" in decision.reason
+
+
+# --- restart safety and the CR mapping ----------------------------------------------------------
+def test_state_survives_a_json_round_trip() -> None:
+    """What goes into status comes back identical: a restarted operator decides the same."""
+    state, current = PolicyState(), 10
+    for i in range(0, 100, 10):
+        _, state = decide(SPEC, state, sig(i, inflight=8, ready=10), current)
+    restored = PolicyState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert restored == state
+    a, _ = decide(SPEC, state, sig(130, inflight=8, ready=10), current)
+    b, _ = decide(SPEC, restored, sig(130, inflight=8, ready=10), current)
+    assert a == b and a.desired < current
+
+
+def test_spec_from_the_custom_resource_defaults() -> None:
+    spec = spec_with_defaults({"autoscaling": {"enabled": True, "targetTTFBp95Ms": 650,
+                                               "maxScaleUpStep": 3},
+                               "workers": {"minReplicas": 2, "maxReplicas": 9}})
+    parsed = AutoscalingSpec.from_resource(spec)
+    assert (parsed.min_replicas, parsed.max_replicas) == (2, 9)
+    assert parsed.target_ttfa_p95_ms == 650.0 and parsed.max_scale_up_step == 3
+    assert parsed.target_queue_depth_per_worker == spec["autoscaling"]["targetQueueDepthPerWorker"]
+    assert parsed.scale_down_stabilization_s == spec["autoscaling"][
+        "scaleDownStabilizationSeconds"]
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="replica bounds"):
+        AutoscalingSpec(min_replicas=5, max_replicas=2)
