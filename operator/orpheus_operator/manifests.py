@@ -133,33 +133,24 @@ def _meta(cluster: Cluster, name: str, component: str,
 
 
 # --- the ConfigMap -----------------------------------------------------------------------------
-def cluster_config(cluster: Cluster) -> dict[str, Any]:
-    """Settings shared by workers and the gateway, mounted as `cluster.json`."""
-    spec = cluster.spec
-    return {
-        "cluster": cluster.name,
-        "model": {k: spec["model"].get(k) for k in ("name", "revision", "snac", "voices",
-                                                     "standIn")},
-        "engine": spec["engine"],
-        "gateway": {"limits": spec["gateway"]["limits"],
-                    "auth": spec["gateway"]["auth"]["enabled"]},
-        "workerService": f"{cluster.namespace}/{worker_service_name(cluster.name)}",
-    }
+VOICE_ALIASES_FILE = "voice-aliases.json"
 
 
 def config_map(cluster: Cluster) -> Manifest:
+    """Files the pods read: the gateway's voice alias map (`--voice-aliases`)."""
+    aliases = cluster.spec["gateway"].get("voiceAliases") or {}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(cluster, config_name(cluster.name), "config"),
-        "data": {"cluster.json": json.dumps(cluster_config(cluster), indent=2, sort_keys=True)
-                 + "\n"},
+        "data": {VOICE_ALIASES_FILE: json.dumps(aliases, indent=2, sort_keys=True) + "\n"},
     }
 
 
 def config_hash(cluster: Cluster) -> str:
     """Changes whenever the ConfigMap does, so pods roll when their configuration changes."""
-    return hashlib.sha256(config_map(cluster)["data"]["cluster.json"].encode()).hexdigest()[:16]
+    data = json.dumps(config_map(cluster)["data"], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 # --- pod template pieces -----------------------------------------------------------------------
@@ -217,6 +208,7 @@ def worker_args(cluster: Cluster) -> list[str]:
         "worker",
         "--model", model_path,
         "--snac", snac_path,
+        "--host", "0.0.0.0",
         "--port", str(WORKER_PORT),
         "--worker-id", "$(POD_NAME)",
         "--max-num-seqs", str(engine["maxNumSeqs"]),
@@ -225,6 +217,10 @@ def worker_args(cluster: Cluster) -> list[str]:
         "--dtype", engine["dtype"],
         "--drain-seconds", str(spec["workers"]["drainSeconds"]),
     ]
+    if spec["model"].get("voices"):
+        args += ["--voices", ",".join(spec["model"]["voices"])]
+    if spec["model"]["standIn"]:
+        args += ["--constrain-to-audio-tokens"]  # random weights would rarely emit audio
     extra = dict(engine.get("extraArgs") or {})
     if spec["model"].get("revision") and not spec["model"]["standIn"]:
         extra.setdefault("revision", spec["model"]["revision"])
@@ -246,12 +242,9 @@ def worker_deployment(cluster: Cluster) -> Manifest:
     mounts = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": cache_mount},
-        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
     ]
     env = _downward_env() + [
         {"name": "HF_HOME", "value": f"{cache_mount}/hf"},
-        {"name": "ORPHEUS_CONFIG", "value": f"{CONFIG_MOUNT}/cluster.json"},
-        {"name": "ORPHEUS_VOICES", "value": ",".join(spec["model"]["voices"])},
     ] + list(workers.get("env") or [])
     container: dict[str, Any] = {
         "name": "worker",
@@ -272,7 +265,6 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "volumes": [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": workers["shmSize"]}},
             _model_volume(cluster),
-            _config_volume(cluster),
         ],
     }
     if spec["model"]["standIn"]:
@@ -287,7 +279,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
     for key in ("nodeSelector", "tolerations", "affinity"):
         if workers.get(key):
             pod_spec[key] = workers[key]
-    annotations = {**_scrape_annotations(WORKER_PORT), CONFIG_HASH_ANNOTATION: config_hash(cluster)}
+    annotations = _scrape_annotations(WORKER_PORT)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -326,11 +318,16 @@ def gateway_args(cluster: Cluster) -> list[str]:
     gateway = cluster.spec["gateway"]
     args = [
         "gateway",
+        "--host", "0.0.0.0",
         "--port", str(GATEWAY_PORT),
         "--discover", f"{cluster.namespace}/{worker_service_name(cluster.name)}",
         "--rate-limit-rpm", str(gateway["limits"]["requestsPerMinute"]),
         "--max-streams-per-key", str(gateway["limits"]["concurrentStreams"]),
     ]
+    if gateway.get("voiceAliases"):
+        args += ["--voice-aliases", f"{CONFIG_MOUNT}/{VOICE_ALIASES_FILE}"]
+    if gateway.get("defaultVoice"):
+        args += ["--default-voice", gateway["defaultVoice"]]
     auth = gateway["auth"]
     if auth["enabled"]:
         args += ["--api-keys-file", f"{KEYS_MOUNT}/{auth['secretRef']['key']}"]
@@ -357,9 +354,7 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
         "command": ["orpheus-tts"],
         "args": gateway_args(cluster),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "env": _downward_env() + [
-            {"name": "ORPHEUS_CONFIG", "value": f"{CONFIG_MOUNT}/cluster.json"},
-        ] + list(gateway.get("env") or []),
+        "env": _downward_env() + list(gateway.get("env") or []),
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
         **_probes(GATEWAY_PORT, 60),

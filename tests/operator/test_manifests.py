@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ def test_worker_args_use_the_cli_flags() -> None:
     assert arg(args, "--snac") == "org/snac"
     assert arg(args, "--port") == "8100"
     assert arg(args, "--worker-id") == "$(POD_NAME)"
+    assert arg(args, "--host") == "0.0.0.0"
+    assert "--voices" not in args  # the worker's default set
+    assert "--constrain-to-audio-tokens" not in args
     assert arg(args, "--max-num-seqs") == "8"
     assert arg(args, "--gpu-memory-utilization") == "0.8"
     assert arg(args, "--max-model-len") == "2048"
@@ -152,8 +156,17 @@ def test_pvc_cache_and_config_hash_rolls_pods() -> None:
                manifests.worker_deployment(cluster)["spec"]["template"]["spec"]["volumes"]}
     assert volumes["model-cache"] == {"name": "model-cache",
                                       "persistentVolumeClaim": {"claimName": "weights"}}
-    spec2 = {**spec, "engine": {"maxNumSeqs": 4}}
-    assert manifests.config_hash(cluster) != manifests.config_hash(Cluster.from_body(body(spec2)))
+    aliased = Cluster.from_body(body({**spec, "gateway": {"auth": {"enabled": False},
+                                                          "voiceAliases": {"alloy": "tara"}}}))
+    assert manifests.config_hash(cluster) != manifests.config_hash(aliased)
+    gateway = manifests.gateway_deployment(aliased)["spec"]["template"]
+    assert gateway["metadata"]["annotations"]["tts.orpheus.dev/config-hash"] == \
+        manifests.config_hash(aliased)
+    args = gateway["spec"]["containers"][0]["args"]
+    assert arg(args, "--voice-aliases") == "/etc/orpheus/config/voice-aliases.json"
+    data = manifests.config_map(aliased)["data"]["voice-aliases.json"]
+    assert json.loads(data) == {"alloy": "tara"}
+    assert "--voice-aliases" not in manifests.gateway_args(cluster)  # built-in OpenAI map
 
 
 def test_kind_example_runs_the_stand_in_on_cpu() -> None:
@@ -167,6 +180,7 @@ def test_kind_example_runs_the_stand_in_on_cpu() -> None:
     target = init["args"][1]
     assert arg(container["args"], "--model") == f"{target}/llm"
     assert arg(container["args"], "--snac") == f"{target}/snac"
+    assert "--constrain-to-audio-tokens" in container["args"]
 
 
 def test_gke_example_targets_gpu_nodes() -> None:
@@ -176,3 +190,5 @@ def test_gke_example_targets_gpu_nodes() -> None:
     assert "cloud.google.com/gke-accelerator" in pod["nodeSelector"]
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    args = pod["containers"][0]["args"]
+    assert arg(args, "--voices") == "tara,leah,jess,leo,dan,mia,zac,zoe"
