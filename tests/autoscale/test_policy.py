@@ -87,7 +87,7 @@ def test_steady_load_causes_no_oscillation(spec: AutoscalingSpec, start: int, qu
     """The same load, tick after tick (new workers ready at once): the count moves one way
     and settles; it never goes up and then down, or down and then up."""
     current, state, seen = start, PolicyState(), [start]
-    for i in range(60):
+    for i in range(150):
         signals = Signals(time=10.0 * i, queue_depth=queue, inflight=inflight,
                           ready_workers=current, capacity=None, ttfa_p95_ms=p95, window_s=30.0)
         decision, state = decide(spec, state, signals, current)
