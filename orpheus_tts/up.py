@@ -37,6 +37,8 @@ DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
 URL_ENV = "ORPHEUS_URL"
 KEY_ENV = "ORPHEUS_API_KEY"
 READY_TIMEOUT_S = 600.0
+# Random weights rarely sample audio tokens in the right places: keep the stand-in on audio.
+STAND_IN_WORKER_ARGS = ["--constrain-to-audio-tokens"]
 STOP_GRACE_S = 10.0
 
 
@@ -235,6 +237,7 @@ class LocalStack:
             llm_dir, snac_dir = ensure_tiny_model(cfg.model_cache or cache_dir() / "tiny-model",
                                                   self.log)
             llm, snac = str(llm_dir), str(cfg.snac or snac_dir)
+            cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
         if not cfg.no_auth:
             self.key_file = cfg.key_file or local_key_file()
             self.api_key = ensure_local_key(self.key_file)
@@ -382,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         stopping.set()
         raise KeyboardInterrupt
 
+    # Both explicitly: a shell that starts `up` in the background hands it SIGINT ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         print(f"starting {config.workers} workers and a gateway (logs in {stack.log_dir}) ...",

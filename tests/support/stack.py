@@ -23,10 +23,12 @@ import httpx
 import pytest
 
 from orpheus_tts.protocol import SYSTEM_PATH
-from orpheus_tts.up import Child, LocalStack, StackConfig, ensure_tiny_model, free_port, cache_dir
+from orpheus_tts.up import (STAND_IN_WORKER_ARGS, Child, LocalStack, StackConfig, cache_dir,
+                            ensure_tiny_model, free_port)
 
-# Small, fast generations: the stand-in engine on 2 shared cores is slow.
-STACK_WORKER_ARGS = os.environ.get("ORPHEUS_TEST_WORKER_ARGS", "").split()
+# The stand-in checkpoint, kept on audio tokens; extra worker flags from the environment.
+STACK_WORKER_ARGS = [*STAND_IN_WORKER_ARGS,
+                     *os.environ.get("ORPHEUS_TEST_WORKER_ARGS", "").split()]
 
 
 class TestStack(LocalStack):
