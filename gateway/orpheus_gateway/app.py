@@ -27,9 +27,10 @@ from orpheus_tts import protocol as p
 
 from .auth import presented_key, unauthorized
 from .config import GatewayConfig
-from .core import ActiveStream, Gateway
+from .core import ActiveStream, Gateway, is_header_safe
 from .openai_speech import (SpeechRequest, StreamAborted, body_for, content_type, early_error,
                             parse_speech_request, tts_body)
+from .relay import error_line
 from .ws import WsSession
 
 log = logging.getLogger("orpheus_gateway")
@@ -68,7 +69,9 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        request_id = (headers.get(p.HEADER_REQUEST_ID) or uuid.uuid4().hex)[:128]
+        request_id = headers.get(p.HEADER_REQUEST_ID) or ""
+        if not is_header_safe(request_id):
+            request_id = uuid.uuid4().hex
         scope[REQUEST_ID_SCOPE] = request_id
         if scope["type"] == "http":
             send = _with_request_id(send, request_id)
@@ -222,7 +225,14 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         request_id = req.request_id or request.scope[REQUEST_ID_SCOPE]
         opening = asyncio.ensure_future(
             gw.start_stream(req, request.scope[KEY_SCOPE], "v1", arrived, request_id))
-        stream = await _unless_disconnected(request, opening)
+        try:
+            stream = await _unless_disconnected(request, opening)
+        except p.RequestError as exc:
+            if exc.code != p.ErrorCode.DEADLINE_EXCEEDED:
+                raise
+            # The deadline is part of the stream contract: a stream with its error frame.
+            return Response(error_line(exc.code, exc.message), media_type=p.NDJSON,
+                            headers={p.HEADER_REQUEST_ID: request_id})
         if stream is None:
             return Response(status_code=204)
 

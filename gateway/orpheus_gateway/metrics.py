@@ -69,5 +69,8 @@ class GatewayMetrics:
         self.rate_limited = Counter(
             "orpheus_gateway_rate_limit_rejections_total",
             "Requests refused with 429 by the per-key limits.", ["limit"], registry=r)
+        self.capacity = Gauge(
+            "orpheus_gateway_capacity",
+            "Concurrent streams the ready workers report they can hold (sum).", registry=r)
         self.workers_ready = Gauge(
             "orpheus_gateway_workers_ready", "Workers eligible for new streams.", registry=r)

@@ -230,7 +230,7 @@ class Upstream:
                 if remaining <= 0:
                     worker.breaker.release_trial()
                     break
-                body = dict(payload, timeout_s=round(remaining, 3))
+                body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
                 outcome = await self._attempt(worker, body, request_id, deadline)
                 if isinstance(outcome, UpstreamStream):
                     return outcome

@@ -355,4 +355,5 @@ def test_system_snapshot_for_the_autoscaler(fake_server, gateway_server, client)
     assert all(w.breaker == "closed" and w.ready for w in snap.workers)
     metrics = client.get(gw.url + "/metrics").text
     assert "orpheus_gateway_queue_depth 3.0" in metrics
+    assert "orpheus_gateway_capacity 10.0" in metrics
     assert 'orpheus_gateway_ttfa_seconds_count{api="v1"} 3.0' in metrics
