@@ -38,6 +38,7 @@ from orpheus_tts.routing import EndpointSnapshot, Router
 __all__ = ["OrpheusTTS", "AudioStream", "StreamInfo"]
 
 _USER_AGENT = "orpheus-tts-sdk/0.1"
+_DRAIN_TIMEOUT_S = 1.0
 # Error-frame codes that say the endpoint itself is unwell (they feed its circuit breaker).
 _ENDPOINT_FAULTS = p.RETRYABLE_CODES - {p.ErrorCode.RATE_LIMITED} | {p.ErrorCode.INTERNAL}
 
@@ -335,7 +336,7 @@ class OrpheusTTS:
         return self._closed
 
     def endpoints(self) -> list[EndpointSnapshot]:
-        """Scores and breaker states, best first is not implied: in `base_urls` order."""
+        """Each endpoint's score and breaker state, in `base_urls` order (lowest score wins)."""
         return self._router.snapshot()
 
     # --- streaming ---------------------------------------------------------------------------
@@ -401,7 +402,12 @@ class OrpheusTTS:
                     raise attempt.error_from(frame)
                 frame = await self._before(deadline, attempt.next_frame(), attempt.url)
             attempt.succeeded()
-            await self._before(deadline, attempt.drain(), attempt.url)
+            # The stream is complete; reading the body's end only lets the connection be
+            # reused. If that fails or takes long, the connection is closed instead.
+            try:
+                await asyncio.wait_for(attempt.drain(), _DRAIN_TIMEOUT_S)
+            except (asyncio.TimeoutError, httpx.HTTPError):
+                pass
         except BaseException as exc:
             attempt.judge(exc)  # audio was delivered: whatever it says, nothing is retried
             raise
