@@ -85,12 +85,14 @@ async def test_failover_before_first_byte_when_connection_refused(fake_server):
         assert states[dead].consecutive_failures == 1
 
 
-async def test_failover_on_503_and_on_stream_broken_before_audio(fake_server):
+async def test_failover_before_audio_on_503_broken_stream_retryable_error_and_429(fake_server):
     a = fake_server(tone=1000)
     b = fake_server(tone=2000)
-    a.script(Behaviour.http_error(503, "draining"), Behaviour.drop(after=0))
-    async with OrpheusTTS([a.url, b.url], hedge_ttfb_ms=None) as tts:
-        for _ in range(2):
+    a.script(Behaviour.http_error(503, "draining"), Behaviour.drop(after=0),
+             Behaviour.error("overloaded", after=0),
+             Behaviour.http_error(429, "rate_limit_exceeded"))
+    async with OrpheusTTS([a.url, b.url], hedge_ttfb_ms=None, failure_threshold=10) as tts:
+        for _ in range(4):
             stream = tts.stream("Hi.")
             assert await collect_all(stream) == b.expected_pcm(3)
             assert stream.info.attempts == [a.url, b.url]

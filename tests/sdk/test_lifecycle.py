@@ -57,6 +57,18 @@ async def test_close_ends_a_stream_in_progress(fake_server):
         await asyncio.wait_for(stream.__anext__(), 5)
 
 
+async def test_close_while_waiting_for_first_audio_aborts_the_request(fake_server):
+    srv = fake_server()
+    srv.script(Behaviour.stall(after=0))
+    tts = OrpheusTTS([srv.url])
+    pending = asyncio.ensure_future(tts.synthesize("Hi."))
+    assert await srv.await_until(lambda: srv.open_streams == 1)
+    await tts.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await asyncio.wait_for(pending, 5)
+    assert await srv.await_until(lambda: srv.cancelled_streams == 1 and srv.open_connections == 0)
+
+
 async def test_leaving_the_loop_early_closes_the_stream(fake_server):
     srv = fake_server()
     srv.script(Behaviour.stall(after=1), Behaviour.stall(after=1))
