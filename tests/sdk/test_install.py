@@ -1,0 +1,32 @@
+"""The SDK stays light: the base install pulls httpx and pydantic only, and importing the SDK
+and the CLI loads no server stack (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = {"torch", "vllm", "fastapi", "starlette", "uvicorn", "kopf", "kubernetes", "snac",
+         "transformers", "numpy", "prometheus_client"}
+
+
+def test_base_dependencies_are_only_httpx_and_pydantic():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower()
+             for d in project["dependencies"]}
+    assert names == {"httpx", "pydantic"}
+
+
+def test_importing_the_sdk_and_cli_loads_no_server_stack():
+    code = (
+        "import sys, json; import orpheus_tts.sdk, orpheus_tts.say, orpheus_tts.wav, "
+        "orpheus_tts.cli; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT, timeout=60).stdout
+    assert HEAVY.isdisjoint(json.loads(out))
