@@ -1,0 +1,149 @@
+"""Streaming SNAC decoding on a random-weight SNAC 24 kHz with its noise blocks switched off."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from orpheus_worker.snac_stream import (
+    DecodeLoop, SnacDecoder, StreamingDecoder, load_snac, plan_batches, to_pcm16)
+from orpheus_worker.tokens import FRAME_TOKENS, SAMPLES_PER_FRAME
+
+REFERENCE_DECODES_PER_FRAME = 4  # Canopy's decoder: a 4-frame window for every new frame
+
+
+@pytest.fixture(scope="module")
+def snac(tiny_model):
+    import torch
+
+    torch.set_num_threads(1)
+    return SnacDecoder(load_snac(str(tiny_model / "snac"), disable_noise=True))
+
+
+def codes(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 4096, size=(n, FRAME_TOKENS))
+
+
+def snr_db(ref, got):
+    return 10 * np.log10(np.sum(ref ** 2) / max(np.sum((got - ref) ** 2), 1e-30))
+
+
+def run_stream(snac, frames, burst):
+    """Push `burst` frames between decodes; return audio, calls, tokens before first audio."""
+    dec = StreamingDecoder()
+    out, calls, first_at = [], 0, None
+    for i in range(0, len(frames), burst):
+        dec.push(frames[i:i + burst].tolist())
+        window = dec.plan()
+        if window is not None:
+            out.append(dec.accept(window, snac.decode([dec.window_codes(window)])[0]))
+            calls += 1
+            if first_at is None and len(out[-1]):
+                first_at = min(i + burst, len(frames)) * FRAME_TOKENS
+    dec.finish()
+    while (window := dec.plan()) is not None:
+        out.append(dec.accept(window, snac.decode([dec.window_codes(window)])[0]))
+        calls += 1
+    assert dec.done
+    return np.concatenate(out), calls, first_at
+
+
+def test_decoding_is_deterministic_without_noise(snac):
+    frames = codes(6)
+    assert np.array_equal(snac.decode_one(frames), snac.decode_one(frames))
+
+
+@pytest.mark.parametrize("burst", [1, 4])
+def test_streamed_audio_matches_one_shot_length_and_fidelity(snac, burst):
+    frames = codes(16, seed=burst)
+    reference = snac.decode_one(frames)
+    assert len(reference) == SAMPLES_PER_FRAME * len(frames)
+    streamed, _, _ = run_stream(snac, frames, burst)
+    assert len(streamed) == len(reference)
+    assert snr_db(reference, streamed) >= 50.0
+
+
+def test_first_audio_after_at_most_two_frames(snac):
+    _, _, first_at = run_stream(snac, codes(10), burst=1)
+    assert first_at is not None and first_at <= 14
+    dec = StreamingDecoder()
+    dec.push(codes(1).tolist())
+    assert dec.plan() is None  # one frame is not enough context yet
+
+
+def test_one_decode_covers_several_frames_when_behind(snac):
+    frames = codes(20)
+    _, calls, _ = run_stream(snac, frames, burst=5)
+    per_frame = calls / len(frames)
+    assert per_frame <= 0.25 < REFERENCE_DECODES_PER_FRAME
+
+
+def test_short_stream_flushes_every_frame(snac):
+    for n in (1, 2, 3):
+        streamed, _, _ = run_stream(snac, codes(n, seed=n), burst=1)
+        assert len(streamed) == n * SAMPLES_PER_FRAME
+        assert snr_db(snac.decode_one(codes(n, seed=n)), streamed) >= 50.0
+
+
+def test_batched_windows_equal_solo_decodes(snac):
+    streams = []
+    for n, new, seed in ((9, 2, 1), (10, 1, 2), (12, 4, 3)):
+        d = StreamingDecoder()
+        d.push(codes(n, seed).tolist())
+        w = d.plan()
+        d.accept(w, snac.decode([d.window_codes(w)])[0])
+        d.push(codes(new, seed + 10).tolist())  # streams with history, different backlogs
+        streams.append(d)
+    groups = plan_batches(streams)
+    batched = {}
+    for group in groups:
+        audio = snac.decode([d.window_codes(w) for d, w in group])
+        for row, (d, w) in enumerate(group):
+            batched[id(d)] = (w, audio[row])
+    assert len(groups) == 1  # windows were made equal in length and shared one call
+    for d in streams:
+        w, audio = batched[id(d)]
+        solo = snac.decode([d.window_codes(w)])[0]
+        base = w.start * SAMPLES_PER_FRAME
+        got = audio[w.emit_from - base:w.emit_to - base]
+        want = solo[w.emit_from - base:w.emit_to - base]
+        assert snr_db(want, got) >= 80.0
+
+
+def test_pcm16_conversion_clips():
+    assert to_pcm16(np.array([0.0, 1.5, -2.0], dtype=np.float32)) == \
+        np.array([0, 32767, -32767], dtype="<i2").tobytes()
+
+
+async def test_decode_loop_streams_many_and_drops_cancelled_work(snac):
+    loop = DecodeLoop(snac)
+    loop.start()
+    try:
+        frames = [codes(8, seed=s) for s in range(3)]
+        streams = [loop.open() for _ in frames]
+        cancelled = loop.open()
+        for s, f in zip(streams, frames):
+            s.push(f[:4].tolist())
+        cancelled.push(codes(4).tolist())
+        cancelled.close()
+        cancelled.close()  # idempotent
+        for s, f in zip(streams, frames):
+            s.push(f[4:].tolist())
+            s.finish()
+
+        async def drain(stream):
+            pcm = b""
+            while (chunk := await stream.next_chunk()) is not None:
+                pcm += chunk
+            return pcm
+
+        outs = await asyncio.wait_for(asyncio.gather(*(drain(s) for s in streams)), 120)
+        for pcm, f in zip(outs, frames):
+            assert len(pcm) == 2 * SAMPLES_PER_FRAME * len(f)
+            ref = np.frombuffer(to_pcm16(snac.decode_one(f)), "<i2").astype(np.float64)
+            got = np.frombuffer(pcm, "<i2").astype(np.float64)
+            assert snr_db(ref, got) >= 40.0  # int16 quantisation of a quiet random signal
+        assert loop.active == 0
+        assert cancelled.decoder.emitted == 0
+    finally:
+        await loop.stop()
