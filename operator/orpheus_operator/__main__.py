@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix = "tts.orpheus.dev"
+        # kopf keeps a finalizer on each cluster while its timers run, to stop them first.
+        settings.persistence.finalizer = f"{prefix}/operator"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=prefix, key="last-handled-configuration")

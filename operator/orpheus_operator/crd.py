@@ -153,13 +153,12 @@ def spec_schema() -> Schema:
                 },
                 description="The model cache volume.",
                 default={},
-                rules=[("self.type != 'pvc' || has(self.claimName)",
+                rules=[("!has(self.type) || self.type != 'pvc' || has(self.claimName)",
                         "model.cache.claimName is required when model.cache.type is pvc")],
             ),
         },
         description="What the workers serve.",
-        default={},
-        rules=[("self.standIn || has(self.name)",
+        rules=[("(has(self.standIn) && self.standIn) || has(self.name)",
                 "model.name is required unless model.standIn is true")],
     )
     engine = _obj(
@@ -198,7 +197,8 @@ def spec_schema() -> Schema:
         },
         description="The GPU workers.",
         default={},
-        rules=[("self.minReplicas <= self.maxReplicas",
+        rules=[("!has(self.minReplicas) || !has(self.maxReplicas) "
+                "|| self.minReplicas <= self.maxReplicas",
                 "workers.minReplicas must not exceed workers.maxReplicas")],
     )
     gateway = _obj(
@@ -232,7 +232,7 @@ def spec_schema() -> Schema:
                 },
                 description="API-key authentication.",
                 default={},
-                rules=[("!self.enabled || has(self.secretRef)",
+                rules=[("!has(self.enabled) || !self.enabled || has(self.secretRef)",
                         "gateway.auth.secretRef is required when gateway.auth.enabled is true")],
             ),
             "voiceAliases": _string_map("Request voice name -> model voice (e.g. OpenAI's "
@@ -271,10 +271,11 @@ def spec_schema() -> Schema:
         {"model": model, "engine": engine, "workers": workers, "gateway": gateway,
          "autoscaling": autoscaling},
         description="Desired state of an Orpheus TTS deployment.",
-        default={},
+        required=["model"],
         rules=[(
-            "!self.autoscaling.enabled || (self.workers.replicas >= self.workers.minReplicas "
-            "&& self.workers.replicas <= self.workers.maxReplicas)",
+            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
+            " || !has(self.workers) || (self.workers.replicas >= self.workers.minReplicas"
+            " && self.workers.replicas <= self.workers.maxReplicas)",
             "workers.replicas must lie within [workers.minReplicas, workers.maxReplicas] when "
             "autoscaling is enabled",
         )],
@@ -366,6 +367,7 @@ def crd() -> dict[str, Any]:
                     "type": "object",
                     "description": "An Orpheus text-to-speech deployment: GPU workers behind "
                                    "a gateway.",
+                    "required": ["spec"],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

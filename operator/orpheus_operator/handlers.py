@@ -2,8 +2,9 @@
 
 Create, update (spec, including the scale subresource), resume (operator start) and a resync
 timer (status refresh, drift repair, late Secrets) all do the same idempotent pass. There is no
-delete handler and no finalizer: children carry ownerReferences and the garbage collector
-removes them with the cluster.
+delete handler: children carry ownerReferences and the garbage collector removes them with the
+cluster. (kopf keeps its finalizer, `tts.orpheus.dev/operator`, on each cluster while timers run
+for it, and removes it on deletion.)
 """
 
 from __future__ import annotations

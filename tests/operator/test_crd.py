@@ -84,8 +84,8 @@ def test_scale_subresource_and_printer_columns_point_at_schema_fields() -> None:
         assert simple in paths or simple.startswith(".metadata."), column
 
 
-def test_empty_spec_gets_every_default() -> None:
-    spec = spec_with_defaults({})
+def test_minimal_spec_gets_every_default() -> None:
+    spec = spec_with_defaults({"model": {"name": "org/model"}})
     assert spec["workers"]["resources"] == {"limits": {"nvidia.com/gpu": 1}}
     assert spec["workers"]["replicas"] == 1
     assert spec["gateway"]["service"] == {"type": "ClusterIP", "port": 8000}
@@ -93,6 +93,8 @@ def test_empty_spec_gets_every_default() -> None:
     assert spec["autoscaling"]["enabled"] is False
     assert spec["model"]["snac"] == crd.DEFAULT_SNAC
     assert spec["model"]["cache"]["type"] == "emptyDir"
+    assert spec["model"]["standIn"] is False
+    assert "voices" not in spec["model"]  # the worker's own default set
 
 
 def test_defaults_never_override_what_is_written() -> None:
