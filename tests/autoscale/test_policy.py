@@ -71,7 +71,7 @@ def test_desired_never_leaves_min_max(data: st.DataObject, spec: AutoscalingSpec
     ticks = data.draw(st.integers(1, 25))
     sequence = [data.draw(observations(t=10.0 * i)) for i in range(ticks)]
     for desired in run(spec, sequence, current):
-        assert spec.min_replicas <= desired <= spec.max_replicas
+        assert max(spec.min_replicas, 1) <= desired <= spec.max_replicas  # never 0: no scale-to-zero
 
 
 @SETTINGS
@@ -236,6 +236,15 @@ def test_spec_from_the_custom_resource_defaults() -> None:
     assert parsed.target_queue_depth_per_worker == spec["autoscaling"]["targetQueueDepthPerWorker"]
     assert parsed.scale_down_stabilization_s == spec["autoscaling"][
         "scaleDownStabilizationSeconds"]
+
+
+def test_no_load_with_min_zero_keeps_one_worker() -> None:
+    spec = AutoscalingSpec(min_replicas=0, max_replicas=4, scale_down_stabilization_s=0.0)
+    state, current = PolicyState(), 3
+    for i in range(0, 300, 10):
+        decision, state = decide(spec, state, sig(i, ready=current, p95=None), current)
+        current = decision.desired
+    assert current == 1
 
 
 def test_bad_bounds_are_refused() -> None:

@@ -220,8 +220,14 @@ def comfortable(spec: AutoscalingSpec, signals: Signals) -> bool:
     return queue_ok and latency_ok
 
 
+def floor(spec: AutoscalingSpec) -> int:
+    """The fewest workers the policy asks for. Never zero: scale-to-zero is not implemented
+    (a gateway with no worker refuses requests, so no queue would ever bring one back)."""
+    return max(spec.min_replicas, 1)
+
+
 def clamp(spec: AutoscalingSpec, n: int) -> int:
-    return max(spec.min_replicas, min(spec.max_replicas, n))
+    return max(floor(spec), min(spec.max_replicas, n))
 
 
 def decide(
@@ -248,7 +254,7 @@ def decide(
     desired, reason = bounded, "steady"
     since_change = math.inf if state.last_change_at is None else now - state.last_change_at
     if bounded != current:
-        reason = f"replicas {current} outside [{spec.min_replicas}, {spec.max_replicas}]"
+        reason = f"replicas {current} outside [{floor(spec)}, {spec.max_replicas}]"
     elif raw > current:
         up_window = [n for t, n in recs if now - t < spec.scale_up_stabilization_s] or [raw]
         target = min(min(up_window), current + spec.max_scale_up_step)
