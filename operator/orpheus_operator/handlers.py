@@ -16,7 +16,8 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from . import crd
-from .reconcile import TransientError, get_reconciler
+from .manifests import MANAGED_BY
+from .reconcile import TransientError, get_reconciler, reconcile_named
 from .status import Problem, condition, merge_conditions, patch_status
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ def reconcile_or_retry(body: kopf.Body) -> None:
     for problem in result.problems:
         log.warning("%s/%s degraded: %s", plain["metadata"]["namespace"],
                     plain["metadata"]["name"], problem.message)
+
+
+def owning_cluster(body: dict[str, Any]) -> str | None:
+    """The name of the OrpheusCluster that controls this child, if any."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == crd.KIND and ref.get("apiVersion") == crd.API_VERSION \
+                and ref.get("controller"):
+            return ref.get("name")
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -79,6 +89,20 @@ def register(registry: kopf.OperatorRegistry, resync_seconds: float) -> None:
     @kopf.on.update(*resource, registry=registry, id="reconcile", field="spec")
     def on_change(body: kopf.Body, **_: Any) -> None:
         reconcile_or_retry(body)
+
+    # A worker or gateway Deployment changed (pods became ready, someone scaled or edited it):
+    # refresh the owner's status and put any drift back now rather than at the next resync.
+    @kopf.on.event("apps", "v1", "deployments", registry=registry, id="child-changed",
+                   labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+    def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+        owner = owning_cluster(_plain(body))
+        if owner is None:
+            return
+        try:
+            reconcile_named(namespace, owner)
+        except (TransientError, ApiException) as exc:
+            log.warning("refreshing %s/%s after a Deployment change failed (the resync timer "
+                        "retries): %s", namespace, owner, exc)
 
     @kopf.timer(*resource, registry=registry, id="resync", interval=resync_seconds,
                 initial_delay=resync_seconds)

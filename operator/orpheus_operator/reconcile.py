@@ -106,8 +106,10 @@ class Reconciler:
             raise TransientError(f"API server unreachable: {exc}") from exc
 
     def _reconcile(self, body: dict[str, Any]) -> ReconcileResult:
-        cluster = Cluster.from_body(body)
         result = ReconcileResult()
+        if body["metadata"].get("deletionTimestamp"):
+            return result  # being deleted: the garbage collector takes the children
+        cluster = Cluster.from_body(body)
         secret_problem = self.check_auth_secret(cluster)
         if secret_problem:
             result.problems.append(secret_problem)

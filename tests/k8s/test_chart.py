@@ -29,8 +29,9 @@ def crds_installed(control_plane: ControlPlane) -> None:
                           "crd/kopfpeerings.kopf.dev", timeout=90)
 
 
-def dry_run(plane: ControlPlane, objects: list[dict[str, Any]], namespace: str) -> str:
-    result = plane.kubectl("apply", "--dry-run=server", "--server-side", "-n", namespace,
+def dry_run(plane: ControlPlane, objects: list[dict[str, Any]]) -> str:
+    # Every namespaced object names its namespace; cluster-scoped ones have none.
+    result = plane.kubectl("apply", "--dry-run=server", "--server-side",
                            "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                         "items": objects}), check=False)
     assert result.returncode == 0, result.stderr
@@ -51,7 +52,7 @@ def test_every_rendered_object_passes_server_validation(
         values["watchNamespaces"] = [namespace]
     objects = render(values, name=f"v-{variant}", namespace=namespace)
     assert objects
-    out = dry_run(control_plane, objects, namespace)
+    out = dry_run(control_plane, objects)
     assert out.count("serverside-applied (server dry run)") == len(objects), out
 
 
@@ -73,5 +74,5 @@ def test_operator_children_pass_server_validation(control_plane: ControlPlane, n
     body["metadata"].update(namespace=namespace, uid="00000000-0000-0000-0000-000000000001")
     cluster = manifests.Cluster.from_body(body)
     objects = manifests.children(cluster)
-    out = dry_run(control_plane, objects, namespace)
+    out = dry_run(control_plane, objects)
     assert out.count("serverside-applied (server dry run)") == len(objects), out
