@@ -1,7 +1,8 @@
 """kopf glue: every event on an `OrpheusCluster` becomes one `reconcile(body)` call.
 
-Create, update (spec, including the scale subresource), resume (operator start) and a resync
-timer (status refresh, drift repair, late Secrets) all do the same idempotent pass. There is no
+Create, update (spec, including the scale subresource), resume (operator start), a resync timer
+(status refresh, drift repair, late Secrets) and any change to a child Deployment all do the same
+idempotent pass. There is no
 delete handler: children carry ownerReferences and the garbage collector removes them with the
 cluster. (kopf keeps its finalizer, `tts.orpheus.dev/operator`, on each cluster while timers run
 for it, and removes it on deletion.)
@@ -28,9 +29,7 @@ API_ERROR_RETRY_SECONDS = 30
 
 def reconcile_or_retry(body: kopf.Body) -> None:
     """Run one pass; map failures onto kopf's retry semantics without crash-looping."""
-    plain: dict[str, Any] = {"metadata": dict(body.metadata), "spec": dict(body.spec),
-                             "status": dict(body.status)}
-    plain = _plain(plain)
+    plain: dict[str, Any] = _plain(body)
     reconciler = get_reconciler()
     try:
         result = reconciler.reconcile(plain)
