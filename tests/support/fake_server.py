@@ -391,8 +391,16 @@ class FakeServer:
 
     def stop(self) -> None:
         """Stop serving: the port refuses connections afterwards. Idempotent."""
-        server, thread, loop, stopping = self._server, self._thread, self._loop, self._stopping
-        if server is None or thread is None:
+        self.request_stop()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+        self._server = self._thread = self._loop = self._stopping = None
+
+    def request_stop(self) -> None:
+        """Begin stopping without waiting (`stop()` waits); lets many servers stop at once."""
+        server, loop, stopping = self._server, self._loop, self._stopping
+        if server is None:
             return
         server.should_exit = True
         if loop is not None and stopping is not None:
@@ -400,8 +408,6 @@ class FakeServer:
                 loop.call_soon_threadsafe(stopping.set)
             except RuntimeError:  # loop already closed
                 pass
-        thread.join(timeout=10)
-        self._server = self._thread = self._loop = self._stopping = None
 
     def restart(self) -> FakeServer:
         self.stop()
@@ -728,6 +734,8 @@ def fake_server() -> Iterator[Callable[..., FakeServer]]:
         return srv.start()
 
     yield make
+    for srv in servers:
+        srv.request_stop()
     for srv in servers:
         srv.stop()
 
