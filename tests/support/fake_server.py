@@ -33,7 +33,9 @@ Behaviours (`Behaviour`, frozen dataclass; build them with the class methods)
   an HTTP error before streaming with OpenAI's error body (and `Retry-After` if given).
 - Every behaviour also takes `first_delay_s` (delay before the first chunk / before the
   response head for `http_error`), `chunk_delay_s`, `chunk_samples`, and `queue_depth` /
-  `inflight` to override the load hints of that one response.
+  `inflight` to override the load hints of that one response. Fields not given take the
+  dataclass defaults (3 chunks of 480 samples, no delays), not the server's constructor
+  settings; the constructor's `chunks`/`chunk_samples`/`*_delay_ms` only build `srv.default`.
 
 The server plays, in this order of precedence: a directive in the request's text,
 `[[fake kind=stall chunks=1 first_delay_s=0.5]]` (any `Behaviour` field as key=value; it
@@ -52,7 +54,8 @@ Observability (thread-safe, read from any thread)
 - `srv.cancelled_streams`: streams the client disconnected from before they ended.
 - `srv.completed_streams`: streams that played their behaviour to its end.
 - `srv.open_connections`: TCP connections open on the server now.
-- `srv.wait_until(lambda: srv.cancelled_streams == 1, timeout=5)`: poll a condition.
+- `srv.wait_until(lambda: srv.cancelled_streams == 1, timeout=5)`: poll a condition
+  (`await srv.await_until(...)` in async tests); `srv.stats()`: the counters as a dict.
 - `srv.queue_depth` / `srv.inflight`: load hints to advertise (inflight None = real count).
 
 Control from another process
@@ -69,7 +72,8 @@ Lifecycle
 `FakeServer(...).start()` binds a free loopback port (or `port=`) and serves from a daemon
 thread with its own event loop, so it works from sync and async tests alike; `srv.url`.
 `srv.stop()` closes the listener (new connections are refused) and all connections;
-`srv.start()` again re-binds the same port. Use it as a context manager, or the pytest
+`srv.start()` again re-binds the same port; `srv.request_stop()` begins stopping without
+waiting (to stop many at once). Use it as a context manager, or the pytest
 fixture `fake_server` (a factory: `srv = fake_server(chunks=5)`; all stopped at teardown).
 
 Standalone: `python -m tests.support.fake_server --port P [--chunks N --chunk-samples S
