@@ -167,6 +167,12 @@ async def _unless_disconnected(request: Request, opening: asyncio.Future) -> Act
     return None
 
 
+def _worker_header(stream: ActiveStream) -> dict[str, str]:
+    """`X-Orpheus-Worker` of the worker serving the stream, when it sent one."""
+    name = stream.upstream.headers.get(p.HEADER_WORKER_ID)
+    return {p.HEADER_WORKER_ID: name} if name else {}
+
+
 def _schema_body(model: type) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": model.model_json_schema()}}}}
@@ -244,7 +250,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
                         stream.first_audio_sent()
 
         headers = {p.HEADER_REQUEST_ID: request_id, **p.load_headers(gw.queue_depth(),
-                   sum(w.local_inflight for w in gw.pool))}
+                   sum(w.local_inflight for w in gw.pool)), **_worker_header(stream)}
         return OwnedStreamingResponse(body(), stream, media_type=p.NDJSON, headers=headers)
 
     @app.post("/v1/audio/speech", summary="OpenAI-compatible speech",
@@ -268,7 +274,8 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
             raise problem
         return OwnedStreamingResponse(body_for(sreq, stream), stream,
                                       media_type=content_type(sreq),
-                                      headers={p.HEADER_REQUEST_ID: request_id})
+                                      headers={p.HEADER_REQUEST_ID: request_id,
+                                               **_worker_header(stream)})
 
     @app.websocket(p.WS_PATH)
     async def tts_ws(websocket: WebSocket) -> None:
