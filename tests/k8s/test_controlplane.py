@@ -1,0 +1,173 @@
+"""The control-plane fixture itself: controllers, scheduler, kwok nodes and RBAC really work."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.k8s.controlplane import ControlPlane
+
+
+def deployment(name: str, replicas: int, pod_spec_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "main", "image": "registry.invalid/none:1", "ports": [{"containerPort": 8080}]}],
+                    **(pod_spec_extra or {}),
+                },
+            },
+        },
+    }
+
+
+def get_json(plane: ControlPlane, *args: str) -> Any:
+    return json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_until(what: str, predicate: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_deployment_pods_become_ready_and_are_garbage_collected(control_plane: ControlPlane, namespace: str) -> None:
+    plane = control_plane
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    plane.apply([deployment("web", 2), service], namespace=namespace)
+    plane.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=90s", timeout=100)
+
+    pods = get_json(plane, "pods", "-n", namespace, "-l", "app=web")["items"]
+    assert len(pods) == 2
+    kwok_nodes = {n["metadata"]["name"] for n in get_json(plane, "nodes", "-l", "type=kwok")["items"]}
+    for pod in pods:
+        assert pod["spec"]["nodeName"] in kwok_nodes
+        assert pod["status"]["podIP"]
+        ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True"
+    # Untolerated GPU taint: nothing lands on the GPU node.
+    assert all(pod["spec"]["nodeName"] != "kwok-gpu-0" for pod in pods)
+
+    pod_ips = {pod["status"]["podIP"] for pod in pods}
+
+    def ready_endpoint_ips() -> set[str]:
+        slices = get_json(plane, "endpointslices", "-n", namespace, "-l", "kubernetes.io/service-name=web")["items"]
+        return {
+            address
+            for s in slices
+            for e in s.get("endpoints") or []
+            if e.get("conditions", {}).get("ready")
+            for address in e["addresses"]
+        }
+
+    wait_until("an EndpointSlice with both pods ready", lambda: ready_endpoint_ips() == pod_ips)
+
+    replica_sets = get_json(plane, "replicasets", "-n", namespace, "-l", "app=web")["items"]
+    assert len(replica_sets) == 1
+    plane.kubectl("delete", "deployment", "web", "-n", namespace, "--wait=false")
+
+    def children_gone() -> bool:
+        remaining = get_json(plane, "replicasets,pods", "-n", namespace, "-l", "app=web")["items"]
+        return not remaining
+
+    wait_until("the garbage collector to remove the ReplicaSet and pods", children_gone, timeout=90)
+
+
+def test_gpu_pods_are_scheduled_only_onto_the_gpu_node(control_plane: ControlPlane, namespace: str) -> None:
+    plane = control_plane
+    gpu_pod_spec = {
+        "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    gpu = deployment("gpu", 1, gpu_pod_spec)
+    gpu["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    # Five GPUs wanted, four on the node: one pod stays Pending as Unschedulable.
+    greedy = deployment("greedy", 1, gpu_pod_spec)
+    greedy["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "5"}}
+    plane.apply([gpu, greedy], namespace=namespace)
+    plane.kubectl("rollout", "status", "deployment/gpu", "-n", namespace, "--timeout=90s", timeout=100)
+
+    (pod,) = get_json(plane, "pods", "-n", namespace, "-l", "app=gpu")["items"]
+    assert pod["spec"]["nodeName"] == "kwok-gpu-0"
+
+    def greedy_unschedulable() -> bool:
+        pods = get_json(plane, "pods", "-n", namespace, "-l", "app=greedy")["items"]
+        return any(
+            c["type"] == "PodScheduled" and c["status"] == "False" and c.get("reason") == "Unschedulable"
+            for p in pods
+            for c in p["status"].get("conditions", [])
+        )
+
+    wait_until("the scheduler to report the 5-GPU pod Unschedulable", greedy_unschedulable)
+
+
+def test_service_account_token_is_subject_to_rbac(control_plane: ControlPlane, namespace: str) -> None:
+    plane = control_plane
+    plane.apply(
+        [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}},
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "configmap-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+            },
+        ],
+        namespace=namespace,
+    )
+    plane.kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=a=1")
+    kubeconfig = plane.token_kubeconfig("reader", namespace)
+
+    whoami = json.loads(plane.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig).stdout)
+    assert whoami["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:reader"
+
+    allowed = plane.kubectl("get", "configmap", "settings", "-n", namespace, "-o", "json", kubeconfig=kubeconfig)
+    assert json.loads(allowed.stdout)["data"] == {"a": "1"}
+
+    denied = plane.kubectl(
+        "create", "configmap", "other", "-n", namespace, "--from-literal=b=2", kubeconfig=kubeconfig, check=False
+    )
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+
+    core = client.CoreV1Api(plane.api_client(kubeconfig))
+    assert core.read_namespaced_config_map("settings", namespace).data == {"a": "1"}
+    with pytest.raises(ApiException) as forbidden:
+        core.delete_namespaced_config_map("settings", namespace)
+    assert forbidden.value.status == 403
+    with pytest.raises(ApiException) as other_namespace:
+        core.list_namespaced_config_map("default")
+    assert other_namespace.value.status == 403
+
+    # The admin client is not restricted.
+    admin = client.CoreV1Api(plane.api_client())
+    admin.delete_namespaced_config_map("settings", namespace)
