@@ -82,6 +82,7 @@ class AuthMiddleware:
         key = presented_key(headers, QueryParams(scope.get("query_string", b"")) if is_ws else None)
         key_id = self.gateway.keys.identify(key)
         if key_id is None and not (is_ws and key is None):
+            self.gateway.count_error(p.ErrorCode.UNAUTHORIZED)
             response = error_response(unauthorized(key is not None), request_id)
             if is_ws:
                 await _deny_websocket(scope, send, response)
@@ -196,6 +197,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     # --- errors: OpenAI's shape everywhere ---------------------------------------------------
     @app.exception_handler(p.RequestError)
     async def _request_error(request: Request, exc: p.RequestError) -> JSONResponse:
+        gw.count_error(exc.code)
         return error_response(exc, request.scope.get(REQUEST_ID_SCOPE))
 
     @app.exception_handler(StarletteHTTPException)
@@ -236,6 +238,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         except p.RequestError as exc:
             if exc.code != p.ErrorCode.DEADLINE_EXCEEDED:
                 raise
+            gw.count_error(exc.code)
             # The deadline is part of the stream contract: a stream with its error frame.
             return Response(error_line(exc.code, exc.message), media_type=p.NDJSON,
                             headers={p.HEADER_REQUEST_ID: request_id})

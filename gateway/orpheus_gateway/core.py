@@ -187,24 +187,22 @@ class Gateway:
         """Admit and open a stream; raises `RequestError` for anything refused before audio."""
         assert self.upstream is not None
         request_id = req.request_id or request_id or uuid.uuid4().hex
-        try:
-            slot = self.limiter.admit(key_id)
-        except p.RequestError as exc:
-            self.metrics.errors.labels(exc.code).inc()
-            raise
+        slot = self.limiter.admit(key_id)
         payload = req.model_dump(exclude_none=True)
         payload["request_id"] = request_id
         deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
         self.metrics.requests.labels(api).inc()
         try:
             upstream = await self.upstream.open(payload, request_id, deadline)
-        except BaseException as exc:
+        except BaseException:
             slot.release()
-            if isinstance(exc, p.RequestError):
-                self.metrics.errors.labels(exc.code).inc()
             raise
         self.metrics.streams_inflight.inc()
         return ActiveStream(upstream, slot, self, api, arrived_at)
+
+    def count_error(self, code: str) -> None:
+        """An error returned to a client before streaming (stream errors count themselves)."""
+        self.metrics.errors.labels(code).inc()
 
     def record_ttfa(self, api: str, seconds: float) -> None:
         self.metrics.ttfa.labels(api).observe(seconds)

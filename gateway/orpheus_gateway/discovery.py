@@ -71,12 +71,13 @@ class EndpointSliceDiscovery:
     """Watches `namespace/service`'s EndpointSlices with the official `kubernetes` client."""
 
     def __init__(self, namespace: str, service: str, port_name: str | None = "http",
-                 api_client: Any = None, retry_s: float = 2.0):
+                 api_client: Any = None, retry_s: float = 2.0, watch_timeout_s: int = 30):
         self.namespace = namespace
         self.service = service
         self.port_name = port_name
         self._api_client = api_client
         self._retry_s = retry_s
+        self.watch_timeout_s = watch_timeout_s  # a watch ends (and is renewed) this often
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: Any = None
@@ -96,8 +97,8 @@ class EndpointSliceDiscovery:
         watch = self._watch
         if watch is not None:
             watch.stop()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5.0)
+        if self._thread is not None:  # a daemon thread: it leaves when its watch ends
+            await asyncio.to_thread(self._thread.join, 1.0)
 
     def _client(self) -> Any:
         from kubernetes import client, config
@@ -111,6 +112,8 @@ class EndpointSliceDiscovery:
         return client.DiscoveryV1Api(self._api_client)
 
     def _run(self, publish: OnChange) -> None:
+        """List, then watch from the list's version; re-watch from the last version seen when a
+        watch times out, and list again only after an error (e.g. 410 Gone)."""
         from kubernetes import watch
 
         selector = f"{SERVICE_NAME_LABEL}={self.service}"
@@ -119,24 +122,31 @@ class EndpointSliceDiscovery:
                 api = self._client()
                 listed = api.list_namespaced_endpoint_slice(self.namespace, label_selector=selector)
                 slices = {s.metadata.name: s for s in listed.items}
+                version = listed.metadata.resource_version
                 publish(ready_endpoints(slices.values(), self.port_name))
-                self._watch = watch.Watch()
-                for event in self._watch.stream(
-                    api.list_namespaced_endpoint_slice, self.namespace,
-                    label_selector=selector, resource_version=listed.metadata.resource_version,
-                    timeout_seconds=300,
-                ):
-                    if self._stop.is_set():
+                while not self._stop.is_set():
+                    self._watch = watch.Watch()
+                    relist = False
+                    for event in self._watch.stream(
+                        api.list_namespaced_endpoint_slice, self.namespace,
+                        label_selector=selector, resource_version=version,
+                        timeout_seconds=self.watch_timeout_s,
+                    ):
+                        if self._stop.is_set():
+                            break
+                        if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+                            relist = True  # ERROR (e.g. 410 Gone: the version is too old)
+                            break
+                        obj = event["object"]
+                        meta = _get(obj, "metadata")
+                        version = _get(meta, "resource_version") or version
+                        if event["type"] == "DELETED":
+                            slices.pop(_get(meta, "name"), None)
+                        else:
+                            slices[_get(meta, "name")] = obj
+                        publish(ready_endpoints(slices.values(), self.port_name))
+                    if relist:
                         break
-                    obj = event["object"]
-                    name = _get(_get(obj, "metadata"), "name")
-                    if event["type"] == "DELETED":
-                        slices.pop(name, None)
-                    elif event["type"] in ("ADDED", "MODIFIED"):
-                        slices[name] = obj
-                    else:  # ERROR (e.g. 410 Gone): list again
-                        break
-                    publish(ready_endpoints(slices.values(), self.port_name))
             except Exception as exc:  # noqa: BLE001 - the watch must survive API hiccups
                 log.warning("EndpointSlice watch for %s/%s failed: %s; retrying",
                             self.namespace, self.service, exc)

@@ -30,8 +30,14 @@ class Encoder(Protocol):
 
     def finish(self) -> bytes: ...
 
+    def close(self) -> None:
+        """Release what the encoder holds (after `finish`, or instead of it). Idempotent."""
+
 
 class PcmEncoder:
+    def close(self) -> None:
+        return None
+
     def encode(self, pcm: bytes) -> bytes:
         return pcm
 
@@ -52,6 +58,9 @@ def wav_header(sample_rate: int = SAMPLE_RATE, channels: int = CHANNELS,
 class WavEncoder:
     def __init__(self) -> None:
         self._header_sent = False
+
+    def close(self) -> None:
+        return None
 
     def encode(self, pcm: bytes) -> bytes:
         if self._header_sent:
@@ -78,6 +87,9 @@ class Mp3Encoder:
 
     def finish(self) -> bytes:
         return bytes(self._enc.flush())
+
+    def close(self) -> None:
+        return None
 
 
 class _Sink(io.RawIOBase):
@@ -124,16 +136,14 @@ class AvEncoder:
         self._closed = False
 
     def encode(self, pcm: bytes) -> bytes:
-        import numpy as np
-
-        usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
-        if usable <= 0:
+        n = len(pcm) // SAMPLE_WIDTH
+        if n <= 0:
             return b""
-        samples = np.frombuffer(pcm[:usable], dtype="<i2").reshape(1, -1)
-        frame = self._av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame = self._av.AudioFrame(format="s16", layout="mono", samples=n)
+        frame.planes[0].update(pcm[: n * SAMPLE_WIDTH])
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
-        self._pts += samples.shape[1]
+        self._pts += n
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         return self._sink.take()
@@ -146,6 +156,14 @@ class AvEncoder:
             self._container.mux(packet)
         self._container.close()
         return self._sink.take()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - abandoning a half-written stream
+                pass
 
 
 def make_encoder(fmt: str) -> Encoder:

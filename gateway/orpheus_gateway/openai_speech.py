@@ -110,14 +110,17 @@ def _encoded(encoder: Encoder, line: bytes) -> bytes:
 async def audio_body(stream: ActiveStream, fmt: str) -> AsyncIterator[bytes]:
     """Raw encoded audio; an error after the response started cuts the connection."""
     encoder = make_encoder(fmt)
-    async with aclosing(stream.lines()) as lines:
-        async for line in lines:
-            if line_type(line) == "error":
-                raise StreamAborted(json.loads(line).get("code"))
-            data = _encoded(encoder, line)
-            if data:
-                yield data
-                stream.first_audio_sent()
+    try:
+        async with aclosing(stream.lines()) as lines:
+            async for line in lines:
+                if line_type(line) == "error":
+                    raise StreamAborted(json.loads(line).get("code"))
+                data = _encoded(encoder, line)
+                if data:
+                    yield data
+                    stream.first_audio_sent()
+    finally:
+        encoder.close()
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
@@ -128,22 +131,26 @@ async def sse_body(stream: ActiveStream, fmt: str) -> AsyncIterator[bytes]:
     """`speech.audio.delta` events (base64 of the encoded format), then `speech.audio.done`
     or an `error` event."""
     encoder = make_encoder(fmt)
-    async with aclosing(stream.lines()) as lines:
-        async for line in lines:
-            data = _encoded(encoder, line)
-            if data:
-                yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-                stream.first_audio_sent()
-            kind = line_type(line)
-            if kind == "eos":
-                eos = p.decode_frame(line)
-                stats = eos.model_dump(exclude_none=True, exclude={"type"}) if eos else {}
-                yield _sse({"type": "speech.audio.done", "stats": stats})
-            elif kind == "error":
-                frame = p.decode_frame(line)
-                assert isinstance(frame, p.ErrorFrame)
-                body = p.error_body(status_for_code(frame.code), frame.message, frame.code)
-                yield _sse({"type": "error", **body})
+    try:
+        async with aclosing(stream.lines()) as lines:
+            async for line in lines:
+                data = _encoded(encoder, line)
+                if data:
+                    audio = base64.b64encode(data).decode()
+                    yield _sse({"type": "speech.audio.delta", "audio": audio})
+                    stream.first_audio_sent()
+                kind = line_type(line)
+                if kind == "eos":
+                    eos = p.decode_frame(line)
+                    stats = eos.model_dump(exclude_none=True, exclude={"type"}) if eos else {}
+                    yield _sse({"type": "speech.audio.done", "stats": stats})
+                elif kind == "error":
+                    frame = p.decode_frame(line)
+                    assert isinstance(frame, p.ErrorFrame)
+                    body = p.error_body(status_for_code(frame.code), frame.message, frame.code)
+                    yield _sse({"type": "error", **body})
+    finally:
+        encoder.close()
 
 
 def content_type(req: SpeechRequest) -> str:

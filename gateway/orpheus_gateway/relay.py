@@ -170,6 +170,8 @@ class UpstreamStream:
         if self.outcome is None:
             self.worker.breaker.release_trial()
         self.worker.local_inflight -= 1
+        # The worker's reported inflight counted this stream; do not wait for the next poll.
+        self.worker.hint_inflight = max(0, self.worker.hint_inflight - 1)
         try:
             await self._response.aclose()
         except Exception:  # noqa: BLE001 - closing a broken connection may raise; it is closed

@@ -138,14 +138,17 @@ class WsSession:
                 utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
                 message=f"Utterance '{msg.utterance_id}' is already queued or speaking."))
             return
-        utt = Utterance(msg.utterance_id, p.TTSRequest(text="-"), time.monotonic())
-        self._open[utt.id] = utt
+        arrived = time.monotonic()
         try:
-            utt.request = self.gateway.validate(msg.tts_body())
+            request = self.gateway.validate(msg.tts_body())
         except p.RequestError as exc:
-            await self.finish(utt, p.WsError(utterance_id=utt.id, code=exc.code,
-                                             message=exc.message))
+            # Refused before it was ever open: this error is its one terminal message.
+            self.gateway.count_error(exc.code)
+            await self.send(p.WsError(utterance_id=msg.utterance_id, code=exc.code,
+                                      message=exc.message))
             return
+        utt = Utterance(msg.utterance_id, request, arrived)
+        self._open[utt.id] = utt
         if msg.interrupt:
             await self.cancel_all()
         self._queue.append(utt)
@@ -239,6 +242,7 @@ class WsSession:
                                                          message=frame.message,
                                                          retryable=frame.retryable))
         except p.RequestError as exc:
+            self.gateway.count_error(exc.code)
             await self.finish(utt, p.WsError(utterance_id=utt.id, code=exc.code,
                                              message=exc.message,
                                              retryable=exc.code in p.RETRYABLE_CODES))

@@ -273,3 +273,8 @@ def test_metrics_names(gw, client):
                  "orpheus_gateway_workers_ready"):
         assert name in text, name
     assert "orpheus_gateway_streams_inflight 0.0" in text
+    client.post(gw.url + STREAM, json={"text": "x", "voice": "nobody"}, headers=auth())
+    client.post(gw.url + STREAM, json={"text": "x"}, headers={"X-API-Key": "wrong"})
+    text = client.get(gw.url + "/metrics").text
+    assert 'orpheus_gateway_errors_total{code="unknown_voice"} 1.0' in text
+    assert 'orpheus_gateway_errors_total{code="invalid_api_key"} 1.0' in text

@@ -235,8 +235,8 @@ def test_breaker_opens_on_a_failing_worker_then_recovers(fake_server, gateway_se
                         max_attempts=1)
     gw.wait_polled()
     flaky.default = Behaviour.error(p.ErrorCode.ENGINE_ERROR, after=1)
-    steady.queue_depth = 1  # flaky looks idle, so it is chosen until its breaker opens
-    gw.wait_until(lambda: gw.gateway.pool.get(steady.url).hint_queue_depth == 1)
+    steady.queue_depth = 2  # flaky looks idle, so it is chosen until its breaker opens
+    gw.wait_until(lambda: gw.gateway.pool.get(steady.url).hint_queue_depth == 2)
     codes = []
     for _ in range(4):
         frames = frames_of(client.post(gw.url + STREAM, json={"text": "x"}, headers=auth()))
@@ -281,7 +281,7 @@ def test_power_of_two_choices_never_picks_the_most_loaded(fake_server, gateway_s
 
 
 def test_concurrent_streams_spread_by_own_inflight(fake_server, gateway_server):
-    a, b = fake_server(chunks=4, chunk_delay_ms=100), fake_server(chunks=4, chunk_delay_ms=100)
+    a, b = fake_server(chunks=40, chunk_delay_ms=50), fake_server(chunks=40, chunk_delay_ms=50)
     a.inflight = b.inflight = 0  # hints say idle; only the gateway's own count differs
     gw = gateway_server([a.url, b.url])
     gw.wait_polled()
@@ -290,13 +290,16 @@ def test_concurrent_streams_spread_by_own_inflight(fake_server, gateway_server):
         with httpx.Client(timeout=20) as c:
             c.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
 
+    def open_streams() -> int:
+        return sum(w.local_inflight for w in gw.gateway.pool)
+
     threads = [threading.Thread(target=one) for _ in range(6)]
-    for t in threads:
+    for i, t in enumerate(threads):
         t.start()
-        time.sleep(0.03)
+        assert gw.wait_until(lambda: open_streams() == i + 1)  # one at a time, all still open
+    assert len(a.stream_requests) == 3 and len(b.stream_requests) == 3
     for t in threads:
         t.join()
-    assert len(a.stream_requests) == 3 and len(b.stream_requests) == 3
 
 
 def test_not_ready_worker_gets_no_new_streams(fake_server, gateway_server, client):
