@@ -25,7 +25,7 @@ from tests.support.chaos_proxy import ChaosProxy, Faults
 pytestmark = pytest.mark.engine
 
 DEADLINE_S = 40.0
-SHORT = {"max_tokens": 84}
+SHORT = {"max_tokens": 28}
 MEDIUM_TEXT = "Every day he went out to sea and every evening he came back with his nets full."
 MEDIUM = {"max_tokens": 600}
 

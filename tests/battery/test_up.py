@@ -21,7 +21,6 @@ import pytest
 import orpheus_tts.say
 from orpheus_tts.protocol import SAMPLE_RATE
 from orpheus_tts.up import free_port
-from tests.support.stack import stand_in_model
 
 pytestmark = pytest.mark.engine
 
@@ -29,12 +28,11 @@ BANNER_END = "Ctrl-C stops everything."
 
 
 @pytest.fixture(scope="module")
-def up(request, tmp_path_factory):
+def up(tiny_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("up")
-    llm, _snac = stand_in_model(request)
     cache = tmp / "cache"
     cache.mkdir()
-    (cache / "tiny-model").symlink_to(Path(llm).parent)  # reuse the stand-in checkpoint
+    (cache / "tiny-model").symlink_to(Path(tiny_model))  # reuse the stand-in checkpoint
     port = free_port()
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "PYTHONUNBUFFERED": "1"}
     env.pop("ORPHEUS_API_KEY", None)
