@@ -93,3 +93,17 @@ def test_cli_flags():
                       "--engine-arg", "enforce_eager=true", "--engine-arg", "block_size=32"])
     assert cfg.capacity == 3 and cfg.max_queue == 2 and cfg.constrain_to_audio_tokens
     assert cfg.engine_args == {"enforce_eager": True, "block_size": 32}
+
+
+async def test_failing_the_queue_wakes_waiters_with_the_error():
+    adm = Admission(capacity=1, max_queue=2)
+    running, queued = adm.admit(), adm.admit()
+    waiter = asyncio.create_task(queued.wait())
+    await asyncio.sleep(0)
+    assert adm.fail_queued(RuntimeError("cut")) == 1
+    with pytest.raises(RuntimeError, match="cut"):
+        await asyncio.wait_for(waiter, 5)
+    queued.release()
+    assert adm.inflight == 1 and adm.queue_depth == 0  # the failed ticket never held a slot
+    running.release()
+    assert adm.inflight == 0

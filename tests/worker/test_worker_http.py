@@ -25,7 +25,8 @@ CAPACITY, QUEUE = 2, 1
 def worker(tiny_model):
     w = start_worker(tiny_model, extra_args=(
         "--worker-id", "w-test", "--max-streams", str(CAPACITY), "--max-queue", str(QUEUE),
-        "--snac-deterministic", "--max-text-chars", "2000", "--segment-chars", "60"))
+        "--snac-deterministic", "--max-text-chars", "2000", "--segment-chars", "60",
+        "--drain-seconds", "20"))
     yield w
     w.stop(timeout=30)
 
@@ -195,12 +196,15 @@ def test_system_voices_metrics(worker):
 
 
 async def test_sigterm_drains_inflight_then_exits_zero(worker):
-    """Runs last: stops the module's worker."""
-    async with httpx.AsyncClient(timeout=120) as client:
+    """Runs last: stops the module's worker. A short stream finishes during the drain; a long
+    one outlives `--drain-seconds` and gets an explicit `draining` error frame."""
+    async with httpx.AsyncClient(timeout=180) as client:
         async with client.stream("POST", worker.url + P.STREAM_PATH,
-                                 json={"text": "Finish me.", "max_tokens": 140}) as r:
-            lines = r.aiter_lines()
-            first = P.decode_frame(await anext(lines))
+                                 json={"text": "Finish me.", "max_tokens": 56}) as short, \
+                client.stream("POST", worker.url + P.STREAM_PATH,
+                              json={"text": "Too long.", "max_tokens": 1900}) as long_:
+            short_lines, long_lines = short.aiter_lines(), long_.aiter_lines()
+            first = P.decode_frame(await anext(short_lines))
             assert first.type == "chunk"
             worker.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 30
@@ -213,10 +217,13 @@ async def test_sigterm_drains_inflight_then_exits_zero(worker):
             assert refused.status_code == 503
             assert refused.json()["error"]["code"] == P.ErrorCode.DRAINING
             assert P.HEADER_RETRY_AFTER in refused.headers
-            rest = [line async for line in lines]
+            rest = [line async for line in short_lines]
+            long_frames = frames_of([line.encode() async for line in long_lines])
     frames = [first, *frames_of([line.encode() for line in rest])]
     check_stream_shape(frames)
-    assert frames[-1].type == "eos" and frames[-1].frames == 20
-    code = await asyncio.to_thread(worker.proc.wait, 60)
+    assert frames[-1].type == "eos" and frames[-1].frames == 8
+    check_stream_shape(long_frames)
+    assert long_frames[-1].type == "error" and long_frames[-1].code == P.ErrorCode.DRAINING
+    code = await asyncio.to_thread(worker.proc.wait, 90)
     assert code == 0
     assert "orpheus-worker stopped" in worker.log()

@@ -79,7 +79,10 @@ async def serve(cfg: WorkerConfig) -> int:
           f"up to {cfg.drain_seconds:g} s", flush=True)
     idle = await service.wait_idle(cfg.drain_seconds)
     if not idle:
-        print("orpheus-worker: drain timeout, cutting remaining streams", flush=True)
+        cut = service.cut_streams()
+        print(f"orpheus-worker: drain timeout, ended {cut} stream(s) with a draining error",
+              flush=True)
+        await service.wait_idle(5)
     server.should_exit = True
     await server_task
     await service.engine.shutdown()

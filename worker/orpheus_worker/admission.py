@@ -25,7 +25,7 @@ class Ticket:
 
     @property
     def granted(self) -> bool:
-        return self._granted.done() and not self._granted.cancelled()
+        return self.granted_at is not None
 
     def _grant(self) -> None:
         if not self._granted.done():
@@ -37,6 +37,10 @@ class Ticket:
         await asyncio.shield(self._granted)
         assert self.granted_at is not None
         return self.granted_at - self.created
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._granted.done():
+            self._granted.set_exception(exc)
 
     def release(self) -> None:
         if self.released:
@@ -79,6 +83,14 @@ class Admission:
             )
         return ticket
 
+    def fail_queued(self, exc: BaseException) -> int:
+        """Fail every waiting ticket with `exc` (end of a drain); returns how many."""
+        failed = 0
+        while self._queue:
+            self._queue.popleft()._fail(exc)
+            failed += 1
+        return failed
+
     def _release(self, ticket: Ticket) -> None:
         if ticket.granted:
             self.inflight -= 1
@@ -86,6 +98,8 @@ class Admission:
             self._queue.remove(ticket)
             ticket._granted.cancel()
             return
+        elif not ticket._granted.done():
+            ticket._granted.cancel()
         while self._queue and self.inflight < self.capacity:
             nxt = self._queue.popleft()
             self.inflight += 1

@@ -44,7 +44,7 @@ class WorkerConfig:
     snac_deterministic: bool = False
     snac_right_context: int = DEFAULT_RIGHT_CONTEXT
     snac_left_context: int = DEFAULT_LEFT_CONTEXT
-    snac_max_batch: int = 32
+    snac_max_batch: int | None = None  # default: 32 on a GPU, 4 on CPU (docs/benchmarks.md)
     engine_args: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization)
     p.add_argument("--dtype", default=d.dtype)
     p.add_argument("--constrain-to-audio-tokens", action="store_true",
-                   help="only sample audio tokens and the stop token (for random weights)")
+                   help="only sample audio tokens and the stop token (for random weights; "
+                   "automatic for the make-tiny-model stand-in)")
     p.add_argument("--drain-seconds", type=float, default=d.drain_seconds,
                    help="on SIGTERM, how long inflight streams may finish")
     p.add_argument("--default-timeout-s", type=float, default=d.default_timeout_s)
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snac-right-context", type=int, default=d.snac_right_context,
                    help="samples of lookahead before audio is emitted")
     p.add_argument("--snac-left-context", type=int, default=d.snac_left_context)
-    p.add_argument("--snac-max-batch", type=int, default=d.snac_max_batch)
+    p.add_argument("--snac-max-batch", type=int, default=None,
+                   help="windows per SNAC call (default: 32 on a GPU, 4 on CPU)")
     p.add_argument("--engine-arg", action="append", type=_engine_arg, default=[],
                    metavar="KEY=VALUE", help="extra vLLM AsyncEngineArgs (JSON values)")
     return p

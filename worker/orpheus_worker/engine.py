@@ -65,13 +65,23 @@ def engine_args_for(cfg: WorkerConfig) -> dict[str, Any]:
     return args
 
 
-def _checkpoint_dtype(model: str) -> str | None:
-    config = Path(model) / "config.json"
+def checkpoint_config(model: str) -> dict[str, Any]:
+    """The LLM's config.json when `model` is a local directory ({} for a hub id)."""
     try:
-        data = json.loads(config.read_text())
+        data = json.loads((Path(model) / "config.json").read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _checkpoint_dtype(model: str) -> str | None:
+    data = checkpoint_config(model)
     return data.get("torch_dtype") or data.get("dtype")
+
+
+def is_stand_in(model: str) -> bool:
+    """The random-weight checkpoint from `make-tiny-model` marks itself in its config."""
+    return bool(checkpoint_config(model).get("orpheus_stand_in"))
 
 
 def _vllm_on_cpu() -> bool:
@@ -162,6 +172,10 @@ class Synthesis:
             if chunk is None or chunk:
                 return chunk
 
+    def interrupt(self, exc: BaseException) -> None:
+        """Make the pending or next `read()` raise `exc` (e.g. the drain ran out of time)."""
+        self._stream.chunks.put_nowait(exc)
+
     async def close(self) -> None:
         """Abort generation and drop pending decode work. Idempotent."""
         if self._closed:
@@ -192,11 +206,13 @@ class OrpheusEngine:
             decoder,
             right_context=cfg.snac_right_context,
             left_context=cfg.snac_left_context,
-            max_batch=cfg.snac_max_batch,
+            max_batch=cfg.snac_max_batch or (4 if decoder.device == "cpu" else 32),
             on_batch=(metrics.snac_batch.observe if metrics else None),
         )
-        self._allowed = (T.audio_token_ids() + [T.END_OF_SPEECH]
-                         if cfg.constrain_to_audio_tokens else None)
+        self.constrained = cfg.constrain_to_audio_tokens or is_stand_in(cfg.model)
+        if self.constrained and not cfg.constrain_to_audio_tokens:
+            log.info("stand-in checkpoint: sampling constrained to audio tokens + stop token")
+        self._allowed = (T.audio_token_ids() + [T.END_OF_SPEECH] if self.constrained else None)
 
     @classmethod
     async def start(cls, cfg: WorkerConfig, metrics: WorkerMetrics | None = None
@@ -226,6 +242,10 @@ class OrpheusEngine:
         llm, self.llm = self.llm, None
         if llm is not None:
             llm.shutdown()
+
+    @property
+    def healthy(self) -> bool:
+        return self.llm is not None and not self.llm.errored
 
     @property
     def engine_requests(self) -> int:

@@ -30,6 +30,10 @@ from .voices import VoiceSet, load_voice_set
 log = logging.getLogger(__name__)
 
 
+class StreamCut(Exception):
+    """The drain timeout passed while this stream was still running or queued."""
+
+
 @dataclass
 class OpenedStream:
     headers: dict[str, str]
@@ -45,6 +49,7 @@ class WorkerService:
         self.engine: OrpheusEngine | None = None
         self.worker_id = cfg.resolved_worker_id
         self.started = time.monotonic()
+        self._active: set[Synthesis] = set()
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -53,7 +58,7 @@ class WorkerService:
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None and not self.draining
+        return self.engine is not None and self.engine.healthy and not self.draining
 
     def start_drain(self) -> None:
         self.admission.draining = True
@@ -66,6 +71,13 @@ class WorkerService:
                 return False
             await asyncio.sleep(0.05)
         return True
+
+    def cut_streams(self) -> int:
+        """End every remaining stream with an explicit `draining` error frame."""
+        cut = StreamCut("The worker shut down before this stream finished; retry elsewhere.")
+        for synthesis in list(self._active):
+            synthesis.interrupt(cut)
+        return len(self._active) + self.admission.fail_queued(cut)
 
     def _update_gauges(self) -> None:
         self.metrics.inflight.set(self.admission.inflight)
@@ -150,6 +162,7 @@ class WorkerService:
                 self.metrics.queue_wait.observe(queue_wait_s)
                 self._update_gauges()
                 synthesis = engine.synthesis(req, voice, request_id)
+                self._active.add(synthesis)
                 while True:
                     pcm = await asyncio.wait_for(synthesis.read(), deadline - time.monotonic())
                     if pcm is None:
@@ -169,6 +182,11 @@ class WorkerService:
                 yield self._error_line(
                     P.ErrorCode.DEADLINE_EXCEEDED,
                     f"Deadline of {deadline - t0:.1f} s exceeded after {samples} samples.")
+                return
+            except StreamCut as exc:
+                if not sent_metrics:
+                    yield self._metrics_line(queue_wait_s, ttfa_s)
+                yield self._error_line(P.ErrorCode.DRAINING, str(exc))
                 return
             except EngineError as exc:
                 if not sent_metrics:
@@ -208,6 +226,7 @@ class WorkerService:
             # Runs on normal end, errors and cancellation (client gone): shield the cleanup.
             with anyio.CancelScope(shield=True):
                 if synthesis is not None:
+                    self._active.discard(synthesis)
                     await synthesis.close()
                 ticket.release()
                 self._update_gauges()

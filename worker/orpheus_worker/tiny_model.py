@@ -5,7 +5,8 @@ checkpoint generated locally and deterministically (fixed seeds, no network):
 
 - `DIR/llm`: a Llama with Orpheus's exact vocabulary layout (156,940 ids, see `tokens.py`),
   2 layers, hidden size 128, attention head_dim 64 (vLLM's CPU attention rejects 16), tied
-  embeddings, float32; plus a byte-level BPE tokenizer trained with `tokenizers` on a small
+  embeddings, float32, marked `"orpheus_stand_in": true` in `config.json` (the worker then
+  constrains sampling to audio tokens and the stop token, as `--constrain-to-audio-tokens`); plus a byte-level BPE tokenizer trained with `tokenizers` on a small
   built-in corpus, padded to the Llama-3 layout (text ids below 128000, the Llama-3 specials at
   128000..128255, `<custom_token_N>` at 128256 + N), loadable by `AutoTokenizer` and vLLM.
 - `DIR/snac`: a random-weight SNAC with hubertsiuzdak/snac_24khz's configuration
@@ -24,7 +25,7 @@ from pathlib import Path
 from . import tokens as T
 
 # Bump when the output changes, so cached copies (tests/support/worker_proc.py) are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SEED = 20_240_301
 
 SNAC_24KHZ_CONFIG = {
@@ -129,6 +130,8 @@ def write_llm(out: Path) -> None:
         eos_token_id=T.END_OF_SPEECH,
         pad_token_id=T.CUSTOM_TOKEN_BASE + 8,
         torch_dtype="float32",
+        # read by the worker: random weights, so sampling is constrained to audio tokens
+        orpheus_stand_in=True,
         **LLM_SHAPE,
     )
     model = LlamaForCausalLM(config).to(torch.float32).eval()
