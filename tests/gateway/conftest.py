@@ -25,9 +25,9 @@ OTHER_KEY = "second-key-abcdef"
 class GatewayServer:
     """`create_app(config)` served by uvicorn from a daemon thread; `url`, `gateway`, `stop()`."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, gateway: Gateway | None = None):
         self.config = config
-        self.app = create_app(config)
+        self.app = create_app(config, gateway)
         self.gateway: Gateway = self.app.state.gateway
         self.port = 0
         self._server: uvicorn.Server | None = None
