@@ -89,8 +89,10 @@ regen() {
 
 build() {  # module-dir output extra-ldflags package... (output: a file, or a dir ending in /)
     local dir="$1" output="$2" ldflags="$3"; shift 3
+    local started=$SECONDS
     log "building $* (cold: minutes; cached in $(go env GOCACHE))"
     (cd "$GO_DIR/$dir" && go build "${BUILD_FLAGS[@]}" "-ldflags=$LDFLAGS $ldflags" -o "$output" "$@")
+    log "built $dir in $((SECONDS - started)) s"
 }
 
 # Stamp the versions a source build leaves at v0.0.0-master: the API server reports its version

@@ -28,7 +28,8 @@ def k8s_bin_dir() -> Path:
     try:
         return find_bin_dir()
     except ToolsMissing as exc:
-        pytest.fail(f"{exc}\nThe k8s tests need the control plane built first: `make k8s-tools`.", pytrace=False)
+        message = str(exc)
+    pytest.fail(f"{message}\nThe k8s tests need the control plane built first: `make k8s-tools`.", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 BUILD_SCRIPT = Path(__file__).with_name("build.sh")
@@ -111,11 +111,11 @@ class Pki:
     service_account_pub: Path
 
 
-def _new_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())  # P-256: milliseconds, where RSA takes a second
 
 
-def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
@@ -124,9 +124,9 @@ def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
 
 def _certificate(
     subject: x509.Name,
-    key: rsa.RSAPrivateKey,
+    key: ec.EllipticCurvePrivateKey,
     issuer: x509.Name,
-    issuer_key: rsa.RSAPrivateKey,
+    issuer_key: ec.EllipticCurvePrivateKey,
     *,
     is_ca: bool = False,
     server_names: Sequence[str] = (),
@@ -152,7 +152,7 @@ def _certificate(
         usages = [x509.ExtendedKeyUsageOID.CLIENT_AUTH] if client else [x509.ExtendedKeyUsageOID.SERVER_AUTH]
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         builder = builder.add_extension(
-            x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
         )
     if server_names or server_ips:
         alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
@@ -278,15 +278,16 @@ def _start(name: str, argv: Sequence[str], log_dir: Path) -> Component:
 
 
 def _stop(components: Sequence[Component], grace: float = 10.0) -> None:
-    """SIGTERM every process group, then SIGKILL whatever is left after `grace` seconds."""
+    """Stops each process group in the given order: SIGTERM, then SIGKILL after `grace` seconds.
+
+    One at a time, because the API server shuts down cleanly only while etcd is still there."""
     for component in components:
-        if component.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(component.process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for component in components:
+        if not component.alive():
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            component.process.wait(timeout=grace)
         if component.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(component.process.pid, signal.SIGKILL)
@@ -387,8 +388,9 @@ class ControlPlane:
             dead = [c for c in self.components if not c.alive()]
             if dead:
                 raise self._fail(f"{dead[0].name} exited while waiting for {what}")
-            if ready():
-                return
+            with contextlib.suppress(httpx.HTTPError):
+                if ready():
+                    return
             if time.monotonic() > deadline:
                 raise self._fail(f"timed out waiting for {what}")
             time.sleep(interval)
@@ -473,18 +475,33 @@ class ControlPlane:
             "--node-ip=10.240.0.1",
             f"--server-address=127.0.0.1:{free_port()}",
         )
-        self.apply(fake_nodes())
-        self._wait("kwok to mark the fake nodes Ready", self._nodes_ready, deadline, interval=0.5)
-        self._wait("the default ServiceAccount", self._default_service_account, deadline, interval=0.5)
+        with self._admin_http() as http:
+            for node in fake_nodes():
+                response = http.post("/api/v1/nodes", json=node)
+                if response.status_code != 201:
+                    raise self._fail(f"creating node {node['metadata']['name']}: {response.status_code} {response.text}")
+            self._wait("kwok to mark the fake nodes Ready", lambda: self._nodes_ready(http), deadline)
+            self._wait(
+                "the default ServiceAccount",
+                lambda: http.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200,
+                deadline,
+            )
+
+    def _admin_http(self) -> httpx.Client:
+        """An httpx client for the API server, authenticated as the admin."""
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return httpx.Client(base_url=self.server, verify=context, timeout=10.0)
 
     def _apiserver_ready(self) -> bool:
         return _http_ok(f"{self.server}/readyz", self.pki.ca_cert)
 
-    def _nodes_ready(self) -> bool:
-        result = self.kubectl("get", "nodes", "-o", "json", check=False)
-        if result.returncode != 0:
+    @staticmethod
+    def _nodes_ready(http: httpx.Client) -> bool:
+        response = http.get("/api/v1/nodes", params={"labelSelector": "type=kwok"})
+        if response.status_code != 200:
             return False
-        nodes = json.loads(result.stdout)["items"]
+        nodes = response.json()["items"]
         expected = {n["metadata"]["name"] for n in fake_nodes()}
         ready = {
             n["metadata"]["name"]
@@ -492,9 +509,6 @@ class ControlPlane:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
         }
         return expected <= ready
-
-    def _default_service_account(self) -> bool:
-        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
 
     # -- use --
 
