@@ -34,9 +34,10 @@ class WorkerConfig:
     max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     segment_chars: int = DEFAULT_SEGMENT_CHARS
-    # max_tokens default: enough tokens for min_audio_s + audio_s_per_char * len(text) seconds
-    min_audio_s: float = 3.0
-    audio_s_per_char: float = 0.2
+    # max_tokens default: enough tokens for min_audio_s + audio_s_per_char * len(text) seconds;
+    # None: 3.0 s + 0.2 s/char, or 0.5 s + 0.02 s/char for the random stand-in checkpoint
+    min_audio_s: float | None = None
+    audio_s_per_char: float | None = None
     temperature: float = 0.6
     top_p: float = 0.8
     repetition_penalty: float = 1.3
@@ -102,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-chars", type=int, default=d.max_text_chars)
     p.add_argument("--segment-chars", type=int, default=d.segment_chars,
                    help="long text is generated in sentence-aligned segments of at most this")
-    p.add_argument("--min-audio-s", type=float, default=d.min_audio_s,
-                   help="default max_tokens covers min-audio-s + audio-s-per-char x chars")
-    p.add_argument("--audio-s-per-char", type=float, default=d.audio_s_per_char)
+    p.add_argument("--min-audio-s", type=float, default=None,
+                   help="default max_tokens covers min-audio-s + audio-s-per-char x chars "
+                   "(default 3 s + 0.2 s/char; 0.5 s + 0.02 s/char for the stand-in)")
+    p.add_argument("--audio-s-per-char", type=float, default=None)
     p.add_argument("--temperature", type=float, default=d.temperature)
     p.add_argument("--top-p", type=float, default=d.top_p)
     p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty)

@@ -30,6 +30,8 @@ from .text import segment
 log = logging.getLogger(__name__)
 
 FRAMES_PER_SECOND = 24_000 / T.SAMPLES_PER_FRAME  # 11.72 frames (82 tokens) per second
+DEFAULT_MIN_AUDIO_S, DEFAULT_AUDIO_S_PER_CHAR = 3.0, 0.2
+STAND_IN_MIN_AUDIO_S, STAND_IN_AUDIO_S_PER_CHAR = 0.5, 0.02
 
 
 class EngineError(RuntimeError):
@@ -213,6 +215,13 @@ class OrpheusEngine:
         if self.constrained and not cfg.constrain_to_audio_tokens:
             log.info("stand-in checkpoint: sampling constrained to audio tokens + stop token")
         self._allowed = (T.audio_token_ids() + [T.END_OF_SPEECH] if self.constrained else None)
+        # Random weights speak noise until max_tokens: keep stand-in utterances short.
+        if is_stand_in(cfg.model):
+            base, per_char = STAND_IN_MIN_AUDIO_S, STAND_IN_AUDIO_S_PER_CHAR
+        else:
+            base, per_char = DEFAULT_MIN_AUDIO_S, DEFAULT_AUDIO_S_PER_CHAR
+        self.min_audio_s = base if cfg.min_audio_s is None else cfg.min_audio_s
+        self.audio_s_per_char = per_char if cfg.audio_s_per_char is None else cfg.audio_s_per_char
 
     @classmethod
     async def start(cls, cfg: WorkerConfig, metrics: WorkerMetrics | None = None
@@ -263,7 +272,7 @@ class OrpheusEngine:
         cfg = self.cfg
         room = max(T.FRAME_TOKENS, cfg.max_model_len - prompt_len)
         max_tokens = req.max_tokens or default_max_tokens(
-            len(text), cfg.min_audio_s, cfg.audio_s_per_char)
+            len(text), self.min_audio_s, self.audio_s_per_char)
         return SamplingParams(
             temperature=cfg.temperature if req.temperature is None else req.temperature,
             top_p=cfg.top_p if req.top_p is None else req.top_p,

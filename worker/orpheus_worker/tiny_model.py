@@ -6,9 +6,11 @@ checkpoint generated locally and deterministically (fixed seeds, no network):
 - `DIR/llm`: a Llama with Orpheus's exact vocabulary layout (156,940 ids, see `tokens.py`),
   2 layers, hidden size 128, attention head_dim 64 (vLLM's CPU attention rejects 16), tied
   embeddings, float32, marked `"orpheus_stand_in": true` in `config.json` (the worker then
-  constrains sampling to audio tokens and the stop token, as `--constrain-to-audio-tokens`); plus a byte-level BPE tokenizer trained with `tokenizers` on a small
-  built-in corpus, padded to the Llama-3 layout (text ids below 128000, the Llama-3 specials at
-  128000..128255, `<custom_token_N>` at 128256 + N), loadable by `AutoTokenizer` and vLLM.
+  constrains sampling to audio tokens and the stop token, as `--constrain-to-audio-tokens`,
+  and keeps default utterances short); plus a byte-level BPE tokenizer trained with
+  `tokenizers` on a small built-in corpus, padded to the Llama-3 layout (text ids below
+  128000, the Llama-3 specials at 128000..128255, `<custom_token_N>` at 128256 + N),
+  loadable by `AutoTokenizer` and vLLM.
 - `DIR/snac`: a random-weight SNAC with hubertsiuzdak/snac_24khz's configuration
   (`config.json` + `pytorch_model.bin`), which `SNAC.from_pretrained(DIR)` loads.
 
