@@ -14,6 +14,7 @@ from orpheus_operator.autoscaler.policy import (
     Signals,
     decide,
     load_demand,
+    resting_count,
 )
 from orpheus_operator.defaults import spec_with_defaults
 
@@ -34,6 +35,7 @@ def specs(draw: st.DrawFn) -> AutoscalingSpec:
         max_scale_up_step=draw(st.integers(1, 10)),
         max_scale_down_step=draw(st.integers(1, 5)),
         target_utilization=draw(st.sampled_from([0.5, 0.8, 1.0])),
+        scale_down_utilization=draw(st.sampled_from([0.4, 0.6, 0.8, 1.0])),
         worker_capacity=draw(st.integers(1, 16)),
     )
 
@@ -148,6 +150,27 @@ def test_scale_down_waits_for_the_window_then_steps() -> None:
     drops = [a - b for (_, a), (_, b) in zip(desired, desired[1:]) if b < a]
     assert drops and max(drops) <= SPEC.max_scale_down_step
     assert "calm" in decision.reason or decision.desired == 2
+
+
+def test_scale_down_rests_at_the_lower_utilization() -> None:
+    """24 streams: 4 workers at 80 % of 8 would do, but down-scaling stops at 5 (60 %)."""
+    state, current = PolicyState(), 10
+    for i in range(0, 600, 10):
+        decision, state = decide(SPEC, state, sig(i, inflight=24, ready=current), current)
+        current = decision.desired
+    assert current == 5
+    # ...and 5 is no edge: the load signal holds it (no scale back up to 6 or down to 4).
+    assert decide(SPEC, state, sig(600, inflight=24, ready=5), 5)[0].desired == 5
+
+
+def test_the_resting_count_counts_the_smaller_fleets_queue_allowance() -> None:
+    spec = AutoscalingSpec(min_replicas=1, max_replicas=10, target_queue_depth_per_worker=2.0,
+                           worker_capacity=4, target_utilization=0.8, scale_down_utilization=0.5)
+    # 2 streams in flight, 6 queued, each worker resting at 4 x 0.5 = 2 streams. On the 8 ready
+    # workers the queue is within its allowance (16), so 1 worker would look enough; but on 1
+    # worker 4 of the 6 are excess (6 > 2 streams): the resting count is 2 (2 + 2 <= 2 x 2).
+    signals = Signals(time=0, queue_depth=6, inflight=2, ready_workers=8)
+    assert resting_count(spec, signals) == 2
 
 
 def test_a_latency_spike_restarts_the_calm_window() -> None:

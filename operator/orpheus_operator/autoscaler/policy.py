@@ -19,8 +19,10 @@ The larger count wins. Workers still starting count as capacity on the way: "cur
 requested replica count, not the ready one, so a slow model load does not cause a stampede.
 Up-scaling follows the highest recommendation at once (or the lowest over the optional
 up-stabilization window); down-scaling needs both signals comfortably under target for the
-whole down-stabilization window and then follows the highest recommendation seen in that
-window. Both directions are step-limited, and the result stays within [min, max].
+whole down-stabilization window and then follows the highest down recommendation seen in that
+window, which aims lower than the up one: the count that would run at `scale_down_utilization`
+(hysteresis, so a fleet that just shrank is not at the edge of growing again). Both directions
+are step-limited, and the result stays within [max(min, 1), max].
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class AutoscalingSpec:
     target_utilization: float = 0.8
     tolerance: float = 0.1
     comfort: float = 0.7
+    scale_down_utilization: float = 0.6
     max_latency_ratio: float = 1.5
     scale_down_settle_s: float = 20.0  # between two scale-down steps
     worker_capacity: int = 8  # concurrent streams per worker when the gateway reports none
@@ -60,6 +63,8 @@ class AutoscalingSpec:
             raise ValueError("scale steps must be at least 1")
         if not 0 < self.target_utilization <= 1:
             raise ValueError("target_utilization must be in (0, 1]")
+        if not 0 < self.scale_down_utilization <= 1:
+            raise ValueError("scale_down_utilization must be in (0, 1]")
         if self.target_ttfa_p95_ms <= 0 or self.target_queue_depth_per_worker < 0:
             raise ValueError("targets must be positive")
         if self.worker_capacity < 1:
@@ -80,6 +85,7 @@ class AutoscalingSpec:
             "max_scale_up_step": (auto, "maxScaleUpStep"),
             "max_scale_down_step": (auto, "maxScaleDownStep"),
             "target_utilization": (auto, "targetUtilization"),
+            "scale_down_utilization": (auto, "scaleDownUtilization"),
             "tolerance": (auto, "tolerance"),
             "worker_capacity": (auto, "workerCapacity"),
         }
@@ -120,7 +126,8 @@ class Signals:
 class PolicyState:
     """What the policy carries from one tick to the next (kept in `status.autoscaler`)."""
 
-    recommendations: tuple[tuple[float, int], ...] = ()  # (time, unstabilised desired count)
+    # (time, up recommendation, down recommendation), over the longer stabilization window
+    recommendations: tuple[tuple[float, int, int], ...] = ()
     calm_since: float | None = None  # both signals comfortably under target since then
     capacity_raised_at: float | None = None  # last time the ready count went up
     last_ready: int = 0
@@ -128,7 +135,7 @@ class PolicyState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "recommendations": [[t, n] for t, n in self.recommendations],
+            "recommendations": [list(r) for r in self.recommendations],
             "calmSince": self.calm_since,
             "capacityRaisedAt": self.capacity_raised_at,
             "lastReady": self.last_ready,
@@ -139,7 +146,7 @@ class PolicyState:
     def from_dict(cls, data: Mapping[str, Any] | None) -> "PolicyState":
         if not data:
             return cls()
-        recs = tuple((float(t), int(n)) for t, n in data.get("recommendations") or ())
+        recs = tuple((float(r[0]), int(r[1]), int(r[-1])) for r in data.get("recommendations") or ())
         calm = data.get("calmSince")
         raised = data.get("capacityRaisedAt")
         changed = data.get("lastChangeAt")
@@ -182,6 +189,22 @@ def load_demand(spec: AutoscalingSpec, signals: Signals) -> float:
     allowed_queue = spec.target_queue_depth_per_worker * max(signals.ready_workers, 1)
     excess_queue = max(0.0, signals.queue_depth - allowed_queue)
     return (signals.inflight + excess_queue) / (cap * spec.target_utilization)
+
+
+def resting_count(spec: AutoscalingSpec, signals: Signals) -> int:
+    """The fewest workers that would carry this load at `scale_down_utilization`.
+
+    Down-scaling aims here, lower than up-scaling's target (hysteresis), and it counts the
+    queue allowance of the smaller fleet: the same queue is more per worker on fewer workers,
+    so shrinking never lands on a count the load signal would grow again.
+    """
+    per_worker = per_worker_capacity(spec, signals) * min(
+        spec.scale_down_utilization, spec.target_utilization)
+    for n in range(1, spec.max_replicas + 1):
+        excess_queue = max(0.0, signals.queue_depth - spec.target_queue_depth_per_worker * n)
+        if signals.inflight + excess_queue <= n * per_worker + 1e-9:
+            return n
+    return spec.max_replicas
 
 
 def load_desired(spec: AutoscalingSpec, signals: Signals, current: int) -> int:
@@ -243,9 +266,11 @@ def decide(
     n_load = load_desired(spec, signals, current)
     n_latency = latency_desired(spec, state, signals)
     raw = clamp(spec, max(n_load, n_latency))
+    down_raw = clamp(spec, max(resting_count(spec, signals), n_latency))
 
     horizon = max(spec.scale_up_stabilization_s, spec.scale_down_stabilization_s)
-    recs = tuple((t, n) for t, n in state.recommendations if now - t < horizon) + ((now, raw),)
+    recs = tuple(r for r in state.recommendations if now - r[0] < horizon)
+    recs += ((now, raw, down_raw),)
     calm = comfortable(spec, signals)
     calm_since = (state.calm_since if state.calm_since is not None else now) if calm else None
     state = replace(state, recommendations=recs, calm_since=calm_since)
@@ -256,7 +281,7 @@ def decide(
     if bounded != current:
         reason = f"replicas {current} outside [{floor(spec)}, {spec.max_replicas}]"
     elif raw > current:
-        up_window = [n for t, n in recs if now - t < spec.scale_up_stabilization_s] or [raw]
+        up_window = [up for t, up, _ in recs if now - t < spec.scale_up_stabilization_s] or [raw]
         target = min(min(up_window), current + spec.max_scale_up_step)
         if target > current:
             desired = target
@@ -275,9 +300,9 @@ def decide(
         else:
             # Only what was seen since the last change describes the fleet as it is now (the
             # per-stream speed, so the streams in flight, depends on how many share a worker).
-            seen = [raw] + [
-                n
-                for t, n in recs
+            seen = [down_raw] + [
+                down
+                for t, _, down in recs
                 if now - t < spec.scale_down_stabilization_s
                 and (state.last_change_at is None or t > state.last_change_at)
             ]
