@@ -73,7 +73,8 @@ def test_desired_never_leaves_min_max(data: st.DataObject, spec: AutoscalingSpec
     ticks = data.draw(st.integers(1, 25))
     sequence = [data.draw(observations(t=10.0 * i)) for i in range(ticks)]
     for desired in run(spec, sequence, current):
-        assert max(spec.min_replicas, 1) <= desired <= spec.max_replicas  # never 0: no scale-to-zero
+        # Never 0, even with min 0: there is no scale-from-zero path.
+        assert max(spec.min_replicas, 1) <= desired <= spec.max_replicas
 
 
 @SETTINGS

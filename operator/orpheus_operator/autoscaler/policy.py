@@ -146,7 +146,9 @@ class PolicyState:
     def from_dict(cls, data: Mapping[str, Any] | None) -> "PolicyState":
         if not data:
             return cls()
-        recs = tuple((float(r[0]), int(r[1]), int(r[-1])) for r in data.get("recommendations") or ())
+        recs = tuple(
+            (float(r[0]), int(r[1]), int(r[-1])) for r in data.get("recommendations") or ()
+        )
         calm = data.get("calmSince")
         raised = data.get("capacityRaisedAt")
         changed = data.get("lastChangeAt")

@@ -99,7 +99,8 @@ class PrometheusSource:
     ready_query: str = "sum(orpheus_gateway_workers_ready)"
     capacity_query: str | None = None  # the gateway exports no capacity series
     ttfa_p95_query: str = (
-        "1000 * histogram_quantile(0.95, sum(rate(orpheus_gateway_ttfa_seconds_bucket[1m])) by (le))"
+        "1000 * histogram_quantile(0.95, "
+        "sum(rate(orpheus_gateway_ttfa_seconds_bucket[1m])) by (le))"
     )
     window_s: float = 60.0
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -107,12 +108,14 @@ class PrometheusSource:
 
     def _scalar(self, http: httpx.Client, query: str) -> float | None:
         try:
-            response = http.get(self.base_url.rstrip("/") + "/api/v1/query", params={"query": query})
+            response = http.get(self.base_url.rstrip("/") + "/api/v1/query",
+                                params={"query": query})
             payload = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise SignalsUnavailable(f"prometheus {query!r}: {exc}") from exc
         if response.status_code != 200 or payload.get("status") != "success":
-            raise SignalsUnavailable(f"prometheus {query!r}: {payload.get('error', response.status_code)}")
+            problem = payload.get("error", response.status_code)
+            raise SignalsUnavailable(f"prometheus {query!r}: {problem}")
         result = payload.get("data", {}).get("result") or []
         if not result:
             return None

@@ -54,7 +54,8 @@ class CapacityModel:
     def workers_for(self, rate: float, utilization: float = 0.75) -> int:
         """Workers that serve `rate` requests/s at `utilization` (Little's law, mid-load RTF)."""
         mid_rtf = (self.rtf_idle + self.rtf_full) / 2
-        return max(1, math.ceil(rate * self.audio_mean_s * mid_rtf / (self.streams_per_worker * utilization)))
+        streams = rate * self.audio_mean_s * mid_rtf
+        return max(1, math.ceil(streams / (self.streams_per_worker * utilization)))
 
     def load_fraction(self, busy: int) -> float:
         return min(busy, self.streams_per_worker) / self.streams_per_worker
@@ -243,9 +244,8 @@ class KubeAIPolicy:
         self.min, self.max = min_replicas, max_replicas
         self.target = target_requests
         self.interval_s = interval_s
-        self.window: deque[float] = deque(
-            [0.0] * math.ceil(time_window_s / interval_s), maxlen=math.ceil(time_window_s / interval_s)
-        )
+        samples = math.ceil(time_window_s / interval_s)
+        self.window: deque[float] = deque([0.0] * samples, maxlen=samples)
         self.required_downs = math.ceil(scale_down_delay_s / interval_s)
         self.consecutive_downs = 0
         self.warm = False
@@ -253,7 +253,7 @@ class KubeAIPolicy:
     def tick(self, signals: Signals, current: int) -> int:
         active = float(signals.inflight + signals.queue_depth)
         if not self.warm:  # start as if it had been running at the opening load
-            self.window.extend([active] * self.window.maxlen)  # type: ignore[operator]
+            self.window.extend([active] * len(self.window))
             self.warm = True
         self.window.append(active)
         avg = sum(self.window) / len(self.window)
