@@ -118,6 +118,7 @@ def test_pcm16_conversion_clips():
 async def test_decode_loop_streams_many_and_drops_cancelled_work(snac):
     loop = DecodeLoop(snac)
     loop.start()
+    calls_before = snac.calls
     try:
         frames = [codes(8, seed=s) for s in range(3)]
         streams = [loop.open() for _ in frames]
@@ -138,6 +139,8 @@ async def test_decode_loop_streams_many_and_drops_cancelled_work(snac):
             return pcm
 
         outs = await asyncio.wait_for(asyncio.gather(*(drain(s) for s in streams)), 120)
+        # everything was pushed before the loop ran: one SNAC call for three streams x 8 frames
+        assert snac.calls - calls_before == 1
         for pcm, f in zip(outs, frames):
             assert len(pcm) == 2 * SAMPLES_PER_FRAME * len(f)
             ref = np.frombuffer(to_pcm16(snac.decode_one(f)), "<i2").astype(np.float64)
@@ -145,5 +148,18 @@ async def test_decode_loop_streams_many_and_drops_cancelled_work(snac):
             assert snr_db(ref, got) >= 40.0  # int16 quantisation of a quiet random signal
         assert loop.active == 0
         assert cancelled.decoder.emitted == 0
+    finally:
+        await loop.stop()
+
+
+async def test_a_lone_stream_is_decoded_without_waiting_for_company(snac):
+    loop = DecodeLoop(snac)
+    loop.start()
+    try:
+        stream = loop.open()
+        stream.push(codes(2).tolist())  # two frames, stream still open, nobody else around
+        chunk = await asyncio.wait_for(stream.next_chunk(), 120)
+        assert chunk and len(chunk) == 2 * (2 * SAMPLES_PER_FRAME - stream.decoder.right_context)
+        stream.close()
     finally:
         await loop.stop()
