@@ -187,7 +187,7 @@ class Upstream:
         self.pool = pool
         self.client = client
         self.max_attempts = max_attempts
-        self.waiting = 0  # requests not yet accepted by a worker (the gateway's own queue)
+        self.waiting = 0  # requests no worker has accepted yet (the gateway's own queue)
         self._on_failover = on_failover
         self._on_suspect = on_suspect
 
@@ -219,6 +219,14 @@ class Upstream:
         """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it)."""
         tried: set[str] = set()
         last_problem = "no worker is available"
+        queued = [True]
+
+        def accepted() -> None:
+            """A worker answered 200: the request no longer waits in the gateway."""
+            if queued[0]:
+                queued[0] = False
+                self.waiting -= 1
+
         self.waiting += 1
         try:
             for attempt in range(self.max_attempts):
@@ -233,12 +241,12 @@ class Upstream:
                     worker.breaker.release_trial()
                     break
                 body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
-                outcome = await self._attempt(worker, body, request_id, deadline)
+                outcome = await self._attempt(worker, body, request_id, deadline, accepted)
                 if isinstance(outcome, UpstreamStream):
                     return outcome
                 last_problem = outcome
         finally:
-            self.waiting -= 1
+            accepted()
         if time.monotonic() >= deadline:
             raise p.RequestError(503, "The request's deadline passed before a worker took it.",
                                  p.ErrorCode.DEADLINE_EXCEEDED, retry_after_s=1)
@@ -250,7 +258,7 @@ class Upstream:
             p.ErrorCode.NO_WORKERS, retry_after_s=self.pool.retry_after_s())
 
     async def _attempt(self, worker: Worker, body: dict[str, Any], request_id: str,
-                       deadline: float) -> UpstreamStream | str:
+                       deadline: float, accepted: Callable[[], None]) -> UpstreamStream | str:
         """One worker: a committed stream, or a short description of why to try another."""
         worker.local_inflight += 1
         response: httpx.Response | None = None
@@ -273,6 +281,7 @@ class Upstream:
             status = response.status_code
             if status != 200:
                 return await self._refused(worker, response)
+            accepted()
             reader = LineReader(response.aiter_raw())
             try:
                 first = await asyncio.wait_for(reader.readline(), deadline - time.monotonic())

@@ -297,6 +297,7 @@ def test_concurrent_streams_spread_by_own_inflight(fake_server, gateway_server):
     for i, t in enumerate(threads):
         t.start()
         assert gw.wait_until(lambda: open_streams() == i + 1)  # one at a time, all still open
+    assert a.wait_until(lambda: len(a.stream_requests) + len(b.stream_requests) == 6)
     assert len(a.stream_requests) == 3 and len(b.stream_requests) == 3
     for t in threads:
         t.join()
@@ -360,3 +361,28 @@ def test_system_snapshot_for_the_autoscaler(fake_server, gateway_server, client)
     assert "orpheus_gateway_queue_depth 3.0" in metrics
     assert "orpheus_gateway_capacity 10.0" in metrics
     assert 'orpheus_gateway_ttfa_seconds_count{api="v1"} 3.0' in metrics
+
+
+def test_gateway_queue_counts_only_requests_no_worker_has_accepted(fake_server, gateway_server):
+    srv = fake_server(queue_depth=0, inflight=None)
+    gw = gateway_server([srv.url], max_attempts=1)
+    gw.wait_polled()
+    srv.script(Behaviour.http_error(503, first_delay_s=1.0, retry_after_s=1),  # head delayed
+               Behaviour.normal(chunks=2, first_delay_s=1.0))  # accepted, slow first audio
+    results: list[int] = []
+
+    def one() -> None:
+        with httpx.Client(timeout=20) as c:
+            results.append(c.post(gw.url + STREAM, json={"text": "x"}, headers=auth()
+                                  ).status_code)
+
+    for expected_queue in (1, 0):
+        t = threading.Thread(target=one)
+        t.start()
+        assert srv.wait_until(lambda: len(srv.stream_requests) == 2 - expected_queue)
+        time.sleep(0.2)
+        assert gw.call(gw.gateway.queue_depth) == expected_queue
+        t.join()
+        srv.wait_until(lambda: srv.open_streams == 0)
+        time.sleep(1.1)  # the 503's Retry-After cooldown
+    assert results == [503, 200]
