@@ -472,6 +472,8 @@ class ControlPlane:
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             f"--cidr={POD_CIDR}",
+            # Without leases renewed, the node lifecycle controller marks nodes unreachable after 40 s.
+            "--node-lease-duration-seconds=40",
             "--node-ip=10.240.0.1",
             f"--server-address=127.0.0.1:{free_port()}",
         )

@@ -171,3 +171,22 @@ def test_service_account_token_is_subject_to_rbac(control_plane: ControlPlane, n
     # The admin client is not restricted.
     admin = client.CoreV1Api(plane.api_client())
     admin.delete_namespaced_config_map("settings", namespace)
+
+
+def test_kwok_holds_a_lease_for_every_fake_node(control_plane: ControlPlane) -> None:
+    """Without renewed leases the node lifecycle controller taints the nodes unreachable after
+    40 s and every pod turns NotReady, which rewrites Deployments and PDBs behind the tests' backs."""
+    expected = {"kwok-cpu-0", "kwok-cpu-1", "kwok-gpu-0"}
+
+    def leases() -> dict[str, Any]:
+        items = get_json(control_plane, "leases", "-n", "kube-node-lease")["items"]
+        return {lease["metadata"]["name"]: lease["spec"] for lease in items if lease["metadata"]["name"] in expected}
+
+    held = wait_until("kwok to take the node leases", lambda: (found := leases()).keys() == expected and found)
+    for spec in held.values():
+        assert spec["holderIdentity"]
+        assert spec["leaseDurationSeconds"] == 40
+        assert spec["renewTime"]
+    for node in get_json(control_plane, "nodes", "-l", "type=kwok")["items"]:
+        taints = {t["key"] for t in node["spec"].get("taints") or []}
+        assert "node.kubernetes.io/unreachable" not in taints
