@@ -264,7 +264,12 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     async def speech(request: Request) -> Response:
         arrived = time.monotonic()
         sreq = parse_speech_request(await _read_json(request))
-        req = gw.validate(tts_body(sreq))
+        try:
+            req = gw.validate(tts_body(sreq))
+        except p.RequestError as exc:
+            if exc.param == "text":  # this API calls it `input`
+                exc.param, exc.message = "input", exc.message.replace("'text'", "'input'")
+            raise
         request_id = request.scope[REQUEST_ID_SCOPE]
         opening = asyncio.ensure_future(
             gw.start_stream(req, request.scope[KEY_SCOPE], "openai", arrived, request_id))

@@ -204,12 +204,16 @@ def test_text_over_the_limit_states_the_limit(fake_server, gateway_server, clien
         assert r.status_code == 400
         assert r.json()["error"]["code"] == p.ErrorCode.TEXT_TOO_LONG
         assert "50" in r.json()["error"]["message"]
+        assert r.json()["error"]["param"] == ("text" if path == STREAM else "input")
 
 
 BAD_SPEECH = [
     ({"input": "x", "voice": "alloy"}, "model", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "voice": "alloy"}, "input", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "", "voice": "alloy"}, "input", p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": "  \n ", "voice": "alloy"}, "input",
+     p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": 7, "voice": "alloy"}, "input", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "x"}, "voice", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "x", "voice": "bogus"}, "voice", p.ErrorCode.UNKNOWN_VOICE),
     ({"model": "tts-1", "input": "x", "voice": "alloy", "response_format": "ogg"},

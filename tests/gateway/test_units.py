@@ -3,7 +3,6 @@ voices, configuration, encoders, line splitting."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import random
 import struct
