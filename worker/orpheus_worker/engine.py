@@ -161,7 +161,7 @@ class Synthesis:
             raise
         except Exception as exc:  # noqa: BLE001 - surfaced to the reader as an engine error
             log.exception("generation failed for %s", self.request_id)
-            self._stream.chunks.put_nowait(EngineError(f"generation failed: {exc}"))
+            self._stream.fail(EngineError(f"generation failed: {exc}"))
 
     async def read(self) -> bytes | None:
         """The next PCM chunk (s16le, 24 kHz mono); None once the utterance is complete.
@@ -176,7 +176,7 @@ class Synthesis:
 
     def interrupt(self, exc: BaseException) -> None:
         """Make the pending or next `read()` raise `exc` (e.g. the drain ran out of time)."""
-        self._stream.chunks.put_nowait(exc)
+        self._stream.fail(exc)
 
     async def close(self) -> None:
         """Abort generation and drop pending decode work. Idempotent."""

@@ -206,6 +206,10 @@ class DecodeStream:
             self.decoder.finish()
             self._loop.wake()
 
+    def fail(self, exc: BaseException) -> None:
+        """Make the reader's next `next_chunk()` raise `exc`."""
+        self.chunks.put_nowait(exc)
+
     def close(self) -> None:
         """Drop pending decode work. Idempotent."""
         if not self.closed:
@@ -264,7 +268,7 @@ class DecodeLoop:
                 pass
             self._task = None
         for stream in list(self._streams):
-            stream.chunks.put_nowait(RuntimeError("decoder stopped"))
+            stream.fail(RuntimeError("decoder stopped"))
             stream.close()
 
     async def _run(self) -> None:
@@ -295,7 +299,7 @@ class DecodeLoop:
                     log.exception("SNAC decode failed")
                     for d, _ in part:
                         stream = owner[id(d)]
-                        stream.chunks.put_nowait(exc)
+                        stream.fail(exc)
                         stream.close()
                     continue
                 if self.on_batch is not None:
