@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     from .app import create_app, install_log_redaction
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    server_config = uvicorn.Config(
+        create_app(config), host=config.host, port=config.port, log_level="info",
+        ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s)
+    install_log_redaction()  # after uvicorn configured its loggers
     if not config.auth_enabled:
         logging.getLogger("orpheus_gateway").warning("authentication is OFF (--no-auth)")
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
-                ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s)
+    uvicorn.Server(server_config).run()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from websockets.sync.client import connect as ws_connect
 
 from orpheus_tts import protocol as p
 
@@ -59,6 +61,9 @@ def test_gateway_process_serves_with_file_and_env_keys(fake_server, tmp_path):
                        headers={"X-API-Key": "file-key-123"}, timeout=10)
         assert r.status_code == 400 and "100" in r.json()["error"]["message"]
         assert httpx.get(url + p.VOICES_PATH, timeout=5).status_code == 401
+        with ws_connect(f"ws://127.0.0.1:{port}{p.WS_PATH}?api_key=env-key-456",
+                        open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10)) == {"type": "ready"}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -68,6 +73,7 @@ def test_gateway_process_serves_with_file_and_env_keys(fake_server, tmp_path):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text()
+    assert "api_key=REDACTED" in text  # uvicorn logged the WebSocket's path
     assert "file-key-123" not in text and "env-key-456" not in text
 
 
