@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.k8s.controlplane import ControlPlane
+from tests.k8s import controlplane
+from tests.k8s.controlplane import REQUIRED_BINARIES, ControlPlane, ControlPlaneError
 
 
 def deployment(name: str, replicas: int, pod_spec_extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -190,3 +197,70 @@ def test_kwok_holds_a_lease_for_every_fake_node(control_plane: ControlPlane) -> 
     for node in get_json(control_plane, "nodes", "-l", "type=kwok")["items"]:
         taints = {t["key"] for t in node["spec"].get("taints") or []}
         assert "node.kubernetes.io/unreachable" not in taints
+
+
+def test_a_component_that_dies_at_start_fails_with_its_log_and_leaves_nothing_running(
+    k8s_bin_dir: Path, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in REQUIRED_BINARIES:
+        (bin_dir / name).symlink_to(k8s_bin_dir / name)
+    (bin_dir / "kube-apiserver").unlink()
+    (bin_dir / "kube-apiserver").write_text("#!/bin/sh\necho 'cannot start: flag provided but not defined' >&2\nexit 3\n")
+    (bin_dir / "kube-apiserver").chmod(0o755)
+
+    started: list[subprocess.Popen[bytes]] = []
+    work_dirs: set[Path] = set()
+    real_start = controlplane._start
+
+    def recording_start(name: str, argv: list[str], work_dir: Path) -> controlplane.Component:
+        component = real_start(name, argv, work_dir)
+        started.append(component.process)
+        work_dirs.add(work_dir)
+        return component
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(controlplane, "_start", recording_start)
+        patch.delenv("ORPHEUS_K8S_KEEP", raising=False)
+        with pytest.raises(ControlPlaneError) as failure:
+            ControlPlane.start(bin_dir=bin_dir, timeout=60)
+
+    message = str(failure.value)
+    assert "kube-apiserver exited" in message
+    assert "cannot start: flag provided but not defined" in message
+    assert [p.args[0] for p in started] == [str(bin_dir / "etcd"), str(bin_dir / "kube-apiserver")]
+    assert all(p.poll() is not None for p in started), "etcd must be stopped when the start fails"
+    (work_dir,) = work_dirs
+    assert not work_dir.exists(), "the temp dir is removed when the start fails"
+
+
+def test_command_line_up_serves_until_interrupted(k8s_bin_dir: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.k8s.controlplane", "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        env={k: v for k, v in os.environ.items() if k != "ORPHEUS_K8S_KEEP"},
+    )
+    try:
+        kubeconfig = Path(process.stdout.readline().strip())  # type: ignore[union-attr]
+        assert kubeconfig.is_file(), process.stderr.read() if process.poll() is not None else ""  # type: ignore[union-attr]
+        nodes = subprocess.run(
+            [str(k8s_bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "name"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.split()
+        assert sorted(nodes) == ["node/kwok-cpu-0", "node/kwok-cpu-1", "node/kwok-gpu-0"]
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert {c.name() for c in children} >= {"etcd", "kube-apiserver", "kwok"}
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        _, still_alive = psutil.wait_procs(children, timeout=10)
+        assert not still_alive
+        assert not kubeconfig.exists(), "the work dir is removed on exit"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
