@@ -176,9 +176,12 @@ def test_deleting_the_cluster_collects_every_child(control_plane: ControlPlane, 
     wait_until("every child garbage-collected",
                lambda: all(get(plane, namespace, kind, name) is None for kind, name in CHILDREN),
                90, operator)
-    wait_until("worker and gateway pods gone",
-               lambda: json.loads(plane.kubectl("get", "pods", "-n", namespace, "-o", "json")
-                                  .stdout)["items"] == [], 90, operator)
+    wait_until("ReplicaSets gone", lambda: json.loads(plane.kubectl(
+        "get", "replicasets", "-n", namespace, "-o", "json").stdout)["items"] == [], 60, operator)
+    # Pods go through their graceful termination (preStop + drain) on the fake kubelet.
+    wait_until("every pod gone or terminating", lambda: all(
+        p["metadata"].get("deletionTimestamp") for p in json.loads(plane.kubectl(
+            "get", "pods", "-n", namespace, "-o", "json").stdout)["items"]), 60, operator)
 
 
 def _versions(plane: ControlPlane, namespace: str) -> dict[str, str]:
@@ -187,18 +190,43 @@ def _versions(plane: ControlPlane, namespace: str) -> dict[str, str]:
     return {key: obj["metadata"]["resourceVersion"] for key, obj in objects.items()}
 
 
+def _pods(plane: ControlPlane, namespace: str) -> dict[str, str]:
+    items = json.loads(plane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    return {f"pod/{p['metadata']['name']}": p["metadata"]["resourceVersion"] for p in items}
+
+
 def settled_versions(plane: ControlPlane, namespace: str, operator: OperatorProcess,
                      timeout: float = 60.0) -> dict[str, str]:
-    """resourceVersions once a few resync passes in a row changed nothing."""
+    """resourceVersions of the cluster, its children and its pods once a few resync passes in a
+    row changed nothing."""
     deadline = time.monotonic() + timeout
-    previous = _versions(plane, namespace)
+    previous = {**_versions(plane, namespace), **_pods(plane, namespace)}
     while time.monotonic() < deadline:
         time.sleep(2.5 * operator.resync_seconds)
-        current = _versions(plane, namespace)
+        current = {**_versions(plane, namespace), **_pods(plane, namespace)}
         if current == previous:
             return current
         previous = current
     raise AssertionError(f"cluster never settled:\n{operator.log_tail()}")
+
+
+def restart_and_compare(plane: ControlPlane, namespace: str, operator: OperatorProcess
+                        ) -> dict[str, tuple[str, str | None]] | None:
+    """Restart the operator on a settled cluster and return what changed; None when a pod
+    changed meanwhile (kwok's fake nodes can lag on a loaded machine): then the world moved and
+    a status write would be the operator's duty, not its fault."""
+    settled = settled_versions(plane, namespace, operator)
+    passes = operator.log().count("Handler 'reconcile' succeeded")
+    operator.restart()
+    wait_until("the restarted operator's resume pass",
+               lambda: operator.log().count("Handler 'reconcile' succeeded") > passes, 30,
+               operator)
+    time.sleep(3 * operator.resync_seconds)  # and a few resync passes
+    after = {**_versions(plane, namespace), **_pods(plane, namespace)}
+    pods = {k for k in {**settled, **after} if k.startswith("pod/")}
+    if any(after.get(p) != settled.get(p) for p in pods):
+        return None
+    return {key: (old, after.get(key)) for key, old in settled.items() if after.get(key) != old}
 
 
 def test_restart_writes_nothing_and_drift_is_put_back(control_plane: ControlPlane, namespace: str,
@@ -206,15 +234,13 @@ def test_restart_writes_nothing_and_drift_is_put_back(control_plane: ControlPlan
     plane = control_plane
     apply_example(plane, namespace)
     wait_ready(plane, namespace, operator)
-    settled = settled_versions(plane, namespace, operator)
-
-    passes = operator.log().count("Handler 'reconcile' succeeded")
-    operator.restart()
-    wait_until("the restarted operator's resume pass",
-               lambda: operator.log().count("Handler 'reconcile' succeeded") > passes, 30,
-               operator)
-    time.sleep(3 * operator.resync_seconds)  # and a few resync passes
-    assert _versions(plane, namespace) == settled
+    for _attempt in range(3):
+        changed = restart_and_compare(plane, namespace, operator)
+        if changed is not None:
+            break
+    else:
+        pytest.fail("pods kept changing on their own: the restart could not be measured")
+    assert changed == {}, f"writes after a restart (old, new resourceVersion): {changed}"
 
     # Drift: someone scales the worker Deployment and edits its pod template; both come back.
     plane.kubectl("scale", "deployment/demo-worker", "--replicas=5", "-n", namespace)
@@ -242,7 +268,8 @@ def test_invalid_spec_is_rejected_with_the_cel_message(control_plane: ControlPla
     assert result.returncode != 0
     assert "workers.minReplicas must not exceed workers.maxReplicas" in result.stderr
 
-    no_model = {**body, "spec": {"gateway": {"auth": {"enabled": False}}}}
+    no_model = {**body, "spec": {"model": {"revision": "main"},
+                                 "gateway": {"auth": {"enabled": False}}}}
     result = control_plane.kubectl("apply", "-n", namespace, "-f", "-",
                                    input=json.dumps(no_model), check=False)
     assert result.returncode != 0
