@@ -352,11 +352,28 @@ class ControlPlane:
     keep_work_dir: bool = False
 
     @classmethod
-    def start(cls, bin_dir: Path | None = None, work_dir: Path | None = None, timeout: float = 180.0) -> ControlPlane:
+    def start(
+        cls, bin_dir: Path | None = None, work_dir: Path | None = None, timeout: float = 180.0, attempts: int = 3
+    ) -> ControlPlane:
+        """Starts every component and waits until the cluster is usable (per attempt: `timeout` s).
+
+        Ports are picked free before the components bind them, so another process can take one
+        in between: a start that fails with "address already in use" is retried on new ports."""
         bin_dir = bin_dir or find_bin_dir()
+        for attempt in range(1, attempts + 1):
+            try:
+                return cls._start_once(bin_dir, work_dir, timeout)
+            except ControlPlaneError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(cls, bin_dir: Path, work_dir: Path | None, timeout: float) -> ControlPlane:
         keep = work_dir is not None or bool(os.environ.get("ORPHEUS_K8S_KEEP"))
         work_dir = work_dir or Path(tempfile.mkdtemp(prefix="orpheus-k8s-"))
         work_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work_dir / "etcd", ignore_errors=True)
         pki = write_pki(work_dir / "pki")
         port = free_port()
         server = f"https://127.0.0.1:{port}"
@@ -523,7 +540,12 @@ class ControlPlane:
         kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Runs the built kubectl against this cluster (admin unless `kubeconfig` is given)."""
-        argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        argv = [
+            str(self.bin_dir / "kubectl"),
+            f"--kubeconfig={kubeconfig or self.kubeconfig}",
+            f"--cache-dir={self.work_dir / 'kube-cache'}",
+            *args,
+        ]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)

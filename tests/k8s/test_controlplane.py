@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -264,3 +265,27 @@ def test_command_line_up_serves_until_interrupted(k8s_bin_dir: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_port_taken_between_picking_and_binding_is_retried_on_new_ports(k8s_bin_dir: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        handed_out: list[int] = []
+        real_free_port = controlplane.free_port
+
+        def first_one_taken() -> int:
+            port = taken if not handed_out else real_free_port()
+            handed_out.append(port)
+            return port
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(controlplane, "free_port", first_one_taken)
+            plane = ControlPlane.start(bin_dir=k8s_bin_dir)
+        try:
+            assert handed_out[0] == taken
+            assert plane.server != f"https://127.0.0.1:{taken}"
+            assert plane.kubectl("get", "--raw", "/readyz").stdout == "ok"
+        finally:
+            plane.stop()
