@@ -25,7 +25,8 @@ HELM_VERSION=v4.3.1
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 GO_DIR="$HERE/go"
 CACHE_ROOT="${ORPHEUS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/orpheus-tts/k8s}"
-export GOFLAGS="-mod=mod -buildvcs=false"
+# readonly: a build never rewrites the committed go.mod/go.sum (only --regen does).
+export GOFLAGS="-mod=readonly -buildvcs=false"
 BUILD_FLAGS=(-trimpath)
 LDFLAGS="-s -w"
 
@@ -83,7 +84,7 @@ regen() {
     write_simple_mod helm helm.sh/helm/v4 "$HELM_VERSION" helm.sh/helm/v4/cmd/helm
     for d in kubernetes etcd kwok helm; do
         log "go mod tidy in go/$d"
-        (cd "$GO_DIR/$d" && go mod tidy)
+        (cd "$GO_DIR/$d" && GOFLAGS=-mod=mod go mod tidy)
     done
 }
 
