@@ -370,7 +370,8 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
     for key in ("nodeSelector", "tolerations"):
         if gateway.get(key):
             pod_spec[key] = gateway[key]
-    annotations = {**_scrape_annotations(GATEWAY_PORT), CONFIG_HASH_ANNOTATION: config_hash(cluster)}
+    annotations = {**_scrape_annotations(GATEWAY_PORT),
+                   CONFIG_HASH_ANNOTATION: config_hash(cluster)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
