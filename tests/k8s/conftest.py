@@ -32,14 +32,39 @@ def k8s_bin_dir() -> Path:
     pytest.fail(f"{message}\nThe k8s tests need the control plane built first: `make k8s-tools`.", pytrace=False)
 
 
+class _SharedPlane:
+    """One control plane per pytest process, however many places request it.
+
+    Test modules outside tests/k8s import these fixtures (`from tests.k8s.conftest import
+    control_plane`), which makes pytest keep a separate session fixture per importing module;
+    counting users keeps that to one cluster, stopped when the last user is done."""
+
+    plane: ControlPlane | None = None
+    users = 0
+
+    @classmethod
+    def acquire(cls, bin_dir: Path) -> ControlPlane:
+        if cls.plane is None:
+            cls.plane = ControlPlane.start(bin_dir=bin_dir)
+        cls.users += 1
+        return cls.plane
+
+    @classmethod
+    def release(cls) -> None:
+        cls.users -= 1
+        if cls.users == 0 and cls.plane is not None:
+            cls.plane.stop()
+            cls.plane = None
+
+
 @pytest.fixture(scope="session")
 def control_plane(k8s_bin_dir: Path) -> Iterator[ControlPlane]:
     """A running etcd + kube-apiserver + controller-manager + scheduler + kwok, shared by the session."""
-    plane = ControlPlane.start(bin_dir=k8s_bin_dir)
+    plane = _SharedPlane.acquire(k8s_bin_dir)
     try:
         yield plane
     finally:
-        plane.stop()
+        _SharedPlane.release()
 
 
 @pytest.fixture
