@@ -41,7 +41,7 @@ class AutoscalingSpec:
     target_queue_depth_per_worker: float = 1.0
     target_ttfa_p95_ms: float = 1000.0
     scale_up_stabilization_s: float = 0.0
-    scale_down_stabilization_s: float = 120.0
+    scale_down_stabilization_s: float = 90.0
     max_scale_up_step: int = 10
     max_scale_down_step: int = 4
     # Not (yet) CR fields; read when present (camelCase) and documented in docs/autoscaling.md.
@@ -50,7 +50,7 @@ class AutoscalingSpec:
     comfort: float = 0.7
     scale_down_utilization: float = 0.6
     max_latency_ratio: float = 1.5
-    scale_down_settle_s: float = 20.0  # between two scale-down steps
+    scale_down_settle_s: float = 30.0  # between two scale-down steps
     worker_capacity: int = 8  # concurrent streams per worker when the gateway reports none
 
     def __post_init__(self) -> None:
