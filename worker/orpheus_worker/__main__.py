@@ -21,6 +21,7 @@ from .app import create_app
 from .config import WorkerConfig, parse_args
 from .engine import OrpheusEngine
 from .service import WorkerService
+from .voices import load_voice_set
 
 log = logging.getLogger("orpheus_worker")
 
@@ -92,6 +93,11 @@ async def serve(cfg: WorkerConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        load_voice_set(cfg.voices)
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"orpheus-tts worker: --voices: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return asyncio.run(serve(cfg))
 

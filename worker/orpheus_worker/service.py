@@ -108,7 +108,6 @@ class WorkerService:
             "voice_set": self.voices.name,
             "voices": list(self.voices.voices),
             "aliases": dict(self.voices.aliases),
-            "default": None,
         }
 
     # --- streams --------------------------------------------------------------------------
