@@ -22,7 +22,7 @@ from orpheus_tts import protocol as p
 from orpheus_tts.sdk import OrpheusTTS
 from tests.support.chaos_proxy import ChaosProxy, Faults
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
 DEADLINE_S = 40.0
 SHORT = {"max_tokens": 28}

@@ -13,7 +13,7 @@ import pytest
 from orpheus_tts.sdk import OrpheusTTS
 from tests.battery.support import LONG, LONG_TEXT, WsClient, settle
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
 UTTERANCES = 50
 ACK_BUDGET_S = 0.100

@@ -8,7 +8,7 @@ import pytest
 from orpheus_tts.sdk import OrpheusTTS
 from tests.battery.support import QUICK, WsClient
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
 
 async def test_second_message_on_one_sdk_client(local_stack):

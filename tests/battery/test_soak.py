@@ -13,7 +13,7 @@ from orpheus_tts.sdk import OrpheusTTS
 from tests.battery.support import (QUICK, Resources, WsClient, accepted_connections, settle,
                                    tcp_connections_to)
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
 MESSAGES = 100
 MIB = 1 << 20

@@ -22,7 +22,7 @@ import orpheus_tts.say
 from orpheus_tts.protocol import SAMPLE_RATE
 from orpheus_tts.up import free_port
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
 BANNER_END = "Ctrl-C stops everything."
 

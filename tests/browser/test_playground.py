@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.engine]
+pytestmark = [pytest.mark.browser, pytest.mark.engine, pytest.mark.timeout(900)]
 
 CHROMIUM = os.environ.get("ORPHEUS_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -42,13 +42,14 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, local_stack):
+def page(browser, local_stack, request):
+    query = getattr(request, "param", "")
     context = browser.new_context()
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.goto(f"{local_stack.url}/#key={local_stack.api_key}")
+    pg.goto(f"{local_stack.url}/{query}#key={local_stack.api_key}")
     pg.wait_for_function("() => window.playground && window.playground.state === 'idle'")
     yield pg
     context.close()
@@ -118,6 +119,7 @@ def test_stop_silences_within_100ms_and_returns_to_idle(page):
     assert hook(page, "level") < 1e-4 and hook(page, "activeSources") == 0
 
 
+@pytest.mark.parametrize("page", ["?max_tokens=56"], indirect=True)  # short: 20 of them
 def test_twenty_utterances_leave_no_source_scheduled(page):
     """Finish, stop and interrupt, in turn; at the end no source node is left behind."""
     for i in range(20):
@@ -127,7 +129,7 @@ def test_twenty_utterances_leave_no_source_scheduled(page):
         elif i % 3 == 1:
             page.wait_for_function("() => window.playground.activeSources > 0",
                                    timeout=UTTERANCE_TIMEOUT_MS)
-            page.click("#stop")
+            page.evaluate("window.playground.stop()")  # it may just have finished: no click wait
             wait_state(page, "idle")
         else:
             page.wait_for_function("() => window.playground.activeSources > 0",
@@ -140,6 +142,5 @@ def test_twenty_utterances_leave_no_source_scheduled(page):
     assert len(utterances) == 20
     assert all(u["ended"] for u in utterances), utterances
     assert {u["result"] for u in utterances} <= {"done", "cancelled"}
-    interrupted = [u for i, u in enumerate(utterances) if i % 3 == 2 and i < 19]
-    assert all(u["result"] in ("cancelled", "done") for u in interrupted)
+    assert sum(u["result"] == "cancelled" for u in utterances) > 0  # stops and interrupts cut
     assert hook(page, "socketOpen")  # one socket, still healthy, for the whole session
