@@ -30,7 +30,6 @@ log = logging.getLogger("orpheus_gateway.ws")
 class Utterance:
     id: str
     request: p.TTSRequest
-    arrived_at: float
     finished: bool = False
 
 
@@ -138,7 +137,6 @@ class WsSession:
                 utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
                 message=f"Utterance '{msg.utterance_id}' is already queued or speaking."))
             return
-        arrived = time.monotonic()
         try:
             request = self.gateway.validate(msg.tts_body())
         except p.RequestError as exc:
@@ -147,7 +145,7 @@ class WsSession:
             await self.send(p.WsError(utterance_id=msg.utterance_id, code=exc.code,
                                       message=exc.message))
             return
-        utt = Utterance(msg.utterance_id, request, arrived)
+        utt = Utterance(msg.utterance_id, request)
         self._open[utt.id] = utt
         if msg.interrupt:
             await self.cancel_all()
@@ -217,9 +215,11 @@ class WsSession:
     async def _speak_one(self, utt: Utterance) -> None:
         stream: ActiveStream | None = None
         try:
+            # The deadline and time to first audio count from here: waiting behind the
+            # session's own earlier utterances is the client's choice, not latency.
+            started_at = time.monotonic()
             await self.send(p.WsStarted(utterance_id=utt.id))
-            stream = await self.gateway.start_stream(utt.request, self.key_id, "ws",
-                                                     utt.arrived_at)
+            stream = await self.gateway.start_stream(utt.request, self.key_id, "ws", started_at)
             seq = 0
             async with aclosing(stream.lines()) as lines:
                 async for line in lines:

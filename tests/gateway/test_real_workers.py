@@ -117,14 +117,17 @@ async def test_ws_twenty_utterances_with_random_cancels_leave_workers_idle(real_
     assert not s.violations
     assert all(len(s.terminals[u]) == 1 for u in ids), dict(s.terminals)
     kinds = [s.terminals[u][0]["type"] for u in ids]
-    assert "done" in kinds and "cancelled" in kinds and "error" not in kinds
+    errors = [s.terminals[u][0] for u in ids if s.terminals[u][0]["type"] == "error"]
+    assert "done" in kinds and "cancelled" in kinds and not errors, errors
     snaps = await wait_workers_idle([w.url for w in worker_pair])
     assert all(s["inflight"] == 0 and not s.get("engine_requests") for s in snaps.values()), snaps
 
 
 def test_killed_worker_mid_stream_then_next_request_goes_to_the_live_one(
         tiny_model, worker_pair, gateway_server, client):
-    victim = start_worker(tiny_model, extra_args=("--worker-id", "w-victim"))
+    # A third worker, since killing one of the shared pair would break later suites. Its boot
+    # is slow when the machine is busy: allow for that.
+    victim = start_worker(tiny_model, extra_args=("--worker-id", "w-victim"), timeout=600)
     try:
         live = worker_pair[0]
         gw = gateway_server([victim.url, live.url])
