@@ -15,7 +15,7 @@ run: setup
 
 # Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites.
 test: setup k8s-tools browser
-	$(PYTEST) -q -p no:cacheprovider
+	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
 
 test-unit: setup
 	$(PYTEST) -q -m "not engine and not k8s and not browser"
