@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,9 +398,10 @@ class ControlPlane:
             f"--- {c.name} ({'running' if c.alive() else f'exited {c.process.returncode}'}), {c.log_path}:\n{c.log_tail()}"
             for c in self.components
         )
-        return ControlPlaneError(f"control plane: {what}\n{tails}")
+        hint = "" if self.keep_work_dir else " (ORPHEUS_K8S_KEEP=1 keeps the logs and certs)"
+        return ControlPlaneError(f"control plane: {what}{hint}\n{tails}")
 
-    def _wait(self, what: str, ready: Any, deadline: float, interval: float = 0.2) -> None:
+    def _wait(self, what: str, ready: Callable[[], bool], deadline: float, interval: float = 0.2) -> None:
         while True:
             dead = [c for c in self.components if not c.alive()]
             if dead:
