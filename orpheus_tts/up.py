@@ -356,7 +356,9 @@ def banner(stack: LocalStack) -> str:
         "",
         "Orpheus TTS is up" + ("" if cfg.model else
                                " (stand-in checkpoint: the pipeline is real, the audio is noise)"),
-        f"  gateway     {stack.url}      playground: open it in a browser",
+        f"  gateway     {stack.url}",
+        f"  playground  {stack.url}/" + (f"#key={stack.api_key}" if stack.api_key else "")
+        + "   (open it in a browser)",
         f"  workers     {', '.join(stack.worker_urls)}",
     ]
     if stack.api_key:
