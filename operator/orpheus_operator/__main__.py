@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import random
 import sys
 from typing import Any
 
@@ -28,6 +29,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     peering.add_argument("--peering", metavar="NAME",
                          help="coordinate replicas through this KopfPeering/ClusterKopfPeering "
                               "(one active, the others stand by)")
+    parser.add_argument("--priority", type=int,
+                        help="peering priority: the live replica with the highest one is active "
+                             "(default: random, so replicas never tie; kopf pauses every "
+                             "replica on a tie)")
     parser.add_argument("--liveness", default=DEFAULT_LIVENESS,
                         help=f"liveness endpoint (default {DEFAULT_LIVENESS}; 'none' disables)")
     parser.add_argument("--resync-seconds", type=float,
@@ -37,6 +42,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                              "$KUBECONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def peering_priority(requested: int | None) -> int:
+    """The explicit priority, or a random one: kopf pauses all peers that share a priority."""
+    if requested is not None:
+        return requested
+    return random.SystemRandom().randint(1, 2**31 - 1)
 
 
 def load_autoscaler() -> bool:
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         registry=registry,
         standalone=args.standalone or not args.peering,
         peering_name=args.peering,
+        priority=peering_priority(args.priority),
         liveness_endpoint=None if args.liveness == "none" else args.liveness,
         clusterwide=not args.namespace,
         namespaces=args.namespace,
