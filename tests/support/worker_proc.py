@@ -6,7 +6,7 @@ Stable API, used by the worker, gateway, battery and local-stack suites:
   generated once by `orpheus-tts make-tiny-model` and cached under
   `~/.cache/orpheus-tts/tiny-model-v<GENERATOR_VERSION>` (override: `ORPHEUS_TINY_MODEL_DIR`).
 - fixture `tiny_model` (session): that directory.
-- `start_worker(model_dir, *, port=None, extra_args=(), env=None, timeout=240) -> WorkerProcess`:
+- `start_worker(model_dir, *, port=None, extra_args=(), env=None, timeout=420) -> WorkerProcess`:
   runs `python -m orpheus_worker` on the checkpoint in `model_dir` (the root holding `llm/` and
   `snac/`), waits until it printed its ready line and `/readyz` answers 200, and returns it.
   `port=None` lets the worker pick a free port. `extra_args` are appended to
@@ -17,6 +17,10 @@ Stable API, used by the worker, gateway, battery and local-stack suites:
   like a crashed pod; idempotent).
 - fixture `worker_pair` (session): two running workers (`w-a`, `w-b`) on the stand-in model,
   started once per test session and stopped at its end.
+
+Startup takes about 30 s on an idle 2-core machine and over 200 s under heavy load; fixture
+setup counts toward pytest-timeout's limit, so suites that start workers should mark their
+engine tests `@pytest.mark.timeout(900)` (as tests/worker does).
 
 CPU sharing: `WORKER_ENV` keeps each worker on one OpenMP thread with no core binding and a
 1 GiB KV cache, so two or three workers and the tests fit on a 2-core machine.
@@ -145,7 +149,7 @@ class WorkerProcess:
 
 def start_worker(model_dir: str | Path, *, port: int | None = None,
                  extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                 timeout: float = 240) -> WorkerProcess:
+                 timeout: float = 420) -> WorkerProcess:
     model_dir = Path(model_dir)
     args = [
         sys.executable, "-m", "orpheus_worker",

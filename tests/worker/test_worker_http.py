@@ -16,7 +16,7 @@ import pytest
 from orpheus_tts import protocol as P
 from tests.support.worker_proc import start_worker
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
 CAPACITY, QUEUE = 2, 1
 

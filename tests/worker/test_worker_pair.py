@@ -5,7 +5,7 @@ import pytest
 
 from orpheus_tts import protocol as P
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
 
 def test_worker_pair_serves_two_distinct_workers(worker_pair):
