@@ -300,3 +300,24 @@ def test_missing_secret_is_degraded_until_it_appears(control_plane: ControlPlane
     plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
     recovered = wait_ready(plane, namespace, operator)
     assert condition(recovered, "Degraded")["status"] == "False"
+
+
+def test_autoscaling_cluster_runs_under_the_chart_rbac(control_plane: ControlPlane,
+                                                       namespace: str,
+                                                       operator: OperatorProcess) -> None:
+    """With autoscaling on, the autoscaler inside the operator works under the chart's RBAC too
+    (it cannot reach the gateway from outside the cluster: it says so in ScalingActive)."""
+    plane = control_plane
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    cluster = next(d for d in docs if d["kind"] == crd.KIND)
+    cluster["spec"]["autoscaling"] = {"enabled": True, "intervalSeconds": 1}
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    plane.kubectl("apply", "-n", namespace, "-f", "-",
+                  input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                    "items": [secret, cluster]}))
+    owned = wait_until("the autoscaler's ScalingActive condition", lambda: condition(
+        get(plane, namespace, crd.PLURAL, "demo"), "ScalingActive"), 60, operator)
+    assert owned["reason"] != "AutoscalingDisabled"
+    wait_ready(plane, namespace, operator)
+    assert get(plane, namespace, "deployment", "demo-worker")["spec"]["replicas"] == 2
+    assert "forbidden" not in operator.log().lower(), operator.log_tail()
