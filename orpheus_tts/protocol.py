@@ -120,6 +120,13 @@ class RequestError(Exception):
 
 
 # --- request -----------------------------------------------------------------------------------
+REQUEST_ID_PATTERN = r"^[\x21-\x7e]{1,128}$"  # visible ASCII: usable as a header value anywhere
+
+
+def is_valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and all(33 <= ord(c) <= 126 for c in value)
+
+
 class TTSRequest(BaseModel):
     """Body of `POST /v1/tts/stream`. Unknown keys are refused by name."""
 
@@ -134,7 +141,9 @@ class TTSRequest(BaseModel):
     repetition_penalty: float | None = Field(default=None, ge=MIN_REPETITION_PENALTY, le=2.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     timeout_s: float | None = Field(default=None, gt=0.0, description="Capped by the server.")
-    request_id: str | None = Field(default=None, max_length=128)
+    request_id: str | None = Field(
+        default=None, pattern=REQUEST_ID_PATTERN,
+        description="1-128 visible ASCII characters; echoed in X-Request-ID.")
 
     @field_validator("text")
     @classmethod

@@ -24,11 +24,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
+from orpheus_tts.breaker import BreakerState, CircuitBreaker
 from orpheus_tts.errors import CircuitOpenError
-
-BreakerState = Literal["closed", "open", "half_open"]
 
 
 @dataclass(frozen=True)
@@ -46,19 +44,24 @@ class EndpointSnapshot:
 
 
 class Endpoint:
-    """Score inputs and breaker state of one base URL."""
+    """Score inputs and breaker of one base URL."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, circuit: CircuitBreaker):
         self.url = url
         self.ttfa_ewma_ms: float | None = None
         self.queue_depth: int | None = None
         self.inflight: int | None = None
         self.hints_at: float | None = None
         self.active = 0  # this client's attempts in flight on this endpoint
-        self.breaker: BreakerState = "closed"
-        self.consecutive_failures = 0
-        self.opened_at = 0.0
-        self.probe_in_flight = False
+        self.circuit = circuit
+
+    @property
+    def breaker(self) -> BreakerState:
+        return self.circuit.state
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.circuit.consecutive_failures
 
 
 class Router:
@@ -74,13 +77,14 @@ class Router:
         cooldown_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.endpoints = [Endpoint(u) for u in urls]
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self.endpoints = [Endpoint(u, CircuitBreaker(failure_threshold, cooldown_s, clock))
+                          for u in urls]
         if not self.endpoints:
             raise ValueError("at least one base URL is required")
         if len({e.url for e in self.endpoints}) != len(self.endpoints):
             raise ValueError("base URLs must be distinct")
-        if failure_threshold < 1:
-            raise ValueError("failure_threshold must be at least 1")
         self.ewma_alpha = ewma_alpha
         self.queue_cost_ms = queue_cost_ms
         self.inflight_cost_ms = inflight_cost_ms
@@ -98,13 +102,6 @@ class Router:
         inflight = (ep.inflight or 0) if fresh else 0
         return score + self.queue_cost_ms * queue + self.inflight_cost_ms * (inflight + ep.active)
 
-    def _available(self, ep: Endpoint) -> bool:
-        if ep.breaker == "closed":
-            return True
-        if ep.probe_in_flight:
-            return False
-        return self.clock() - ep.opened_at >= self.cooldown_s
-
     def pick(self, exclude: Iterable[str] = ()) -> Endpoint | None:
         """The best endpoint that may take a request now, not in `exclude`; None if none.
 
@@ -113,13 +110,11 @@ class Router:
         `record_failure` or `release`).
         """
         skip = set(exclude)
-        candidates = [e for e in self.endpoints if e.url not in skip and self._available(e)]
+        candidates = [e for e in self.endpoints if e.url not in skip and e.circuit.available()]
         if not candidates:
             return None
         best = min(candidates, key=self.score)  # min() keeps the first of equals
-        if best.breaker != "closed":
-            best.breaker = "half_open"
-            best.probe_in_flight = True
+        best.circuit.acquire()
         best.active += 1
         return best
 
@@ -127,10 +122,7 @@ class Router:
         """`pick()` for a new request: raises `CircuitOpenError` when every breaker is open."""
         ep = self.pick()
         if ep is None:
-            now = self.clock()
-            retry_in = min(
-                (e.opened_at + self.cooldown_s - now for e in self.endpoints), default=0.0
-            )
+            retry_in = min((e.circuit.retry_in() for e in self.endpoints), default=0.0)
             raise CircuitOpenError([e.url for e in self.endpoints], retry_in)
         return ep
 
@@ -164,24 +156,18 @@ class Router:
     def record_success(self, url: str) -> None:
         ep = self._by_url[url]
         self._finish(ep)
-        ep.consecutive_failures = 0
-        ep.breaker = "closed"
-        ep.probe_in_flight = False
+        ep.circuit.success()
 
     def record_failure(self, url: str) -> None:
         ep = self._by_url[url]
         self._finish(ep)
-        ep.consecutive_failures += 1
-        if ep.breaker == "half_open" or ep.consecutive_failures >= self.failure_threshold:
-            ep.breaker = "open"
-            ep.opened_at = self.clock()
-        ep.probe_in_flight = False
+        ep.circuit.failure()
 
     def release(self, url: str) -> None:
         """The attempt ended with no verdict on the endpoint's health."""
         ep = self._by_url[url]
         self._finish(ep)
-        ep.probe_in_flight = False
+        ep.circuit.release_trial()
 
     def snapshot(self) -> list[EndpointSnapshot]:
         return [
@@ -192,13 +178,8 @@ class Router:
                 queue_depth=e.queue_depth,
                 inflight=e.inflight,
                 active=e.active,
-                breaker=self._visible_state(e),
+                breaker=e.breaker,
                 consecutive_failures=e.consecutive_failures,
             )
             for e in self.endpoints
         ]
-
-    def _visible_state(self, ep: Endpoint) -> BreakerState:
-        if ep.breaker == "open" and self._available(ep):
-            return "half_open"  # cooled down: the next request will probe it
-        return ep.breaker

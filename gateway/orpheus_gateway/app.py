@@ -27,7 +27,7 @@ from orpheus_tts import protocol as p
 
 from .auth import presented_key, unauthorized
 from .config import GatewayConfig
-from .core import ActiveStream, Gateway, is_header_safe
+from .core import ActiveStream, Gateway
 from .openai_speech import (SpeechRequest, StreamAborted, body_for, content_type, early_error,
                             parse_speech_request, tts_body)
 from .relay import error_line
@@ -70,7 +70,7 @@ class AuthMiddleware:
             return
         headers = Headers(scope=scope)
         request_id = headers.get(p.HEADER_REQUEST_ID) or ""
-        if not is_header_safe(request_id):
+        if not p.is_valid_request_id(request_id):
             request_id = uuid.uuid4().hex
         scope[REQUEST_ID_SCOPE] = request_id
         if scope["type"] == "http":

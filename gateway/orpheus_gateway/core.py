@@ -30,11 +30,6 @@ from .voices import VoiceMap
 log = logging.getLogger("orpheus_gateway")
 
 
-def is_header_safe(value: str) -> bool:
-    """Visible ASCII only: usable as an HTTP header value everywhere."""
-    return 0 < len(value) <= 128 and all(33 <= ord(c) <= 126 for c in value)
-
-
 @dataclass
 class ActiveStream:
     """A worker stream plus what the caller holds for it; `close()` is idempotent."""
@@ -176,9 +171,6 @@ class Gateway:
         """The v1 request checked against this gateway's limits, its voice resolved."""
         req = p.parse_request(body, max_text_chars=self.config.max_text_chars,
                               max_timeout_s=self.config.max_timeout_s)
-        if req.request_id is not None and not is_header_safe(req.request_id):
-            raise p.RequestError(400, "'request_id' must be 1-128 visible ASCII characters "
-                                 "(it is echoed in the X-Request-ID header).", param="request_id")
         voice = self.voices.resolve(req.voice, self.known_voices())
         return req.model_copy(update={"voice": voice})
 

@@ -13,59 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from orpheus_tts.protocol import WorkerState
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
-
-
-class CircuitBreaker:
-    """closed -> (N consecutive failures) -> open -> (reset_s) -> half-open: one trial request;
-    its success closes the breaker, its failure opens it again."""
-
-    def __init__(self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic):
-        self.threshold = failures
-        self.reset_s = reset_s
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_out = False
-
-    @property
-    def state(self) -> str:
-        if self._opened_at is None:
-            return CLOSED
-        if self._clock() - self._opened_at >= self.reset_s:
-            return HALF_OPEN
-        return OPEN
-
-    def available(self) -> bool:
-        """May a new request go through now (without taking the half-open trial)?"""
-        st = self.state
-        return st == CLOSED or (st == HALF_OPEN and not self._trial_out)
-
-    def acquire(self) -> None:
-        """Called when a request is sent through; takes the half-open trial if that is the state."""
-        if self.state == HALF_OPEN:
-            self._trial_out = True
-
-    def success(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-        self._trial_out = False
-
-    def failure(self) -> None:
-        self._trial_out = False
-        if self._opened_at is not None:  # a failed trial (or a late failure): open again
-            self._opened_at = self._clock()
-            return
-        self._failures += 1
-        if self._failures >= self.threshold:
-            self._opened_at = self._clock()
-
-    def release_trial(self) -> None:
-        """A trial that ended with neither verdict (e.g. the client went away)."""
-        self._trial_out = False
 
 
 def worker_id_for(url: str) -> str:

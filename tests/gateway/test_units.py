@@ -17,7 +17,8 @@ from orpheus_gateway.config import ConfigError, config_from_args
 from orpheus_gateway.discovery import ready_endpoints
 from orpheus_gateway.encoders import FORMATS, make_encoder, wav_header
 from orpheus_gateway.relay import LineReader, line_type
-from orpheus_gateway.routing import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, WorkerPool
+from orpheus_gateway.routing import WorkerPool
+from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from orpheus_gateway.voices import OPENAI_VOICES, VoiceMap
 from orpheus_tts import protocol as p
 
