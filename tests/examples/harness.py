@@ -57,8 +57,13 @@ def main(argv: list[str]) -> int:
         sys.argv = [str(example)]
         runpy.run_path(str(example), run_name="__main__")
         return 0
+    import signal
+
     import uvicorn
 
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exit normally then, so the
+    # record is written (atexit does not run for a process killed by a signal).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     sys.path.insert(0, str(example.parent))
     uvicorn.run(f"{example.stem}:app", host="127.0.0.1", port=int(argv[3]), log_level="warning")
     return 0
