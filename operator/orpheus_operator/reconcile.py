@@ -9,7 +9,6 @@ nothing, and the status is written only when it differs.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from .status import (
     DeploymentState,
     Observed,
     Problem,
+    api_message,
     compute_conditions,
     compute_status,
     emit_event,
@@ -53,13 +53,6 @@ def autoscaler_installed() -> bool:
         return importlib.util.find_spec(AUTOSCALER_MODULE) is not None
     except ModuleNotFoundError:
         return False
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
 
 
 class Reconciler:
@@ -123,7 +116,7 @@ class Reconciler:
             except ApiException as exc:
                 if exc.status is None or exc.status >= 500 or exc.status == 429:
                     raise
-                result.problems.append(Problem("ApplyFailed", f"{ref}: {_api_message(exc)}"))
+                result.problems.append(Problem("ApplyFailed", f"{ref}: {api_message(exc)}"))
 
         observed = self._observe(cluster, live, result.problems)
         result.status_written = self._write_status(body, cluster, observed)

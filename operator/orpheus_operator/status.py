@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -205,6 +206,14 @@ def _replace_patch(body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any
     return {**patch, "status": status}
 
 
+def api_message(exc: ApiException) -> str:
+    """The API server's own explanation of a failed request (its Status message)."""
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
 def emit_event(core: client.CoreV1Api, body: dict[str, Any], type_: str, reason: str,
                message: str) -> None:
     """Record a core/v1 Event about the cluster (`kubectl describe otts NAME` shows it).
@@ -228,4 +237,4 @@ def emit_event(core: client.CoreV1Api, body: dict[str, Any], type_: str, reason:
     try:
         core.create_namespaced_event(meta["namespace"], event)
     except ApiException as exc:
-        log.warning("could not record event %s/%s: %s", reason, message, exc.reason)
+        log.warning("could not record event %s (%s): %s", reason, message, api_message(exc))

@@ -11,7 +11,7 @@ import pytest
 
 from orpheus_operator import crd
 from tests.k8s.controlplane import ControlPlane
-from tests.k8s.test_operator import CHART, EXAMPLE, get, wait_ready, wait_until
+from tests.k8s.test_operator import CHART, EXAMPLE, get, rbac_denials, wait_ready, wait_until
 from tests.operator.operator_proc import OperatorProcess
 
 RELEASE = RELEASE_NS = "orpheus-ha"
@@ -63,7 +63,7 @@ def test_one_replica_active_and_the_other_takes_over(
         wait_until("the former standby to scale the workers",
                    lambda: get(plane, namespace, "deployment", "demo-worker")["spec"]["replicas"]
                    == 3, 60, standby)
-        assert "forbidden" not in (active.log() + standby.log()).lower()
+        assert not rbac_denials(active.log() + standby.log())
     finally:
         active.stop()
         standby.stop()
