@@ -1,7 +1,7 @@
 """`make bench-autoscale`: our autoscaling policy against two baselines on simulated traces.
 
 Runs `orpheus_operator.autoscaler.simulator` (no cluster, no GPU) over four trace shapes x
-six seeds with three policies (plus ours at the CRD's default parameters, for reference),
+six seeds with three policies (ours uses the OrpheusCluster CRD's default parameters),
 writes the table into docs/benchmarks.md (section `autoscale`), the raw numbers into
 docs/benchmarks/autoscale.json and a plot into docs/img/autoscale.png.
 """
@@ -20,8 +20,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from orpheus_operator.autoscaler import simulator as sim  # noqa: E402
-from orpheus_operator.autoscaler.policy import AutoscalingSpec  # noqa: E402
-from orpheus_operator.defaults import spec_with_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,21 +32,6 @@ MUST_SHOW = ("burst", "diurnal")
 COST_SLACK = 1.10
 
 
-def crd_default_policy(scenario: sim.Scenario) -> sim.OursPolicy:
-    """Ours with every parameter at the OrpheusCluster CRD's defaults."""
-    spec = spec_with_defaults({
-        "autoscaling": {"enabled": True},
-        "workers": {"minReplicas": scenario.min_replicas, "maxReplicas": scenario.max_replicas},
-    })
-    policy = sim.OursPolicy(
-        AutoscalingSpec.from_resource({**spec, "autoscaling": {
-            **spec["autoscaling"], "workerCapacity": scenario.model.streams_per_worker}}),
-        interval_s=float(spec["autoscaling"]["intervalSeconds"]),
-    )
-    policy.name = "ours (CRD defaults)"
-    return policy
-
-
 def run(seeds: tuple[int, ...]) -> tuple[dict, dict]:
     scenario = sim.Scenario()
     totals: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -56,7 +39,7 @@ def run(seeds: tuple[int, ...]) -> tuple[dict, dict]:
     for name in TRACE_NAMES:
         for seed in seeds:
             trace = sim.TRACES[name](seed)
-            for policy in [*scenario.policies(), crd_default_policy(scenario)]:
+            for policy in scenario.policies():
                 result = sim.simulate(trace, policy, scenario.model,
                                       initial_replicas=scenario.initial_replicas(trace),
                                       target_ttfa_p95_ms=scenario.target_ttfa_p95_ms)
@@ -129,12 +112,11 @@ METHOD = (
     "starting warm at the same count. Target: p95 time to first audio 1000 ms; a second "
     "violates it when the p95 of the requests that arrived in the trailing 10 s is above it. "
     "Each row sums seeds {seeds} of one-hour traces. Policies: ours (`policy.decide`, 10 s "
-    "interval, parameters in docs/autoscaling.md); hpa-queue (Kubernetes HPA algorithm on the "
+    "interval, the OrpheusCluster CRD's defaults, in docs/autoscaling.md); hpa-queue (Kubernetes HPA algorithm on the "
     "gateway queue depth, AverageValue target 2 per replica, 10 % tolerance, 15 s sync, 300 s "
     "scale-down stabilization, default rate limits); kubeai (KubeAI's moving average of active "
     "requests, targetRequests 6 = 0.75 x 8 streams, 10 s interval, 120 s window, 30 s "
-    "scale-down delay, window pre-filled at the opening load); and ours at the CRD defaults "
-    "(15 s interval) for reference."
+    "scale-down delay, window pre-filled at the opening load)."
 )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from orpheus_operator.autoscaler.policy import DEFAULT_INTERVAL_S, AutoscalingSpec
+
 GROUP = "tts.orpheus.dev"
 VERSION = "v1alpha1"
 KIND = "OrpheusCluster"
@@ -251,18 +253,25 @@ def spec_schema() -> Schema:
         description="The gateway in front of the workers.",
         default={},
     )
+    tuned = AutoscalingSpec()  # the defaults the autoscaling benchmark measured
     autoscaling = _obj(
         {
             "enabled": _bool("Let the operator's autoscaler set the worker count.", False),
             "targetQueueDepthPerWorker": _num("Queued requests per ready worker to aim for.",
-                                              2.0, 0.0, exclusive_minimum=True),
-            "targetTTFBp95Ms": _int("Target p95 time to first audio, milliseconds.", 800, 1),
-            "scaleUpStabilizationSeconds": _int("Window before scaling up.", 0, 0, 3600),
+                                              tuned.target_queue_depth_per_worker, 0.0,
+                                              exclusive_minimum=True),
+            "targetTTFBp95Ms": _int("Target p95 time to first audio, milliseconds.",
+                                    int(tuned.target_ttfa_p95_ms), 1),
+            "scaleUpStabilizationSeconds": _int("Window before scaling up.",
+                                                int(tuned.scale_up_stabilization_s), 0, 3600),
             "scaleDownStabilizationSeconds": _int("Both signals must stay under target this "
-                                                  "long before scaling down.", 300, 0, 86400),
-            "maxScaleUpStep": _int("Most workers added per decision.", 4, 1),
-            "maxScaleDownStep": _int("Most workers removed per decision.", 1, 1),
-            "intervalSeconds": _int("Seconds between autoscaler decisions.", 15, 1, 3600),
+                                                  "long before scaling down.",
+                                                  int(tuned.scale_down_stabilization_s), 0, 86400),
+            "maxScaleUpStep": _int("Most workers added per decision.", tuned.max_scale_up_step, 1),
+            "maxScaleDownStep": _int("Most workers removed per decision.",
+                                     tuned.max_scale_down_step, 1),
+            "intervalSeconds": _int("Seconds between autoscaler decisions.",
+                                    int(DEFAULT_INTERVAL_S), 1, 3600),
         },
         description="Autoscaling on queue depth and p95 time to first audio.",
         default={},

@@ -274,3 +274,21 @@ def test_no_load_with_min_zero_keeps_one_worker() -> None:
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="replica bounds"):
         AutoscalingSpec(min_replicas=5, max_replicas=2)
+
+
+def test_crd_defaults_are_the_benchmarked_parameters():
+    """A cluster that sets nothing runs the policy `make bench-autoscale` measured."""
+    from orpheus_operator.autoscaler.simulator import Scenario
+    from orpheus_operator.defaults import spec_with_defaults
+
+    scenario = Scenario()
+    defaults = spec_with_defaults({
+        "autoscaling": {"enabled": True},
+        "workers": {"minReplicas": scenario.min_replicas, "maxReplicas": scenario.max_replicas},
+    })
+    from_crd = AutoscalingSpec.from_resource(
+        {**defaults, "autoscaling": {**defaults["autoscaling"],
+                                     "workerCapacity": scenario.model.streams_per_worker}})
+    benchmarked = scenario.ours()
+    assert from_crd == benchmarked.spec
+    assert float(defaults["autoscaling"]["intervalSeconds"]) == benchmarked.interval_s

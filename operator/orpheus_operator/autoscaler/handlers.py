@@ -16,10 +16,10 @@ import kopf
 from .. import crd
 from ..reconcile import get_reconciler
 from .controller import AutoscalerController
+from .policy import DEFAULT_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 15.0
 ERROR_BACKOFF_S = 10.0
 
 

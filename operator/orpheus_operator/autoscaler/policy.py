@@ -32,6 +32,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 
+DEFAULT_INTERVAL_S = 10.0  # seconds between decisions
+
+
 @dataclass(frozen=True)
 class AutoscalingSpec:
     """Parameters (the CR's `spec.autoscaling` plus the worker replica bounds)."""

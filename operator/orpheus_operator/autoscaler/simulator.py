@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from .policy import AutoscalingSpec, PolicyState, Signals, decide
+from .policy import DEFAULT_INTERVAL_S, AutoscalingSpec, PolicyState, Signals, decide
 
 SLO_WINDOW_S = 10  # callers' p95 is judged over the requests that arrived in the last 10 s
 
@@ -168,7 +168,7 @@ class OursPolicy:
 
     name = "ours"
 
-    def __init__(self, spec: AutoscalingSpec, interval_s: float = 10.0):
+    def __init__(self, spec: AutoscalingSpec, interval_s: float = DEFAULT_INTERVAL_S):
         self.spec = spec
         self.interval_s = interval_s
         self.state = PolicyState()
