@@ -13,12 +13,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from orpheus_tts.errors import OrpheusError
 from orpheus_tts.sdk import OrpheusTTS
+from orpheus_tts.up import local_api_key
 from orpheus_tts.wav import WavWriter
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # the local stack's gateway (`make run`)
@@ -44,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"gateway or worker base URL; repeat for several "
              f"(default: $ORPHEUS_URL or {DEFAULT_URL})",
     )
-    parser.add_argument("--api-key", default=None, help="API key (default: $ORPHEUS_API_KEY)")
+    parser.add_argument("--api-key", default=None,
+                        help="API key (default: $ORPHEUS_API_KEY; for the default URL, the key "
+                             "`orpheus-tts up` saved)")
     parser.add_argument("--voice", default=None)
     parser.add_argument("-o", "--output", default="say.wav", help="WAV file to write")
     parser.add_argument("--timeout", type=float, default=None, dest="timeout_s",
@@ -56,9 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def target(urls: list[str] | None, api_key: str | None,
+           environ: Mapping[str, str]) -> tuple[list[str], str | None]:
+    """Where to speak and with which key: flags, then the environment, then the local stack.
+
+    The key `orpheus-tts up` saved is used only for the local stack's default URL, so it is
+    never sent to another server.
+    """
+    urls = urls or [environ.get("ORPHEUS_URL") or DEFAULT_URL]
+    api_key = api_key or environ.get("ORPHEUS_API_KEY") or None
+    if api_key is None and urls == [DEFAULT_URL]:
+        api_key = local_api_key(dict(environ))
+    return urls, api_key
+
+
 async def _say(args: argparse.Namespace) -> int:
-    urls = args.urls or [os.environ.get("ORPHEUS_URL") or DEFAULT_URL]
-    api_key = args.api_key or os.environ.get("ORPHEUS_API_KEY") or None
+    urls, api_key = target(args.urls, args.api_key, os.environ)
     text = sys.stdin.read() if args.text == "-" else args.text
     params = dict(args.param)
     started = time.monotonic()

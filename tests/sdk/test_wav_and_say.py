@@ -102,3 +102,19 @@ def test_say_runs_as_the_installed_command(fake_server, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert read_wav(out)[1] == srv.expected_pcm(2)
+
+
+def test_say_uses_the_local_stack_key_only_for_the_local_stack(tmp_path, monkeypatch):
+    from orpheus_tts.say import DEFAULT_URL, target
+    from orpheus_tts.up import ensure_local_key, local_key_file
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("ORPHEUS_API_KEY", raising=False)
+    key = ensure_local_key()
+    assert local_key_file().is_relative_to(tmp_path)
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    assert target(None, None, env) == ([DEFAULT_URL], key)
+    assert target(["http://tts.example.com"], None, env) == (["http://tts.example.com"], None)
+    assert target(None, None, {**env, "ORPHEUS_URL": "http://other:1"}) == (["http://other:1"], None)
+    assert target(None, "explicit", env) == ([DEFAULT_URL], "explicit")
+    assert target(None, None, {**env, "ORPHEUS_API_KEY": "from-env"})[1] == "from-env"
