@@ -351,7 +351,9 @@ def _cli_hint() -> str:
 
 def banner(stack: LocalStack) -> str:
     cfg = stack.config
-    env = "" if cfg.port == DEFAULT_PORT and cfg.host == "127.0.0.1" else f"{URL_ENV}={stack.url} "
+    # `say` finds the saved key by itself only for the default URL; elsewhere, spell both out.
+    env = "" if cfg.port == DEFAULT_PORT and cfg.host == "127.0.0.1" else (
+        f"{URL_ENV}={stack.url} " + (f"{KEY_ENV}={stack.api_key} " if stack.api_key else ""))
     lines = [
         "",
         "Orpheus TTS is up" + ("" if cfg.model else
