@@ -39,6 +39,9 @@ KEY_ENV = "ORPHEUS_API_KEY"
 READY_TIMEOUT_S = 600.0
 # Random weights rarely sample audio tokens in the right places: keep the stand-in on audio.
 STAND_IN_WORKER_ARGS = ["--constrain-to-audio-tokens"]
+# The stand-in runs slower than real time on CPU (docs/benchmarks.md): a guide-sized request
+# (max_tokens=1536) needs about a minute, so the local gateway's default deadline is longer.
+STAND_IN_GATEWAY_ARGS = ["--default-timeout-s", "180"]
 STOP_GRACE_S = 10.0
 
 
@@ -238,6 +241,7 @@ class LocalStack:
                                                   self.log)
             llm, snac = str(llm_dir), str(cfg.snac or snac_dir)
             cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
+            cfg.gateway_args = [*STAND_IN_GATEWAY_ARGS, *cfg.gateway_args]
         if not cfg.no_auth:
             self.key_file = cfg.key_file or local_key_file()
             self.api_key = ensure_local_key(self.key_file)

@@ -67,7 +67,8 @@ class GatewayConfig:
                 "or run without authentication with --no-auth (local use only)"
             )
         if self.max_text_chars < 1 or self.max_timeout_s <= 0 or self.default_timeout_s <= 0:
-            raise ConfigError("--max-text-chars and --max-timeout-s must be positive")
+            raise ConfigError("--max-text-chars, --default-timeout-s and --max-timeout-s must be "
+                              "positive")
         if self.rate_limit_rpm < 0 or self.max_streams_per_key < 0:
             raise ConfigError("--rate-limit-rpm and --max-streams-per-key must be >= 0")
         if self.max_attempts < 1:
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit-rpm", type=int, default=600, help="requests per minute per key")
     p.add_argument("--max-streams-per-key", type=int, default=32)
     p.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS)
+    p.add_argument("--default-timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="deadline of a request that sets no timeout_s")
     p.add_argument("--max-timeout-s", type=float, default=DEFAULT_MAX_TIMEOUT_S)
     p.add_argument("--voice-aliases", metavar="FILE", help="JSON object alias -> model voice")
     p.add_argument("--default-voice", help="voice used when a request names none")
@@ -144,6 +147,7 @@ def config_from_args(argv: list[str], environ: dict[str, str] | None = None) -> 
         rate_limit_rpm=args.rate_limit_rpm,
         max_streams_per_key=args.max_streams_per_key,
         max_text_chars=args.max_text_chars,
+        default_timeout_s=args.default_timeout_s,
         max_timeout_s=args.max_timeout_s,
         voice_aliases=read_voice_aliases(args.voice_aliases) if args.voice_aliases else None,
         default_voice=args.default_voice,

@@ -322,3 +322,11 @@ async def test_line_reader_splits_without_decoding():
     assert lines[0].startswith(b'{"type":"chunk"') and line_type(lines[0]) == "chunk"
     assert line_type(lines[1]) == "eos"
     assert lines[2] == b'{"type":"x"}\n' and lines[3] is None
+
+
+def test_default_deadline_is_configurable_and_must_be_positive():
+    base = ["--workers", "http://a:1", "--no-auth"]
+    assert config_from_args(base, environ={}).default_timeout_s == 60.0
+    assert config_from_args([*base, "--default-timeout-s", "180"], environ={}).default_timeout_s == 180.0
+    with pytest.raises(ConfigError, match="--default-timeout-s"):
+        config_from_args([*base, "--default-timeout-s", "0"], environ={})

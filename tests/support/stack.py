@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from orpheus_tts.protocol import SYSTEM_PATH
-from orpheus_tts.up import Child, LocalStack, StackConfig, free_port
+from orpheus_tts.up import STAND_IN_GATEWAY_ARGS, Child, LocalStack, StackConfig, free_port
 
 
 class TestStack(LocalStack):
@@ -109,7 +109,8 @@ class TestStack(LocalStack):
 @pytest.fixture(scope="session")
 def local_stack(worker_pair, tiny_model, tmp_path_factory) -> TestStack:
     tmp = tmp_path_factory.mktemp("stack")
-    config = StackConfig(port=free_port(), key_file=tmp / "local.key", log_dir=tmp / "logs")
+    config = StackConfig(port=free_port(), key_file=tmp / "local.key", log_dir=tmp / "logs",
+                         gateway_args=list(STAND_IN_GATEWAY_ARGS))
     stack = TestStack(config, Path(tiny_model), worker_pair).start_with_workers()
     try:
         yield stack
