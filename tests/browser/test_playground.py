@@ -30,7 +30,8 @@ UTTERANCE_TIMEOUT_MS = 120_000
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: run `make browser` (scripts/install-browser.sh)")
+        # `make test` (and so CI) installs it; a missing browser there is a failure, not a skip.
+        pytest.fail(f"{CHROMIUM} missing: run `make browser` (scripts/install-browser.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
