@@ -116,7 +116,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 # --- child processes -------------------------------------------------------------------------
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the parent dies (Linux), even by SIGKILL."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -154,7 +154,7 @@ def spawn(name: str, url: str, argv: list[str], log_dir: Path,
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
             # PDEATHSIG follows the spawning *thread*: only tie children to the main thread.
-            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread()
+            preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread()
             else None,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     finally:

@@ -17,6 +17,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from . import crd
+from .kube import plain
 from .manifests import MANAGED_BY
 from .reconcile import TransientError, get_reconciler, reconcile_named
 from .status import Problem, condition, merge_conditions, patch_status
@@ -29,21 +30,21 @@ API_ERROR_RETRY_SECONDS = 30
 
 def reconcile_or_retry(body: kopf.Body) -> None:
     """Run one pass; map failures onto kopf's retry semantics without crash-looping."""
-    plain: dict[str, Any] = _plain(body)
+    cluster: dict[str, Any] = plain(body)
     reconciler = get_reconciler()
     try:
-        result = reconciler.reconcile(plain)
+        result = reconciler.reconcile(cluster)
     except TransientError as exc:
         raise kopf.TemporaryError(str(exc), delay=TRANSIENT_RETRY_SECONDS) from exc
     except ApiException as exc:
         # Forbidden, invalid and the like: say so on the object, retry later (an admin may fix
         # RBAC or the spec), never crash the operator.
         message = f"API error {exc.status} {exc.reason}: {exc.body or ''}"[:900]
-        _mark_degraded(plain, Problem("ApiError", message))
+        _mark_degraded(cluster, Problem("ApiError", message))
         raise kopf.TemporaryError(message, delay=API_ERROR_RETRY_SECONDS) from exc
     for problem in result.problems:
-        log.warning("%s/%s degraded: %s", plain["metadata"]["namespace"],
-                    plain["metadata"]["name"], problem.message)
+        log.warning("%s/%s degraded: %s", cluster["metadata"]["namespace"],
+                    cluster["metadata"]["name"], problem.message)
 
 
 def owning_cluster(body: dict[str, Any]) -> str | None:
@@ -53,14 +54,6 @@ def owning_cluster(body: dict[str, Any]) -> str | None:
                 and ref.get("controller"):
             return ref.get("name")
     return None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _mark_degraded(body: dict[str, Any], problem: Problem) -> None:
@@ -94,7 +87,7 @@ def register(registry: kopf.OperatorRegistry, resync_seconds: float) -> None:
     @kopf.on.event("apps", "v1", "deployments", registry=registry, id="child-changed",
                    labels={"app.kubernetes.io/managed-by": MANAGED_BY})
     def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
-        owner = owning_cluster(_plain(body))
+        owner = owning_cluster(plain(body))
         if owner is None:
             return
         try:

@@ -83,3 +83,12 @@ def api_group_served(api: client.ApiClient, group_version: str, kind: str) -> bo
             return False
         raise
     return any(r.get("kind") == kind for r in listing.get("resources", []))
+
+
+def plain(value: Any) -> Any:
+    """A kopf body (or any mapping/sequence view of one) as plain dicts and lists."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import datetime
 import ipaddress
 import json
@@ -37,6 +36,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from orpheus_tts.up import die_with_parent
 
 BUILD_SCRIPT = Path(__file__).with_name("build.sh")
 REQUIRED_BINARIES = (
@@ -238,12 +239,6 @@ def write_kubeconfig(path: Path, server: str, ca_cert: Path, user: dict[str, str
 # --- processes --------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if the process that started it dies (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass
 class Component:
     """One control-plane process and its log file."""
@@ -272,7 +267,7 @@ def _start(name: str, argv: Sequence[str], log_dir: Path) -> Component:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
     return Component(name, process, log_path)
 

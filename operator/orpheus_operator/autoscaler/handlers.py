@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from .. import crd
+from ..kube import plain
 from ..reconcile import get_reconciler
 from .controller import AutoscalerController
 from .policy import DEFAULT_INTERVAL_S
@@ -32,14 +33,6 @@ def _interval(body: Any) -> float:
     return float(seconds) if seconds else DEFAULT_INTERVAL_S
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 @kopf.daemon(crd.GROUP, crd.VERSION, crd.PLURAL, id="autoscaler", when=_enabled,
              cancellation_timeout=5.0)
 def autoscale(body: kopf.Body, stopped: kopf.DaemonStopped, logger: Any, **_: Any) -> None:
@@ -47,7 +40,7 @@ def autoscale(body: kopf.Body, stopped: kopf.DaemonStopped, logger: Any, **_: An
     controller = AutoscalerController(get_reconciler().api, clock=time.time)
     namespace, name = body.metadata["namespace"], body.metadata["name"]
     while not stopped:
-        delay = _interval(_plain({"spec": body.spec}))
+        delay = _interval(plain({"spec": body.spec}))
         try:
             # Read the object fresh: the state our last tick wrote may not have reached kopf's
             # watch yet, and a stale state would forget a recommendation.
