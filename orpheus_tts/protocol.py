@@ -299,11 +299,15 @@ def encode_frame(frame: Frame) -> bytes:
     return frame.model_dump_json(exclude_none=True).encode() + b"\n"
 
 
+CHUNK_LINE_PREFIX = b'{"type":"chunk",'  # every `chunk_line` starts so: relays need not parse
+
+
 def chunk_line(seq: int, pcm: bytes) -> bytes:
     """Hot-path encoder for a `chunk` frame (equal to `encode_frame(ChunkFrame(...))`)."""
     audio = base64.b64encode(pcm).decode("ascii")
     return (
-        b'{"type":"chunk","seq":%d,"audio":"%s","samples":%d}\n'
+        CHUNK_LINE_PREFIX
+        + b'"seq":%d,"audio":"%s","samples":%d}\n'
         % (seq, audio.encode("ascii"), len(pcm) // SAMPLE_WIDTH)
     )
 

@@ -249,7 +249,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
             async with aclosing(stream.lines()) as lines:
                 async for line in lines:
                     yield line
-                    if line.startswith(b'{"type":"chunk"'):
+                    if line.startswith(p.CHUNK_LINE_PREFIX):
                         stream.first_audio_sent()
 
         headers = {p.HEADER_REQUEST_ID: request_id, **p.load_headers(gw.queue_depth(),

@@ -29,13 +29,12 @@ from .routing import Worker, WorkerPool
 
 log = logging.getLogger("orpheus_gateway.relay")
 
-_CHUNK_PREFIX = b'{"type":"chunk"'
 _RETRY_AFTER_CAP_S = 30.0
 
 
 def line_type(line: bytes) -> str | None:
     """The frame type of an NDJSON line; chunk lines are recognised without parsing."""
-    if line.startswith(_CHUNK_PREFIX):
+    if line.startswith(p.CHUNK_LINE_PREFIX):
         return "chunk"
     return p.frame_type(line)
 
