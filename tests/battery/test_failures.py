@@ -123,7 +123,13 @@ async def test_gateway_breaker_opens_on_a_dead_path_and_recovers(local_stack, ch
                 status, frames = await stream_frames(
                     client, gateway.url, {"text": "Still there?", "timeout_s": DEADLINE_S,
                                           **SHORT})
-                assert status == 200 and frames[-1]["type"] == "eos", frames[-1]
+                # New connections down the sick path are dropped, so the gateway fails over
+                # before the first byte (eos). A pooled connection the previous test's faults
+                # were chosen for may still reset mid-stream: that must end explicitly.
+                assert status == 200, frames
+                last = frames[-1]
+                assert last["type"] == "eos" or (
+                    last["type"] == "error" and last["code"] == "upstream_lost"), last
                 state = gateway_workers(local_stack, gateway.url)[sick.url]
                 if state["breaker"] == "open" or not state["ready"]:
                     break  # the gateway stopped sending streams down the dead path
@@ -149,35 +155,38 @@ async def test_sigterm_lets_streams_in_flight_finish_and_new_ones_go_elsewhere(l
     draining_id = draining.name.removeprefix("worker-")
     results: dict[int, list[dict]] = {}
     got_worker: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(4)}
-    async with httpx.AsyncClient(headers=local_stack.headers(), trust_env=False,
-                                 timeout=DEADLINE_S + 30) as client:
-        async def one(i: int) -> None:
-            async def seen(frame: dict) -> None:
-                if frame["type"] == "metrics":
-                    got_worker[i].set()
-            _status, results[i] = await stream_frames(
-                client, local_stack.url,
-                {"text": MEDIUM_TEXT, "timeout_s": DEADLINE_S + 20, **MEDIUM}, seen)
-            got_worker[i].set()
+    try:
+        async with httpx.AsyncClient(headers=local_stack.headers(), trust_env=False,
+                                     timeout=DEADLINE_S + 30) as client:
+            async def one(i: int) -> None:
+                async def seen(frame: dict) -> None:
+                    if frame["type"] == "metrics":
+                        got_worker[i].set()
+                _status, results[i] = await stream_frames(
+                    client, local_stack.url,
+                    {"text": MEDIUM_TEXT, "timeout_s": DEADLINE_S + 20, **MEDIUM}, seen)
+                got_worker[i].set()
 
-        inflight = [asyncio.create_task(one(i)) for i in range(4)]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in got_worker.values())), 120)
-        os.kill(draining.proc.pid, signal.SIGTERM)  # the worker process only: it drains
-        after: list[list[dict]] = []
-        for k in range(3):
-            _status, frames = await stream_frames(
-                client, local_stack.url, {"text": f"After the drain {k}.", **SHORT})
-            after.append(frames)
-        await asyncio.wait_for(asyncio.gather(*inflight), DEADLINE_S + 30)
+            inflight = [asyncio.create_task(one(i)) for i in range(4)]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in got_worker.values())), 120)
+            os.kill(draining.proc.pid, signal.SIGTERM)  # the worker process only: it drains
+            after: list[list[dict]] = []
+            for k in range(3):
+                _status, frames = await stream_frames(
+                    client, local_stack.url, {"text": f"After the drain {k}.", **SHORT})
+                after.append(frames)
+            await asyncio.wait_for(asyncio.gather(*inflight), DEADLINE_S + 30)
 
-    on_draining = [f for f in results.values() if worker_of(f) == draining_id]
-    assert all(f[-1]["type"] == "eos" for f in results.values()), \
-        [f[-1] for f in results.values()]
-    print(f"{len(on_draining)} of 4 streams were on the draining worker")
-    assert all(f[-1]["type"] == "eos" and worker_of(f) != draining_id for f in after), \
-        [(worker_of(f), f[-1]) for f in after]
-    draining.proc.wait(60)  # drained, then exited by itself
-    local_stack.restart_worker(draining)
+        on_draining = [f for f in results.values() if worker_of(f) == draining_id]
+        assert all(f[-1]["type"] == "eos" for f in results.values()), \
+            [f[-1] for f in results.values()]
+        print(f"{len(on_draining)} of 4 streams were on the draining worker")
+        assert all(f[-1]["type"] == "eos" and worker_of(f) != draining_id for f in after), \
+            [(worker_of(f), f[-1]) for f in after]
+        draining.proc.wait(60)  # drained, then exited by itself
+    finally:
+        # Later suites share this worker pair: bring it back whatever happened above.
+        local_stack.restart_worker(draining)
 
 
 # --- SIGKILL mid-stream -----------------------------------------------------------------------
