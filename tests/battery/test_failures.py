@@ -149,26 +149,37 @@ async def test_gateway_breaker_opens_on_a_dead_path_and_recovers(local_stack, ch
         await asyncio.sleep(0.5)
 
 
+async def streams_under_way(client: httpx.AsyncClient, url: str, n: int, timeout_s: float
+                            ) -> tuple[list[asyncio.Task], dict[int, list[dict]]]:
+    """`n` medium streams, returned once each is producing audio (its first `metrics` frame
+    follows its first chunk); the tasks fill `results[i]` with each stream's frames."""
+    results: dict[int, list[dict]] = {}
+    under_way = {i: asyncio.Event() for i in range(n)}
+
+    async def one(i: int) -> None:
+        async def seen(frame: dict) -> None:
+            if frame["type"] == "metrics":
+                under_way[i].set()
+        try:
+            _status, results[i] = await stream_frames(
+                client, url, {"text": MEDIUM_TEXT, "timeout_s": timeout_s, **MEDIUM}, seen)
+        finally:
+            under_way[i].set()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in under_way.values())), 120)
+    return tasks, results
+
+
 # --- SIGTERM: drain ---------------------------------------------------------------------------
 async def test_sigterm_lets_streams_in_flight_finish_and_new_ones_go_elsewhere(local_stack):
     draining = local_stack.workers[1]
     draining_id = draining.name.removeprefix("worker-")
-    results: dict[int, list[dict]] = {}
-    got_worker: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(4)}
     try:
         async with httpx.AsyncClient(headers=local_stack.headers(), trust_env=False,
                                      timeout=DEADLINE_S + 30) as client:
-            async def one(i: int) -> None:
-                async def seen(frame: dict) -> None:
-                    if frame["type"] == "metrics":
-                        got_worker[i].set()
-                _status, results[i] = await stream_frames(
-                    client, local_stack.url,
-                    {"text": MEDIUM_TEXT, "timeout_s": DEADLINE_S + 20, **MEDIUM}, seen)
-                got_worker[i].set()
-
-            inflight = [asyncio.create_task(one(i)) for i in range(4)]
-            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in got_worker.values())), 120)
+            inflight, results = await streams_under_way(client, local_stack.url, 4,
+                                                        DEADLINE_S + 20)
             os.kill(draining.proc.pid, signal.SIGTERM)  # the worker process only: it drains
             after: list[list[dict]] = []
             for k in range(3):
@@ -193,22 +204,10 @@ async def test_sigterm_lets_streams_in_flight_finish_and_new_ones_go_elsewhere(l
 async def test_sigkill_mid_stream_ends_streams_explicitly_and_the_sdk_fails_over(local_stack):
     victim, survivor = local_stack.workers[0], local_stack.workers[1]
     victim_id = victim.name.removeprefix("worker-")
-    results: dict[int, list[dict]] = {}
-    audio: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(4)}
     try:
         async with httpx.AsyncClient(headers=local_stack.headers(), trust_env=False,
                                      timeout=DEADLINE_S + 30) as client:
-            async def one(i: int) -> None:
-                async def seen(frame: dict) -> None:
-                    if frame["type"] == "metrics":
-                        audio[i].set()
-                _status, results[i] = await stream_frames(
-                    client, local_stack.url,
-                    {"text": MEDIUM_TEXT, "timeout_s": DEADLINE_S, **MEDIUM}, seen)
-                audio[i].set()
-
-            tasks = [asyncio.create_task(one(i)) for i in range(4)]
-            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in audio.values())), 120)
+            tasks, results = await streams_under_way(client, local_stack.url, 4, DEADLINE_S)
             victim.signal_group(signal.SIGKILL)
             await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE_S + 30)  # no hang
 
