@@ -43,6 +43,9 @@ STAND_IN_WORKER_ARGS = ["--constrain-to-audio-tokens"]
 # (max_tokens=1536) needs about a minute, so the local gateway's default deadline is longer.
 STAND_IN_GATEWAY_ARGS = ["--default-timeout-s", "180"]
 STOP_GRACE_S = 10.0
+# Workers are bulk compute and vLLM-CPU's executor busy-waits between steps; on a shared machine
+# the gateway's control path (a `cancel` acknowledged within 100 ms) must not queue behind them.
+WORKER_NICE = 10
 
 
 # --- where things live -----------------------------------------------------------------------
@@ -122,6 +125,21 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def lower_cpu_priority(pid: int, nice: int) -> None:
+    """Let `pid`, and every process later started in its session, yield the CPU to others:
+    `nice` more than it has (at most 19).
+
+    Best effort. Linux orders processes by niceness only within one scheduler autogroup, and
+    each session (`start_new_session=True`) is an autogroup of its own, so the session's
+    autogroup is given the same niceness; on a kernel without autogroups the process's own
+    niceness does the work. Processes started later in the session inherit both.
+    """
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, pid) + nice))
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(f"{min(19, nice)}\n")
+
+
 @dataclass
 class Child:
     """One started process: the leader of its own process group."""
@@ -146,7 +164,7 @@ class Child:
 
 
 def spawn(name: str, url: str, argv: list[str], log_dir: Path,
-          env: dict[str, str] | None = None) -> Child:
+          env: dict[str, str] | None = None, nice: int = 0) -> Child:
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "ab")
     try:
@@ -159,6 +177,8 @@ def spawn(name: str, url: str, argv: list[str], log_dir: Path,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     finally:
         log.close()
+    if nice:
+        lower_cpu_priority(proc.pid, nice)
     return Child(name, url, proc, log_path)
 
 
@@ -195,6 +215,7 @@ class StackConfig:
     worker_args: list[str] = field(default_factory=list)
     gateway_args: list[str] = field(default_factory=list)
     ready_timeout_s: float = READY_TIMEOUT_S
+    worker_nice: int = WORKER_NICE
 
 
 class LocalStack:
@@ -262,7 +283,7 @@ class LocalStack:
                 "--host", self.config.host, "--port", str(port), "--worker-id", worker_id,
                 *self.config.worker_args]
         child = spawn(f"worker-{worker_id}", f"http://{self.config.host}:{port}", argv,
-                      self.log_dir)
+                      self.log_dir, nice=self.config.worker_nice)
         with self._lock:
             self.children.append(child)
         return child
@@ -343,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra argument for each worker (repeatable)")
     p.add_argument("--gateway-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for the gateway (repeatable)")
+    p.add_argument("--worker-nice", type=int, default=WORKER_NICE, metavar="N",
+                   help="CPU niceness of the workers, so the gateway answers promptly while they"
+                        f" compute (default {WORKER_NICE}; 0 runs them like any other process)")
     return p
 
 
@@ -385,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     config = StackConfig(port=args.port, host=args.host, workers=args.workers, model=args.model,
                          snac=args.snac, model_cache=args.cache_dir and args.cache_dir / "tiny-model",
                          no_auth=args.no_auth, worker_args=args.worker_arg,
-                         gateway_args=args.gateway_arg)
+                         gateway_args=args.gateway_arg, worker_nice=args.worker_nice)
     stack = LocalStack(config, log=lambda msg: print(msg, flush=True))
     stopping = threading.Event()
 

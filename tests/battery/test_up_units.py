@@ -67,3 +67,25 @@ def test_banner_says_where_to_go_next(tmp_path):
     # not the default port: `say` needs the URL, and then the key too
     assert "ORPHEUS_URL=http://127.0.0.1:8123 ORPHEUS_API_KEY=sk-local-abc " in text
     assert 'say "Hello from Orpheus." -o hello.wav' in text
+
+
+def test_a_niced_child_and_what_it_starts_yield_the_cpu(tmp_path):
+    script = ("import subprocess, sys, time\n"
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              "time.sleep(600)\n")
+    child = up.spawn("compute", "http://unused", [sys.executable, "-c", script], tmp_path,
+                     nice=up.WORKER_NICE)
+    try:
+        leader = psutil.Process(child.proc.pid)
+        deadline = time.monotonic() + 20
+        while not leader.children():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for proc in [leader, *leader.children()]:
+            assert proc.nice() == os.getpriority(os.PRIO_PROCESS, 0) + up.WORKER_NICE
+        autogroup = f"/proc/{leader.pid}/autogroup"
+        if os.path.exists(autogroup):  # kernels with scheduler autogroups: the session's group
+            with open(autogroup) as f:
+                assert f.read().split()[-1] == str(up.WORKER_NICE), autogroup
+    finally:
+        up.stop_children([child], grace_s=2)

@@ -46,6 +46,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orpheus_tts.up import WORKER_NICE, lower_cpu_priority
+
 ROOT = Path(__file__).resolve().parents[2]
 
 WORKER_ENV = {
@@ -162,6 +164,7 @@ def start_worker(model_dir: str | Path, *, port: int | None = None,
     proc = subprocess.Popen(args, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, **WORKER_ENV, **(env or {})})
+    lower_cpu_priority(proc.pid, WORKER_NICE)  # as `orpheus-tts up` runs its workers
     worker = WorkerProcess(proc, Path(name), log_file)
     deadline = time.monotonic() + timeout
     try:
