@@ -387,8 +387,8 @@ def banner(stack: LocalStack) -> str:
         "Orpheus TTS is up" + ("" if cfg.model else
                                " (stand-in checkpoint: the pipeline is real, the audio is noise)"),
         f"  gateway     {stack.url}",
-        f"  playground  {stack.url}/" + (f"#key={stack.api_key}" if stack.api_key else "")
-        + "   (open it in a browser)",
+        f"  playground  {stack.url}/   (open it in a browser"
+        + ("; it asks for the key: any user name, the key as password)" if stack.api_key else ")"),
         f"  workers     {', '.join(stack.worker_urls)}",
     ]
     if stack.api_key:

@@ -35,26 +35,32 @@ from .ws import WsSession
 
 log = logging.getLogger("orpheus_gateway")
 
-# Reachable without a key: health, metrics, and static documents (the browser UI page and
-# the OpenAPI docs, which a browser loads without being able to add a header).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/", "/docs",
-                          "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# Reachable without a key: health and metrics only.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Pages a person opens in a browser, which cannot add a header: their 401 asks the browser for
+# the key (HTTP Basic, the key as password), and the browser then sends it with each request.
+BROWSER_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+BASIC_CHALLENGE = 'Basic realm="Orpheus TTS", charset="UTF-8"'
+
 KEY_SCOPE = "orpheus.key_id"
 REQUEST_ID_SCOPE = "orpheus.request_id"
 MAX_BODY_BYTES = 1 << 20
 
 
-def error_response(exc: p.RequestError, request_id: str | None = None) -> JSONResponse:
+def error_response(exc: p.RequestError, request_id: str | None = None,
+                   challenge: str = "Bearer") -> JSONResponse:
     headers = exc.headers()
     if request_id:
         headers[p.HEADER_REQUEST_ID] = request_id
     if exc.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+        headers["WWW-Authenticate"] = challenge
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 class AuthMiddleware:
     """Every path but `PUBLIC_PATHS` needs a valid key; also stamps `X-Request-ID`.
+
+    A 401 on `BROWSER_PATHS` challenges with HTTP Basic, so a browser asks for the key.
 
     A WebSocket that brings no key at all is let through to authenticate with its first
     message (browsers cannot set headers on a WebSocket); a wrong key is refused with 401.
@@ -83,7 +89,9 @@ class AuthMiddleware:
         key_id = self.gateway.keys.identify(key)
         if key_id is None and not (is_ws and key is None):
             self.gateway.count_error(p.ErrorCode.UNAUTHORIZED)
-            response = error_response(unauthorized(key is not None), request_id)
+            response = error_response(
+                unauthorized(key is not None), request_id,
+                BASIC_CHALLENGE if scope["path"] in BROWSER_PATHS else "Bearer")
             if is_ws:
                 await _deny_websocket(scope, send, response)
             else:

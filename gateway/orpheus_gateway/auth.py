@@ -7,6 +7,8 @@ turned back into the key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import math
@@ -53,18 +55,33 @@ class KeyStore:
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
-    """The key a request carries: `Authorization: Bearer`, `X-API-Key`, or `?api_key=`."""
+    """The key a request carries: `Authorization: Bearer`, `X-API-Key`, `?api_key=`, or
+    `Authorization: Basic` with the key as password (or as user name with no password), which
+    is how a browser brings it to a page after asking for it."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
+        if scheme.lower() == "basic" and value.strip():
+            return _basic_key(value.strip())
     key = headers.get("x-api-key")
     if key:
         return key.strip()
     if query is not None and query.get(API_KEY_QUERY_PARAM):
         return query[API_KEY_QUERY_PARAM]
     return None
+
+
+def _basic_key(credentials: str) -> str | None:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    return password or user or None
 
 
 def unauthorized(present: bool) -> RequestError:

@@ -63,7 +63,7 @@ def test_banner_says_where_to_go_next(tmp_path):
     stack = up.LocalStack(up.StackConfig(port=8123, log_dir=tmp_path))
     stack.api_key, stack.key_file = "sk-local-abc", tmp_path / "local.key"
     text = up.banner(stack)
-    assert "http://127.0.0.1:8123/#key=sk-local-abc" in text
+    assert "playground  http://127.0.0.1:8123/   (open it in a browser; it asks for the key" in text
     # not the default port: `say` needs the URL, and then the key too
     assert "ORPHEUS_URL=http://127.0.0.1:8123 ORPHEUS_API_KEY=sk-local-abc " in text
     assert 'say "Hello from Orpheus." -o hello.wav' in text

@@ -45,12 +45,14 @@ def browser():
 @pytest.fixture
 def page(browser, local_stack, request):
     query = getattr(request, "param", "")
-    context = browser.new_context()
+    # what the browser's own key prompt (HTTP Basic) gives: it then sends the key everywhere
+    context = browser.new_context(
+        http_credentials={"username": "me", "password": local_stack.api_key})
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.goto(f"{local_stack.url}/{query}#key={local_stack.api_key}")
+    pg.goto(f"{local_stack.url}/{query}")
     pg.wait_for_function("() => window.playground && window.playground.state === 'idle'")
     yield pg
     context.close()
@@ -81,6 +83,21 @@ def test_page_is_served_and_lists_voices(page, local_stack):
     page.wait_for_function("() => document.querySelectorAll('#voice option').length > 1")
     voices = page.eval_on_selector_all("#voice option", "els => els.map(e => e.value)")
     assert len(voices) > 1
+
+
+def test_without_the_key_the_browser_is_asked_for_it_and_gets_no_page(browser, local_stack):
+    context = browser.new_context()  # no credentials: nothing to answer the prompt with
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+
+        pg = context.new_page()
+        with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+            pg.goto(f"{local_stack.url}/")  # headless, the key prompt is dismissed
+        response = context.request.get(f"{local_stack.url}/")
+        assert response.status == 401
+        assert response.headers["www-authenticate"].startswith("Basic ")
+    finally:
+        context.close()
 
 
 def test_second_utterance_plays(page):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import httpx
@@ -10,7 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from orpheus_gateway.app import PUBLIC_PATHS
+from orpheus_gateway.app import BASIC_CHALLENGE, BROWSER_PATHS, PUBLIC_PATHS
 from orpheus_tts import protocol as p
 from tests.gateway.conftest import API_KEY, OTHER_KEY, auth
 
@@ -31,7 +32,11 @@ def _concrete(path: str) -> str:
     return path.replace("{", "").replace("}", "")
 
 
-def test_every_route_but_health_metrics_and_docs_needs_a_key(gw, client):
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_every_route_but_health_and_metrics_needs_a_key(gw, client):
     routes = [r for r in gw.app.routes if isinstance(r, (Route, WebSocketRoute))]
     checked = 0
     for route in routes:
@@ -51,27 +56,40 @@ def test_every_route_but_health_metrics_and_docs_needs_a_key(gw, client):
                 assert r.status_code != 401, route.path
                 continue
             for headers in ({}, {"Authorization": "Bearer nope"}, {"X-API-Key": "nope"},
-                            {"Authorization": f"Basic {API_KEY}"}):
+                            {"Authorization": f"Basic {API_KEY}"},  # not user:password
+                            {"Authorization": _basic("me", "nope")}):
                 r = client.request(method, url, headers=headers, json={"text": "x"})
                 assert r.status_code == 401, (method, route.path, headers)
                 err = r.json()["error"]
                 assert err["type"] == "authentication_error"
                 assert err["code"] == p.ErrorCode.UNAUTHORIZED
-                assert r.headers.get("WWW-Authenticate") == "Bearer"
+                # a page asks the browser for the key; an API says how to send it
+                assert r.headers.get("WWW-Authenticate") == (
+                    BASIC_CHALLENGE if route.path in BROWSER_PATHS else "Bearer")
                 assert "nope" not in r.text and API_KEY not in r.text
             checked += 1
-    assert checked >= 5  # stream, speech, ws, voices, system at least
+    assert checked >= 10  # stream, speech, ws, voices, system, the page and the docs at least
     # Unknown paths do not tell whether they exist without a key either.
     assert client.get(gw.url + "/v1/whatever").status_code == 401
-    assert set(PUBLIC_PATHS) >= {"/healthz", "/readyz", "/metrics"}
+    assert set(PUBLIC_PATHS) == {"/healthz", "/readyz", "/metrics"}
 
 
 def test_public_routes_answer_without_a_key(gw, client):
     assert client.get(gw.url + "/healthz").json() == {"status": "ok"}
     assert client.get(gw.url + "/readyz").status_code == 200
     assert client.get(gw.url + "/metrics").headers["content-type"].startswith("text/plain")
-    assert client.get(gw.url + "/openapi.json").json()["paths"][STREAM]
-    assert client.get(gw.url + "/docs").status_code == 200
+
+
+@pytest.mark.parametrize("authorization", [_basic("anyone", API_KEY), _basic(API_KEY, ""),
+                                           f"Bearer {API_KEY}"])
+def test_pages_and_docs_open_with_the_key_a_browser_was_asked_for(gw, client, authorization):
+    headers = {"Authorization": authorization}
+    page = client.get(gw.url + "/", headers=headers)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert client.get(gw.url + "/openapi.json", headers=headers).json()["paths"][STREAM]
+    assert client.get(gw.url + "/docs", headers=headers).status_code == 200
+    assert client.get(gw.url + "/redoc", headers=headers).status_code == 200
+    assert client.get(gw.url + "/v1/voices", headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize("headers", [{"Authorization": f"Bearer {API_KEY}"},

@@ -3,6 +3,7 @@ voices, configuration, encoders, line splitting."""
 
 from __future__ import annotations
 
+import base64
 import io
 import random
 import struct
@@ -47,11 +48,20 @@ def test_keystore_without_keys_is_auth_off():
     assert KeyStore([]).identify(None) == "anonymous"
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def test_presented_key_sources():
     assert presented_key({"authorization": "Bearer k1"}) == "k1"
     assert presented_key({"authorization": "bearer  k1 "}) == "k1"
     assert presented_key({"x-api-key": "k2"}) == "k2"
-    assert presented_key({"authorization": "Basic abc"}) is None
+    assert presented_key({"authorization": "Basic abc"}) is None  # not base64 of user:password
+    assert presented_key({"authorization": "Basic " + _b64("anyone:k4")}) == "k4"
+    assert presented_key({"authorization": "Basic " + _b64("k5:")}) == "k5"  # Stripe's style
+    assert presented_key({"authorization": "Basic " + _b64("no-colon")}) is None
+    assert presented_key({"authorization": "Basic " + _b64(":")}) is None
+    assert presented_key({"authorization": "Basic //79"}) is None  # not UTF-8
     assert presented_key({}, {"api_key": "k3"}) == "k3"
     assert presented_key({}, None) is None
 
