@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import markdown_table, write_section  # noqa: E402
 from orpheus_tts.sdk import OrpheusTTS  # noqa: E402
 from orpheus_tts.up import LocalStack, StackConfig, free_port  # noqa: E402
 
@@ -81,14 +81,13 @@ async def run(url: str, key: str | None, levels: tuple[int, ...], rounds: int) -
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| concurrent streams | streams | TTFA p50 (ms) | TTFA p95 (ms) | RTF mean | RTF max | "
-           "audio per stream (s) | throughput (audio s / s) |",
-           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        out.append(f"| {r['concurrent']} | {r['streams']} | {r['ttfa_p50_ms']:.0f} | "
-                   f"{r['ttfa_p95_ms']:.0f} | {r['rtf_mean']:.2f} | {r['rtf_max']:.2f} | "
-                   f"{r['audio_s_per_stream']:.2f} | {r['throughput_audio_s_per_s']:.2f} |")
-    return "\n".join(out)
+    return markdown_table(
+        ["concurrent streams", "streams", "TTFA p50 (ms)", "TTFA p95 (ms)", "RTF mean",
+         "RTF max", "audio per stream (s)", "throughput (audio s / s)"],
+        [[r["concurrent"], r["streams"], f"{r['ttfa_p50_ms']:.0f}", f"{r['ttfa_p95_ms']:.0f}",
+          f"{r['rtf_mean']:.2f}", f"{r['rtf_max']:.2f}", f"{r['audio_s_per_stream']:.2f}",
+          f"{r['throughput_audio_s_per_s']:.2f}"] for r in rows],
+        align="r" * 8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import markdown_table, write_section  # noqa: E402
 from orpheus_tts.sdk import OrpheusTTS  # noqa: E402
 from tests.support.fake_server import Behaviour, FakeServer  # noqa: E402
 
@@ -100,14 +100,13 @@ async def run(servers: list[FakeServer], hedge_ms: float | None, total: int) -> 
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| client | TTFA p50 (ms) | p95 | p99 | max | hedges fired | duplicate requests | "
-           "errors |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        name = f"hedged at {r['hedge_ms']:.0f} ms" if r["hedge_ms"] else "unhedged"
-        out.append(f"| {name} | {r['ttfa_p50_ms']:.0f} | {r['ttfa_p95_ms']:.0f} | "
-                   f"{r['ttfa_p99_ms']:.0f} | {r['ttfa_max_ms']:.0f} | {r['hedged']} | "
-                   f"{r['duplicate_pct']:.1f}% | {r['errors']}/{r['streams']} |")
-    return "\n".join(out)
+    return markdown_table(
+        ["client", "TTFA p50 (ms)", "p95", "p99", "max", "hedges fired", "duplicate requests",
+         "errors"],
+        [[f"hedged at {r['hedge_ms']:.0f} ms" if r["hedge_ms"] else "unhedged",
+          *(f"{r[k]:.0f}" for k in ("ttfa_p50_ms", "ttfa_p95_ms", "ttfa_p99_ms", "ttfa_max_ms")),
+          r["hedged"], f"{r['duplicate_pct']:.1f}%", f"{r['errors']}/{r['streams']}"]
+         for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

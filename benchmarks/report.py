@@ -37,6 +37,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}"
 
 
+def markdown_table(columns: list[str], rows: list[list[object]], align: str = "") -> str:
+    """A Markdown table; `align` has one letter per column, `l` or `r` (default: first left,
+    the rest right)."""
+    align = align or "l" + "r" * (len(columns) - 1)
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def write_section(name: str, title: str, command: str, method: str, body: str,
                   results: dict | None = None) -> None:
     """Replace (or append) the section `name` in docs/benchmarks.md; save raw JSON beside it."""
