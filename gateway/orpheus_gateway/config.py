@@ -35,6 +35,7 @@ class GatewayConfig:
     # routing
     max_attempts: int = 3  # workers tried for one request before the first byte
     poll_interval_s: float = 1.0  # /v1/system polling of each worker
+    poll_timeout_s: float = 2.0  # a poll slower than this marks the worker unreachable
     connect_timeout_s: float = 2.0
     breaker_failures: int = 3  # consecutive failures that open a worker's breaker
     breaker_reset_s: float = 5.0  # open -> half-open after this long
@@ -73,6 +74,8 @@ class GatewayConfig:
             raise ConfigError("--rate-limit-rpm and --max-streams-per-key must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be >= 1")
+        if self.poll_interval_s <= 0 or self.poll_timeout_s <= 0:
+            raise ConfigError("poll_interval_s and poll_timeout_s must be positive")
 
 
 def read_api_keys(path: str | os.PathLike[str] | None, env: str | None) -> list[str]:

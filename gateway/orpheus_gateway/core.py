@@ -143,7 +143,7 @@ class Gateway:
         assert self.client is not None
         try:
             resp = await self.client.get(worker.url + p.SYSTEM_PATH,
-                                         timeout=max(0.5, self.config.poll_interval_s))
+                                         timeout=self.config.poll_timeout_s)
             snap = p.SystemSnapshot.model_validate(resp.json()) if resp.status_code == 200 else None
         except (httpx.HTTPError, OSError, ValueError):
             snap = None

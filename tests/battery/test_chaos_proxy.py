@@ -109,6 +109,9 @@ def test_blackhole_holds_the_connection_silent(echo):
         s.settimeout(0.3)
         with pytest.raises(TimeoutError):
             s.recv(10)
+        deadline = time.monotonic() + 5  # the proxy's thread counts it once it has accepted
+        while proxy.stats["blackholed"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert proxy.stats["blackholed"] == 1
 
 

@@ -162,7 +162,7 @@ def test_rate_limit_429_with_retry_after(fake_server, gateway_server, client):
 
 
 def test_concurrent_stream_limit_per_key(fake_server, gateway_server):
-    srv = fake_server(chunks=30, chunk_delay_ms=20)
+    srv = fake_server(chunks=150, chunk_delay_ms=20)  # 3 s: still streaming while we probe
     gw = gateway_server([srv.url], max_streams_per_key=1)
     gw.wait_polled()
     with httpx.Client(timeout=20) as c:
@@ -174,6 +174,9 @@ def test_concurrent_stream_limit_per_key(fake_server, gateway_server):
             assert c.post(gw.url + STREAM, json={"text": "x"}, headers=auth(OTHER_KEY)
                           ).status_code == 200
             first.read()
+        key_id = gw.gateway.keys.identify(API_KEY)
+        # The slot is released when the response's body task ends, just after its last byte.
+        assert gw.wait_until(lambda: gw.gateway.limiter.active_streams(key_id) == 0)
         assert c.post(gw.url + STREAM, json={"text": "x"}, headers=auth()).status_code == 200
 
 

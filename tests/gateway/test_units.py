@@ -14,7 +14,7 @@ from kubernetes.client import (DiscoveryV1EndpointPort, V1Endpoint, V1EndpointCo
                                V1EndpointSlice, V1ObjectMeta, V1ObjectReference)
 
 from orpheus_gateway.auth import KeyLimiter, KeyStore, TokenBucket, presented_key
-from orpheus_gateway.config import ConfigError, config_from_args
+from orpheus_gateway.config import ConfigError, GatewayConfig, config_from_args
 from orpheus_gateway.discovery import ready_endpoints
 from orpheus_gateway.encoders import FORMATS, make_encoder, wav_header
 from orpheus_gateway.relay import LineReader, line_type
@@ -281,6 +281,8 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="alias"):
         config_from_args(["--workers", "http://a:1", "--no-auth", "--voice-aliases",
                           str(aliases)], environ={})
+    with pytest.raises(ConfigError, match="poll_timeout_s"):
+        GatewayConfig(workers=["http://a:1"], no_auth=True, poll_timeout_s=0)
 
 
 def test_main_exits_2_with_the_message(capsys):

@@ -38,13 +38,16 @@ def test_one_replica_active_and_the_other_takes_over(
     standby = OperatorProcess(ha_kubeconfig, tmp_path / "standby.log",
                               extra_args=[f"--peering={FULLNAME}", "--priority=100"])
     try:
-        active.start()
-        standby.start()
-
         def peers() -> list[int]:
             peering = json.loads(plane.kubectl("get", "clusterkopfpeering", FULLNAME, "-o",
                                                "json").stdout)
             return sorted(p["priority"] for p in (peering.get("status") or {}).values())
+
+        active.start()
+        # The standby starts once the active replica is in the peering; alone, it would
+        # rightly resume for a moment.
+        wait_until("the active replica in the peering", lambda: peers() == [200], 30, active)
+        standby.start()
 
         wait_until("both replicas in the peering", lambda: peers() == [100, 200], 30, standby)
         # A replica starts paused; only the highest priority one resumes.

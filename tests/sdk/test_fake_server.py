@@ -33,7 +33,7 @@ def test_normal_stream_follows_the_contract(fake_server):
     assert [f.seq for f in got if isinstance(f, p.ChunkFrame)] == [0, 1]
     assert got[1].queue_depth == 4 and got[1].worker_id == "w-9"
     assert got[-1].chunks == 2 and got[-1].samples == 200
-    assert srv.completed_streams == 1 and srv.open_streams == 0
+    assert srv.wait_until(lambda: srv.completed_streams == 1 and srv.open_streams == 0)
 
 
 def test_bad_input_and_unknown_voice_are_openai_400s(fake_server):
