@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
 .PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser bench bench-worker \
-        bench-autoscale bench-gateway bench-hedge bench-e2e images lint clean
+        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -45,6 +45,9 @@ bench-hedge: setup
 
 bench-e2e: setup
 	$(PY) benchmarks/bench_e2e.py
+
+bench-memory: setup
+	$(PY) benchmarks/bench_memory.py
 
 images:
 	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .
