@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +63,7 @@ class LevelResult:
     lateness_ms: list[float] = field(default_factory=list)
     stream_s: float = 0.0
     errors: int = 0
+    error_kinds: Counter = field(default_factory=Counter)
     proxy_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
     wall_s: float = 0.0
@@ -68,6 +71,7 @@ class LevelResult:
     def summary(self) -> dict:
         return {
             "path": self.path, "streams": self.streams, "errors": self.errors,
+            "error_kinds": dict(self.error_kinds),
             "ttfa_p50_ms": pct(self.ttfa_ms, 50), "ttfa_p99_ms": pct(self.ttfa_ms, 99),
             "chunk_late_p50_ms": pct(self.lateness_ms, 50),
             "chunk_late_p99_ms": pct(self.lateness_ms, 99),
@@ -198,12 +202,13 @@ async def one_stream(client: httpx.AsyncClient, url: str, i: int, res: LevelResu
     body = {"text": f"benchmark stream {i}", "timeout_s": 120}
     t0 = time.perf_counter()
     seq = 0
-    terminal = None
+    failure = None
     try:
         async with client.stream("POST", url + STREAM_PATH, json=body) as r:
             if r.status_code != 200:
-                res.errors += 1
+                failure = f"HTTP {r.status_code}"
                 return
+            failure = "no terminal frame"
             async for line in r.aiter_lines():
                 if line.startswith('{"type":"chunk"'):
                     at_ms = (time.perf_counter() - t0) * 1000
@@ -211,13 +216,16 @@ async def one_stream(client: httpx.AsyncClient, url: str, i: int, res: LevelResu
                         res.ttfa_ms.append(at_ms)
                     res.lateness_ms.append(at_ms - FIRST_DELAY_MS - seq * CHUNK_DELAY_MS)
                     seq += 1
-                elif '"type":"eos"' in line or '"type":"error"' in line:
-                    terminal = "eos" if '"type":"eos"' in line else "error"
-        if terminal != "eos" or seq != CHUNKS:
-            res.errors += 1
-    except httpx.HTTPError:
-        res.errors += 1
+                elif '"type":"eos"' in line:
+                    failure = None if seq == CHUNKS else f"eos after {seq}/{CHUNKS} chunks"
+                elif '"type":"error"' in line:
+                    failure = json.loads(line).get("code", "error frame")
+    except httpx.HTTPError as exc:
+        failure = type(exc).__name__
     finally:
+        if failure is not None:
+            res.errors += 1
+            res.error_kinds[failure] += 1
         res.stream_s += time.perf_counter() - t0
 
 
@@ -248,6 +256,11 @@ def fmt(v: float | None, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
 
 
+def error_kinds(r: dict) -> str:
+    kinds = r.get("error_kinds") or {}
+    return " (" + ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items())) + ")" if kinds else ""
+
+
 def table(results: list[dict]) -> str:
     direct = {r["streams_concurrent"]: r for r in results if r["path"] == "direct"}
     lines = [
@@ -268,7 +281,7 @@ def table(results: list[dict]) -> str:
             + (f"{fmt(r['chunk_late_p50_ms'] - d['chunk_late_p50_ms'])} / "
                f"{fmt(r['chunk_late_p99_ms'] - d['chunk_late_p99_ms'])}" if added else "–")
             + f" | {fmt(r['proxy_cpu_per_stream_s'], 4) if added else '–'} | "
-              f"{r['errors']}/{r['streams']} |")
+              f"{r['errors']}/{r['streams']}{error_kinds(r)} |")
     return "\n".join(lines)
 
 
@@ -318,7 +331,8 @@ async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
                       f"{fmt(summary['ttfa_p99_ms'])}  late p50 "
                       f"{fmt(summary['chunk_late_p50_ms'])} p99 "
                       f"{fmt(summary['chunk_late_p99_ms'])}  cpu/stream-s "
-                      f"{fmt(summary['proxy_cpu_per_stream_s'], 4)}  errors {res.errors}",
+                      f"{fmt(summary['proxy_cpu_per_stream_s'], 4)}  errors {res.errors}"
+                      f"{error_kinds(summary)}",
                       flush=True)
         return results
     finally:
