@@ -78,7 +78,7 @@ def test_killed_worker_gives_upstream_lost_then_next_request_goes_to_a_live_one(
     gw.wait_polled()
     dying.queue_depth = 0
     live.queue_depth = 3  # steer the first stream to the worker we will kill
-    gw.wait_until(lambda: gw.gateway.pool.get(live.url).hint_queue_depth == 3)
+    assert gw.wait_until(lambda: gw.gateway.pool.get(live.url).hint_queue_depth == 3)
 
     lines: list[bytes] = []
     killer = threading.Thread(target=dying.stop)
@@ -168,7 +168,7 @@ def test_failover_before_the_first_byte(failure, fake_server, gateway_server, cl
     gw.wait_polled()
     bad.script(failure)
     good.queue_depth = 2  # the bad worker looks better: it gets the first try
-    gw.wait_until(lambda: gw.gateway.pool.get(good.url).hint_queue_depth == 2)
+    assert gw.wait_until(lambda: gw.gateway.pool.get(good.url).hint_queue_depth == 2)
     r = client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     frames = frames_of(r)
     assert r.status_code == 200 and assert_one_terminal(frames)["type"] == "eos"
@@ -236,7 +236,7 @@ def test_breaker_opens_on_a_failing_worker_then_recovers(fake_server, gateway_se
     gw.wait_polled()
     flaky.default = Behaviour.error(p.ErrorCode.ENGINE_ERROR, after=1)
     steady.queue_depth = 2  # flaky looks idle, so it is chosen until its breaker opens
-    gw.wait_until(lambda: gw.gateway.pool.get(steady.url).hint_queue_depth == 2)
+    assert gw.wait_until(lambda: gw.gateway.pool.get(steady.url).hint_queue_depth == 2)
     codes = []
     for _ in range(4):
         frames = frames_of(client.post(gw.url + STREAM, json={"text": "x"}, headers=auth()))
@@ -261,7 +261,7 @@ def test_breaker_opens_on_a_failing_worker_then_recovers(fake_server, gateway_se
 def test_least_loaded_routing_follows_worker_hints(fake_server, gateway_server, client):
     idle, busy = fake_server(), fake_server(queue_depth=6)
     gw = gateway_server([idle.url, busy.url])
-    gw.wait_until(lambda: gw.gateway.pool.get(busy.url).hint_queue_depth == 6)
+    assert gw.wait_until(lambda: gw.gateway.pool.get(busy.url).hint_queue_depth == 6)
     for _ in range(10):
         client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert len(idle.stream_requests) == 10 and not busy.stream_requests
@@ -272,8 +272,8 @@ def test_power_of_two_choices_never_picks_the_most_loaded(fake_server, gateway_s
     # while the others share them.
     low, mid, high = fake_server(), fake_server(queue_depth=3), fake_server(queue_depth=6)
     gw = gateway_server([low.url, mid.url, high.url])
-    gw.wait_until(lambda: gw.gateway.pool.get(high.url).hint_queue_depth == 6
-                  and gw.gateway.pool.get(mid.url).hint_queue_depth == 3)
+    assert gw.wait_until(lambda: gw.gateway.pool.get(high.url).hint_queue_depth == 6
+                         and gw.gateway.pool.get(mid.url).hint_queue_depth == 3)
     for _ in range(30):
         client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert not high.stream_requests
@@ -308,12 +308,12 @@ def test_not_ready_worker_gets_no_new_streams(fake_server, gateway_server, clien
     gw = gateway_server([draining.url, other.url])
     gw.wait_polled()
     draining.ready = False
-    gw.wait_until(lambda: not gw.gateway.pool.get(draining.url).ready)
+    assert gw.wait_until(lambda: not gw.gateway.pool.get(draining.url).ready)
     for _ in range(5):
         client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert not draining.stream_requests and len(other.stream_requests) == 5
     other.ready = False
-    gw.wait_until(lambda: not gw.gateway.pool.get(other.url).ready)
+    assert gw.wait_until(lambda: not gw.gateway.pool.get(other.url).ready)
     assert client.get(gw.url + "/readyz").status_code == 503
     r = client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert r.status_code == 503 and r.json()["error"]["code"] == p.ErrorCode.NO_WORKERS
@@ -347,8 +347,8 @@ def test_client_disconnect_before_first_audio_closes_the_upstream(fake_server, g
 def test_system_snapshot_for_the_autoscaler(fake_server, gateway_server, client):
     a, b = fake_server(queue_depth=2, capacity=4), fake_server(queue_depth=1, capacity=6)
     gw = gateway_server([a.url, b.url])
-    gw.wait_until(lambda: gw.gateway.pool.get(a.url).hint_queue_depth == 2
-                  and gw.gateway.pool.get(b.url).hint_queue_depth == 1)
+    assert gw.wait_until(lambda: gw.gateway.pool.get(a.url).hint_queue_depth == 2
+                         and gw.gateway.pool.get(b.url).hint_queue_depth == 1)
     for _ in range(3):
         client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     snap = p.SystemSnapshot.model_validate(client.get(gw.url + p.SYSTEM_PATH, headers=auth()).json())
