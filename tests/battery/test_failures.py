@@ -21,6 +21,7 @@ import pytest
 from orpheus_tts import protocol as p
 from orpheus_tts.sdk import OrpheusTTS
 from tests.support.chaos_proxy import ChaosProxy, Faults
+from tests.support.worker_proc import wait_draining
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
@@ -171,14 +172,6 @@ async def streams_under_way(client: httpx.AsyncClient, url: str, n: int, timeout
     return tasks, results
 
 
-async def wait_not_ready(client: httpx.AsyncClient, worker_url: str, timeout_s: float = 30
-                         ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (await client.get(worker_url + "/readyz")).status_code == 200:
-        assert time.monotonic() < deadline, f"{worker_url} still ready {timeout_s} s after SIGTERM"
-        await asyncio.sleep(0.05)
-
-
 # --- SIGTERM: drain ---------------------------------------------------------------------------
 async def test_sigterm_lets_streams_in_flight_finish_and_new_ones_go_elsewhere(local_stack):
     draining = local_stack.workers[1]
@@ -190,7 +183,7 @@ async def test_sigterm_lets_streams_in_flight_finish_and_new_ones_go_elsewhere(l
                                                         DEADLINE_S + 20)
             os.kill(draining.proc.pid, signal.SIGTERM)  # the worker process only: it drains
             # The signal is asynchronous: new requests start once the worker says it drains.
-            await wait_not_ready(client, draining.url)
+            await wait_draining(client, draining.url)
             after: list[list[dict]] = []
             for k in range(3):
                 _status, frames = await stream_frames(

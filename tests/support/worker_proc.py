@@ -15,6 +15,8 @@ Stable API, used by the worker, gateway, battery and local-stack suites:
   `.stop(sig=signal.SIGTERM, timeout=60) -> int` (graceful: drain then exit; kills the process
   group if the timeout passes; idempotent) and `.kill()` (SIGKILL to the whole process group,
   like a crashed pod; idempotent).
+- `await wait_draining(client, worker_url, timeout_s=30)`: until `/readyz` answers 503, the
+  moment a worker sent SIGTERM refuses new streams (the signal is handled asynchronously).
 - fixture `worker_pair` (session): two running workers (`w-a`, `w-b`) on the stand-in model,
   started once per test session and stopped at its end.
 
@@ -30,6 +32,7 @@ token) and size default utterances small: `min-audio-s 0.5`, `audio-s-per-char 0
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -147,6 +150,14 @@ class WorkerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=30)
         self._close_log()
+
+
+async def wait_draining(client: httpx.AsyncClient, worker_url: str, timeout_s: float = 30
+                        ) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (await client.get(worker_url + "/readyz")).status_code != 503:
+        assert time.monotonic() < deadline, f"{worker_url} not draining after {timeout_s} s"
+        await asyncio.sleep(0.05)
 
 
 def start_worker(model_dir: str | Path, *, port: int | None = None,

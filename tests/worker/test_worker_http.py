@@ -6,7 +6,6 @@ One worker serves the whole module; the drain test stops it and therefore runs l
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from orpheus_tts import protocol as P
-from tests.support.worker_proc import start_worker
+from tests.support.worker_proc import start_worker, wait_draining
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
@@ -207,12 +206,7 @@ async def test_sigterm_drains_inflight_then_exits_zero(worker):
             first = P.decode_frame(await anext(short_lines))
             assert first.type == "chunk"
             worker.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            ready = await client.get(worker.url + "/readyz")
-            while ready.status_code == 200 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                ready = await client.get(worker.url + "/readyz")
-            assert ready.status_code == 503
+            await wait_draining(client, worker.url)
             refused = await client.post(worker.url + P.STREAM_PATH, json={"text": "new"})
             assert refused.status_code == 503
             assert refused.json()["error"]["code"] == P.ErrorCode.DRAINING
