@@ -49,7 +49,10 @@ class ClientWatch:
             self._on_gone()
 
     def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the client leaves (at once if it already has)."""
         self._on_gone = callback
+        if self.task.done() and not self.task.cancelled():
+            callback()
 
     def stop(self) -> None:
         self.task.cancel()
