@@ -1,0 +1,87 @@
+"""The pure pieces behind the compatibility surfaces: time-stretch, resampling, instructions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orpheus_gateway.audio import PcmPipeline, Resample, TimeStretch, atempo_factors
+from orpheus_gateway.instructions import apply_instructions
+
+RATE = 24_000
+
+
+def tone(seconds: float, hz: float = 220.0, rate: int = RATE) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def run(stage, pcm: bytes, chunk: int = 962) -> tuple[bytes, int]:
+    """Feed in odd-sized chunks; returns (all output, bytes out before the flush)."""
+    out = b"".join(stage.process(pcm[i:i + chunk]) for i in range(0, len(pcm), chunk))
+    return out + stage.flush(), len(out)
+
+
+def dominant_hz(pcm: bytes, rate: int) -> float:
+    x = np.frombuffer(pcm, dtype="<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(spectrum))])
+
+
+@pytest.mark.parametrize("speed", [0.25, 0.5, 0.8, 1.25, 1.5, 2.0, 4.0])
+def test_time_stretch_changes_duration_not_pitch(speed):
+    out, before_flush = run(TimeStretch(speed), tone(2.0))
+    seconds = len(out) / 2 / RATE
+    assert seconds == pytest.approx(2.0 / speed, rel=0.03)
+    assert before_flush >= 0.8 * len(out)  # it streams: most audio comes before the end
+    assert dominant_hz(out, RATE) == pytest.approx(220.0, abs=5.0)
+
+
+def test_atempo_chain_keeps_each_factor_in_its_blending_range():
+    for speed in (0.25, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0):
+        factors = atempo_factors(speed)
+        assert all(0.5 <= f <= 2.0 for f in factors)
+        assert np.prod(factors) == pytest.approx(speed)
+    for bad in (0.2, 4.5):
+        with pytest.raises(ValueError):
+            atempo_factors(bad)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+def test_resample_streams_to_the_asked_rate(rate):
+    out, before_flush = run(Resample(rate), tone(1.0, 440.0))
+    assert len(out) // 2 == pytest.approx(rate, abs=2)
+    assert before_flush >= 0.9 * len(out)
+    assert dominant_hz(out, rate) == pytest.approx(440.0, abs=3.0)
+
+
+def test_pipeline_passes_pcm_through_untouched_at_defaults():
+    pcm = tone(0.3)
+    p = PcmPipeline()
+    assert p.process(pcm[:101]) + p.process(pcm[101:]) + p.flush() == pcm
+
+
+def test_pipeline_stretches_then_resamples_across_odd_byte_boundaries():
+    out, _ = run(PcmPipeline(speed=1.25, sample_rate=48000), tone(2.0), chunk=777)
+    assert len(out) / 2 / 48000 == pytest.approx(2.0 / 1.25, rel=0.03)
+    with pytest.raises(ValueError):
+        PcmPipeline(sample_rate=4000)
+
+
+@pytest.mark.parametrize("instructions, tags", [
+    ("Speak in a cheerful and positive tone.", ("<chuckle>",)),
+    ("Sound tired, then laugh", ("<sigh>", "<laugh>")),
+    ("sad sad SAD", ("<sigh>",)),
+    ("Whisper like a pirate.", ()),
+    ("", ()),
+    (None, ()),
+])
+def test_instructions_become_orpheus_tags(instructions, tags):
+    applied = apply_instructions("Hello.", instructions)
+    assert applied.tags == tags
+    assert applied.text == ("".join(tags) + " Hello." if tags else "Hello.")
+    assert applied.header == ("applied: " + " ".join(tags) if tags else "ignored")
+
+
+def test_instructions_add_at_most_two_tags():
+    assert len(apply_instructions("x", "laugh sigh gasp yawn").tags) == 2
