@@ -85,3 +85,40 @@ def test_instructions_become_orpheus_tags(instructions, tags):
 
 def test_instructions_add_at_most_two_tags():
     assert len(apply_instructions("x", "laugh sigh gasp yawn").tags) == 2
+
+
+def encode_all(fmt: str, rate: int, pcm: bytes) -> bytes:
+    from orpheus_gateway.encoders import make_encoder
+
+    pipe, enc = PcmPipeline(sample_rate=rate), make_encoder(fmt, rate)
+    try:
+        out = b"".join(enc.encode(pipe.process(pcm[i:i + 4800])) for i in range(0, len(pcm), 4800))
+        return out + enc.encode(pipe.flush()) + enc.finish()
+    finally:
+        enc.close()
+
+
+@pytest.mark.parametrize("fmt, rate, decoded_rate", [
+    ("ogg", 24000, 24000), ("ogg", 16000, 16000), ("ogg", 44100, 48000), ("ogg", 22050, 48000),
+    ("mulaw", 8000, 8000), ("mulaw", 16000, 16000), ("wav", 8000, 8000), ("wav", 48000, 48000),
+    ("flac", 22050, 22050), ("mp3", 44100, 44100), ("aac", 16000, 16000),
+])
+def test_encoders_at_client_sample_rates(fmt, rate, decoded_rate):
+    import io
+
+    import av
+
+    data = encode_all(fmt, rate, tone(1.0, 300.0))
+    options = {"sample_rate": str(rate)} if fmt == "mulaw" else {}
+    with av.open(io.BytesIO(data), format="mulaw" if fmt == "mulaw" else None,
+                 options=options) as container:
+        frames = list(container.decode(audio=0))
+    seconds = sum(f.samples for f in frames) / frames[0].sample_rate
+    if fmt == "ogg":
+        assert data[:4] == b"OggS" and b"OpusHead" in data[:200]
+        decoded_rate = 48000  # FFmpeg's Opus decoder always plays at 48 kHz
+    assert frames[0].sample_rate == decoded_rate
+    slack = 2048 / rate if fmt in ("mp3", "aac") else 0.0  # encoder delay and padding
+    assert 1.0 - 0.005 <= seconds <= 1.0 + slack + 0.01
+    if fmt == "mulaw":
+        assert len(data) == rate  # one byte a sample, no header
