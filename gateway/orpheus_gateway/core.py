@@ -25,6 +25,7 @@ from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, disc
 from .metrics import GatewayMetrics, TtfaWindow
 from .relay import Upstream, UpstreamStream
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
+from .models import ModelNames
 from .voice_map import VoiceMap
 
 log = logging.getLogger("orpheus_gateway")
@@ -84,6 +85,7 @@ class Gateway:
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
         self.voices = VoiceMap(config.voice_aliases, config.default_voice)
+        self.models = ModelNames(config.model_name, created=int(time.time()))
         self.pool = WorkerPool(config.breaker_failures, config.breaker_reset_s)
         self.ttfa_window = TtfaWindow(config.ttfa_window_s)
         self.discovery = discovery or discovery_for(config.workers, config.discover)
@@ -165,6 +167,10 @@ class Gateway:
             worker.name = snap.worker_id
 
     # --- what the APIs share -----------------------------------------------------------------
+    def worker_models(self) -> list[str]:
+        """The model names the workers report serving."""
+        return sorted({w.model for w in self.pool if w.model})
+
     def known_voices(self) -> list[str]:
         voices: set[str] = set()
         for w in self.pool:
