@@ -32,7 +32,7 @@ log = logging.getLogger("orpheus_gateway.canopy")
 MAX_OPEN_PER_SOCKET = 64
 
 
-@dataclass
+@dataclass(eq=False)  # identity: held in a set
 class CanopyRequestState:
     server_id: int | None  # None: legacy
     client_id: str | None
