@@ -45,11 +45,24 @@ def arabic(fake_server, gateway_proc):
     return gw
 
 
-def test_post_mortem_snippet_verbatim(arabic, tmp_path):
+def run_snippet(gw, tmp_path, source: str):
     script = tmp_path / "snippet.py"
-    script.write_text(POST_MORTEM, encoding="utf-8")
-    done = run_driver("frameworks", "run_script.py", str(script), str(tmp_path),
-                      env={"GROQ_API_KEY": arabic.key, "GROQ_BASE_URL": arabic.url})
+    script.write_text(source, encoding="utf-8")
+    return run_driver("frameworks", "run_script.py", str(script), str(tmp_path),
+                      env={"GROQ_API_KEY": gw.key, "GROQ_BASE_URL": gw.url})
+
+
+def test_post_mortem_snippet_verbatim(arabic, tmp_path):
+    # Verbatim, the request succeeds and then the snippet's last line fails in the client:
+    # groq's `speech.create` returns a `BinaryAPIResponse`, which has no `.content` (checked
+    # in groq 0.37.1, 1.0.0 and 1.7.0) -- against Groq itself too.
+    done = run_snippet(arabic, tmp_path, POST_MORTEM)
+    assert done.returncode != 0
+    assert "'BinaryAPIResponse' object has no attribute 'content'" in done.stderr, done.stderr
+    assert arabic.worker.completed_streams == 1
+    # With the client's own accessor, `response.read()`, it writes the WAV.
+    done = run_snippet(arabic, tmp_path, POST_MORTEM.replace("response.content",
+                                                             "response.read()"))
     assert done.returncode == 0, done.stderr
     with wave.open(str(tmp_path / "output.wav")) as w:
         assert w.getframerate() == 24_000 and w.getnchannels() == 1
