@@ -97,3 +97,21 @@ def test_disconnect_mid_stream_aborts_the_engine_request(fake_server, gateway_pr
         time.sleep(0.05)
     assert gw.system()["gateway_inflight"] == 0
     assert_clean_log(gw)
+
+
+@pytest.mark.engine
+def test_disconnect_mid_stream_aborts_the_real_engine_request(worker_pair, gateway_proc):
+    """Real workers (vLLM on the stand-in model): the client asks for 3000 tokens (tens of
+    seconds of audio on CPU); closing it after the first audio frees the engine at once."""
+    urls = [w.url for w in worker_pair]
+    gw = gateway_proc(urls)
+    result = canopy("disconnect", gw)
+    assert result["ok"] and result["first_audio"] > 0, result
+    closed_at = time.monotonic()
+    while True:
+        snaps = [httpx.get(u + "/v1/system", timeout=10).json() for u in urls]
+        if all(s["inflight"] == 0 and not s.get("engine_requests") for s in snaps):
+            break
+        assert time.monotonic() - closed_at < 15, snaps
+        time.sleep(0.2)
+    assert_clean_log(gw)
