@@ -28,11 +28,8 @@ def canopy(scenario: str, gw, key: str | None = None, voice: str = "tara") -> di
 
 
 @pytest.fixture
-def stack(fake_server, gateway_proc):
-    srv = fake_server(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, chunk_delay_ms=5)
-    gw = gateway_proc([srv.url])
-    gw.worker = srv
-    return gw
+def stack(fake_stack):
+    return fake_stack(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, chunk_delay_ms=5)
 
 
 def assert_pcm(n: int) -> None:
@@ -84,9 +81,9 @@ def test_refused_request_ends_with_its_error_not_a_hang(stack):
     assert not result["is_auth_error"]
 
 
-def test_disconnect_mid_stream_aborts_the_engine_request(fake_server, gateway_proc):
-    srv = fake_server(chunks=200, chunk_samples=1200, chunk_delay_ms=50)  # 10 s of streaming
-    gw = gateway_proc([srv.url])
+def test_disconnect_mid_stream_aborts_the_engine_request(fake_stack):
+    gw = fake_stack(chunks=200, chunk_samples=1200, chunk_delay_ms=50)  # 10 s of streaming
+    srv = gw.worker
     t0 = time.monotonic()
     result = canopy("disconnect", gw)
     assert result["ok"] and result["first_audio"] > 0, result

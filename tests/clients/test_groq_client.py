@@ -38,11 +38,9 @@ with open("output.wav", "wb") as f:
 
 
 @pytest.fixture
-def arabic(fake_server, gateway_proc):
-    srv = fake_server(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, voices=ARABIC_VOICES)
-    gw = gateway_proc([srv.url], "--model-name", ARABIC)
-    gw.worker = srv
-    return gw
+def arabic(fake_stack):
+    return fake_stack("--model-name", ARABIC, chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES,
+                      voices=ARABIC_VOICES)
 
 
 def run_snippet(gw, tmp_path, source: str):
@@ -104,13 +102,12 @@ def test_model_not_served_is_a_400_listing_the_served_ones(arabic, tmp_path):
     assert arabic.worker.stream_requests == []
 
 
-def test_english_groq_voices_resolve_and_cluster_aliases_override(fake_server, gateway_proc,
-                                                                   tmp_path):
-    srv = fake_server(chunks=2, chunk_samples=480)
+def test_english_groq_voices_resolve_and_cluster_aliases_override(fake_stack, tmp_path):
     aliases = tmp_path / "aliases.json"
     aliases.write_text(json.dumps({"troy": "leah"}))
-    gw = gateway_proc([srv.url], "--model-name", "canopylabs/orpheus-v1-english",
-                      "--voice-aliases", str(aliases))
+    gw = fake_stack("--model-name", "canopylabs/orpheus-v1-english",
+                    "--voice-aliases", str(aliases), chunks=2, chunk_samples=480)
+    srv = gw.worker
     calls = [{"kwargs": {"model": "canopylabs/orpheus-v1-english", "voice": v, "input": "Hi",
                          "response_format": "wav"}} for v in ("autumn", "daniel", "troy")]
     results = speech_calls("groq", gw.url, gw.key, calls, tmp_path)

@@ -86,6 +86,13 @@ async def test_a_socket_without_a_key_is_refused_at_the_upgrade(gw, client):
     assert client.get(gw.url + c.CANOPY_HEALTH_PATH).json() == {"status": "ok"}
 
 
+async def test_an_idle_socket_is_closed(fake_server, gateway_server):
+    gw = gateway_server([fake_server().url], ws_idle_timeout_s=0.3)
+    async with canopy_connect(gw) as ws:
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert ws.close_code == 4408
+
+
 def test_models_lists_served_names(gw, client):
     from tests.gateway.conftest import auth
 
