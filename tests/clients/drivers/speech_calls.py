@@ -57,7 +57,8 @@ def main() -> None:
         try:
             results.append(run_call(client, call, outdir / f"{i}.bin"))
         except Exception as exc:  # the test asserts on what the user would see
-            results.append({"error": type(exc).__name__, "status": getattr(exc, "status_code", None),
+            results.append({"error": type(exc).__name__,
+                            "status": getattr(exc, "status_code", None),
                             "message": str(exc)[:500]})
     print(json.dumps(results))
 
