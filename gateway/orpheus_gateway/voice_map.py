@@ -1,7 +1,11 @@
-"""OpenAI voice names -> model voices, applied on every API.
+"""Other services' voice names -> model voices, applied on every API.
 
-Voice-agent frameworks only send OpenAI's names, so each maps to one of the served model's
-voices. The built-in map targets Orpheus's English voices; `--voice-aliases FILE` replaces it.
+Voice-agent frameworks only send OpenAI's names, and Groq's clients send Groq's names for its
+Orpheus models (English `autumn diana hannah austin daniel troy`; Arabic `abdullah fahad sultan
+lulwa noura aisha`), so each maps to one of the served model's voices. The built-in table targets
+Orpheus's English voices; `--voice-aliases FILE` (the cluster's `voiceAliases`) overrides its
+entries and adds others. A voice the workers serve under the requested name is used as is,
+so Groq's Arabic names need no entry on a cluster whose model serves them.
 """
 
 from __future__ import annotations
@@ -16,28 +20,38 @@ DEFAULT_ALIASES: dict[str, str] = {
     "fable": "leah", "nova": "mia", "onyx": "leo", "sage": "zoe", "shimmer": "jess",
     "verse": "dan", "marin": "tara", "cedar": "zac",
 }
+# Groq's voices for `canopylabs/orpheus-v1-english`, by voice gender.
+GROQ_ENGLISH_ALIASES: dict[str, str] = {
+    "autumn": "tara", "diana": "leah", "hannah": "jess",
+    "austin": "leo", "daniel": "dan", "troy": "zac",
+}
+BUILT_IN_ALIASES = {**DEFAULT_ALIASES, **GROQ_ENGLISH_ALIASES}
 
 
 class VoiceMap:
     def __init__(self, aliases: dict[str, str] | None = None, default_voice: str | None = None):
-        self.aliases = {k.lower(): v for k, v in (DEFAULT_ALIASES if aliases is None else aliases).items()}
+        merged = {**BUILT_IN_ALIASES, **(aliases or {})}
+        self.aliases = {k.lower(): v for k, v in merged.items()}
         self.default_voice = default_voice
 
     def resolve(self, voice: str | None, known: list[str]) -> str | None:
         """The model voice to send upstream.
 
         `known` is what the workers report serving (empty while unknown: the worker then
-        judges). An alias resolves through the map; anything else must be a known voice.
+        judges). A served voice is used as is; an alias resolves through the map; anything
+        else must be a known voice.
         """
         if voice is None or voice == "":
             voice = self.default_voice
             if voice is None:
                 return None
+        served = {k.lower(): k for k in known}
+        if voice.lower() in served:
+            return served[voice.lower()]
         target = self.aliases.get(voice.lower(), voice)
         if known and target not in known:
-            by_lower = {k.lower(): k for k in known}
-            if target.lower() in by_lower:
-                return by_lower[target.lower()]
+            if target.lower() in served:
+                return served[target.lower()]
             names = ", ".join(sorted(known))
             if target != voice:
                 msg = (f"Voice '{voice}' is an alias for '{target}', which the workers do not "

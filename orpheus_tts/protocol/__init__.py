@@ -12,10 +12,10 @@ from .frames import (CHANNELS, CHUNK_LINE_PREFIX, SAMPLE_RATE, SAMPLE_WIDTH, TER
                      ChunkFrame, EosFrame, ErrorFrame, Frame, FrameDecodeError, MetricsFrame,
                      chunk_audio, chunk_line, decode_frame, encode_frame, error_frame, error_line,
                      frame_type, line_type, pcm_seconds)
-from .headers import (HEADER_INFLIGHT, HEADER_QUEUE_DEPTH, HEADER_REQUEST_ID, HEADER_RETRY_AFTER,
-                      HEADER_WORKER_ID, NDJSON, REQUEST_ID_PATTERN, SPEECH_PATH, STREAM_PATH,
-                      SYSTEM_PATH, VOICES_PATH, WS_PATH, LoadHints, is_valid_request_id,
-                      load_headers)
+from .headers import (GROQ_SPEECH_PATH, HEADER_INFLIGHT, HEADER_QUEUE_DEPTH, HEADER_REQUEST_ID,
+                      HEADER_RETRY_AFTER, HEADER_WORKER_ID, MODELS_PATH, NDJSON,
+                      REQUEST_ID_PATTERN, SPEECH_PATH, STREAM_PATH, SYSTEM_PATH, VOICES_PATH,
+                      WS_PATH, LoadHints, is_valid_request_id, load_headers)
 from .request import (DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S,
                       MIN_REPETITION_PENALTY, REQUEST_FIELDS, TTSRequest, parse_json_body,
                       parse_request, parse_request_bytes, validation_to_request_error)
@@ -27,8 +27,8 @@ from .ws import (WS_CLOSE_IDLE, WS_CLOSE_UNAUTHORIZED, WS_TERMINAL_TYPES, WsAuth
 
 __all__ = [
     "CHANNELS", "CHUNK_LINE_PREFIX", "DEFAULT_MAX_TEXT_CHARS", "DEFAULT_MAX_TIMEOUT_S",
-    "DEFAULT_TIMEOUT_S", "HEADER_INFLIGHT", "HEADER_QUEUE_DEPTH", "HEADER_REQUEST_ID",
-    "HEADER_RETRY_AFTER", "HEADER_WORKER_ID", "MIN_REPETITION_PENALTY", "NDJSON",
+    "DEFAULT_TIMEOUT_S", "GROQ_SPEECH_PATH", "HEADER_INFLIGHT", "HEADER_QUEUE_DEPTH",
+    "HEADER_REQUEST_ID", "HEADER_RETRY_AFTER", "HEADER_WORKER_ID", "MIN_REPETITION_PENALTY", "MODELS_PATH", "NDJSON",
     "REQUEST_FIELDS", "REQUEST_ID_PATTERN", "SAMPLE_RATE", "SAMPLE_WIDTH", "SPEECH_PATH",
     "STREAM_PATH", "SYSTEM_PATH", "TERMINAL_TYPES", "VOICES_PATH", "WS_CLOSE_IDLE",
     "WS_CLOSE_UNAUTHORIZED", "WS_PATH", "WS_TERMINAL_TYPES", "ChunkFrame", "EosFrame",

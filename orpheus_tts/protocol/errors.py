@@ -47,6 +47,7 @@ class ErrorCode(str, Enum):
     INVALID_REQUEST = "invalid_request", 400, False, False, True
     UNKNOWN_PARAMETER = "unknown_parameter", 400, False, False, True
     UNKNOWN_VOICE = "unknown_voice", 400, False, False, True
+    UNKNOWN_MODEL = "model_not_found", 400, False, False, True
     TEXT_TOO_LONG = "text_too_long", 400, False, False, True
     UNSUPPORTED_FORMAT = "unsupported_format", 400, False, False, True
     REQUEST_TOO_LARGE = "request_too_large", 413, False, False, True

@@ -60,7 +60,8 @@ class EosFrame(_Frame):
     total_ms: float | None = None
     rtf: float | None = None  # wall time / audio time; under 1 is faster than real time
     # What a worker adds about the generation (absent from other servers).
-    tokens: int | None = None
+    prompt_tokens: int | None = None  # the prompt the model read (OpenAI's `input_tokens`)
+    tokens: int | None = None  # tokens generated (OpenAI's `output_tokens`)
     frames: int | None = None
     segments: int | None = None
     stray_tokens: int | None = None

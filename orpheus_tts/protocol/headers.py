@@ -13,6 +13,8 @@ STREAM_PATH = "/v1/tts/stream"
 SYSTEM_PATH = "/v1/system"
 VOICES_PATH = "/v1/voices"
 SPEECH_PATH = "/v1/audio/speech"
+GROQ_SPEECH_PATH = "/openai/v1/audio/speech"  # where Groq's client sends the same request
+MODELS_PATH = "/v1/models"
 WS_PATH = "/v1/tts/ws"
 NDJSON = "application/x-ndjson"
 

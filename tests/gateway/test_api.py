@@ -71,7 +71,7 @@ def test_every_route_but_health_and_metrics_needs_a_key(gw, client):
     assert checked >= 10  # stream, speech, ws, voices, system, the page and the docs at least
     # Unknown paths do not tell whether they exist without a key either.
     assert client.get(gw.url + "/v1/whatever").status_code == 401
-    assert set(PUBLIC_PATHS) == {"/healthz", "/readyz", "/metrics"}
+    assert set(PUBLIC_PATHS) == {"/healthz", "/readyz", "/metrics", "/health"}
 
 
 def test_public_routes_answer_without_a_key(gw, client):
@@ -237,14 +237,22 @@ BAD_SPEECH = [
     ({"model": "tts-1", "input": 7, "voice": "alloy"}, "input", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "x"}, "voice", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "x", "voice": "bogus"}, "voice", p.ErrorCode.UNKNOWN_VOICE),
-    ({"model": "tts-1", "input": "x", "voice": "alloy", "response_format": "ogg"},
+    ({"model": "tts-1", "input": "x", "voice": {"id": ""}}, "voice", p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": "x", "voice": {"name": "tara"}}, "voice",
+     p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": "x", "voice": 7}, "voice", p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": "x", "voice": "alloy", "response_format": "webm"},
      "response_format", p.ErrorCode.UNSUPPORTED_FORMAT),
-    ({"model": "tts-1", "input": "x", "voice": "alloy", "speed": 1.5}, "speed",
+    ({"model": "tts-1", "input": "x", "voice": "alloy", "speed": 0.2}, "speed",
      p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "x", "voice": "alloy", "speed": 9}, "speed",
      p.ErrorCode.INVALID_REQUEST),
-    ({"model": "tts-1", "input": "x", "voice": "alloy", "instructions": "be cheerful"},
-     "instructions", p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": "x", "voice": "alloy", "sample_rate": 4000}, "sample_rate",
+     p.ErrorCode.INVALID_REQUEST),
+    ({"model": "tts-1", "input": "x", "voice": "alloy", "instructions": 5}, "instructions",
+     p.ErrorCode.INVALID_REQUEST),
+    ({"model": "whisper-1", "input": "x", "voice": "alloy"}, "model",
+     p.ErrorCode.UNKNOWN_MODEL),
     ({"model": "tts-1", "input": "x", "voice": "alloy", "stream_format": "chunks"},
      "stream_format", p.ErrorCode.INVALID_REQUEST),
     ({"model": "tts-1", "input": "x", "voice": "alloy", "seed": 3}, "seed",

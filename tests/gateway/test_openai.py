@@ -78,7 +78,7 @@ def test_openai_client_sees_openai_errors(gw):
         client.audio.speech.create(model="tts-1", voice="alloy", input="x")
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key=API_KEY, max_retries=0)
     with pytest.raises(openai.BadRequestError) as exc:
-        client.audio.speech.create(model="tts-1", voice="alloy", input="x", speed=2.0)
+        client.audio.speech.create(model="tts-1", voice="alloy", input="x", speed=5.0)
     assert exc.value.body["param"] == "speed"
 
 

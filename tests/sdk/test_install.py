@@ -30,3 +30,14 @@ def test_importing_the_sdk_and_cli_loads_no_server_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT, timeout=60).stdout
     assert HEAVY.isdisjoint(json.loads(out))
+
+
+def test_distribution_name_is_not_canopys():
+    """PyPI's `orpheus-tts` is Canopy Labs' client (import package `orpheus_tts` too): ours must
+    be installable under a name of its own, and the README must say the two cannot coexist."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "orpheus-tts-cluster"
+    extras = project["optional-dependencies"]
+    assert all(not d.startswith("orpheus-tts[") for deps in extras.values() for d in deps)
+    readme = (ROOT / "README.md").read_text()
+    assert "cannot share an environment" in readme and "orpheus-tts-cluster" in readme

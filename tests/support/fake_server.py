@@ -694,12 +694,19 @@ class FakeServer:
         samples = b.chunks * b.chunk_samples
         total_ms = (time.monotonic() - started) * 1000
         audio_s = p.pcm_seconds(samples)
+        # Token counts as a worker reports them: 7 audio tokens per 2048-sample SNAC frame
+        # generated; the prompt counted here as one token per 4 bytes of text.
         eos = p.EosFrame(
             chunks=b.chunks, samples=samples, audio_s=audio_s, ttfa_ms=ttfa_ms,
             total_ms=total_ms, rtf=(total_ms / 1000 / audio_s) if audio_s else None,
+            prompt_tokens=fake_prompt_tokens(req.text), tokens=7 * -(-samples // 2048),
         )
         await write(p.encode_frame(eos))
         return "eos"
+
+
+def fake_prompt_tokens(text: str) -> int:
+    return 1 + len(text.encode()) // 4
 
 
 async def _wait_disconnect(receive: Callable) -> None:

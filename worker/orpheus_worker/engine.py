@@ -105,6 +105,7 @@ def configure_cpu_env() -> None:
 @dataclass
 class SynthesisStats:
     segments: int = 0
+    prompt_tokens: int = 0
     tokens: int = 0
     frames: int = 0
     stray: int = 0
@@ -122,7 +123,8 @@ class Synthesis:
         self.request_id = request_id
         self._prompts = prompts
         self._sampling = sampling
-        self.stats = SynthesisStats(segments=len(prompts))
+        self.stats = SynthesisStats(segments=len(prompts),
+                                    prompt_tokens=sum(len(p) for p in prompts))
         self._stream: DecodeStream = engine.decode_loop.open()
         self._current: str | None = None
         self._producer: asyncio.Task[None] | None = None

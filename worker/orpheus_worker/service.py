@@ -222,7 +222,8 @@ class WorkerService:
                 ttfa_ms=None if ttfa_s is None else round(ttfa_s * 1000, 3),
                 total_ms=round(total_s * 1000, 3),
                 rtf=None if rtf is None else round(rtf, 4),
-                tokens=stats.tokens, frames=stats.frames, segments=stats.segments,
+                prompt_tokens=stats.prompt_tokens, tokens=stats.tokens, frames=stats.frames,
+                segments=stats.segments,
                 stray_tokens=stats.stray, misplaced_tokens=stats.misplaced,
             ))
         finally:

@@ -18,18 +18,20 @@ from .common import (RelayResponse, gateway_of, open_watched, read_json, schema_
                      worker_header)
 
 router = APIRouter()
+SPEECH_RESPONSES: dict = {200: {"content": {ct: {} for ct in
+                                            (*CONTENT_TYPES.values(), SSE_CONTENT_TYPE)}}}
 
 
 @router.post(p.SPEECH_PATH, summary="OpenAI-compatible speech",
-             openapi_extra=schema_body(SpeechRequest),
-             responses={200: {"content": {ct: {} for ct in
-                                          (*CONTENT_TYPES.values(), SSE_CONTENT_TYPE)}}})
+             openapi_extra=schema_body(SpeechRequest), responses=SPEECH_RESPONSES)
 async def speech(request: Request) -> Response:
     arrived = time.monotonic()
     gw = gateway_of(request)
     sreq = parse_speech_request(await read_json(request))
+    gw.models.check(sreq.model, gw.worker_models())
+    body, extra_headers = tts_body(sreq)
     try:
-        req = gw.validate(tts_body(sreq))
+        req = gw.validate(body)
     except p.RequestError as exc:
         if exc.param == "text":  # this API calls it `input`
             exc.param, exc.message = "input", exc.message.replace("'text'", "'input'")
@@ -46,4 +48,5 @@ async def speech(request: Request) -> Response:
         await stream.close()
         raise problem
     return RelayResponse(body_for(sreq, stream), stream, watch, media_type=content_type(sreq),
-                         headers={p.HEADER_REQUEST_ID: request_id, **worker_header(stream)})
+                         headers={p.HEADER_REQUEST_ID: request_id, **worker_header(stream),
+                                  **extra_headers})
