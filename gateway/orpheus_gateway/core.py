@@ -111,13 +111,7 @@ class Gateway:
 
     def _on_workers(self, workers: WorkerList) -> None:
         self._discovered = True
-        before = {w.url for w in self.pool}
         self.pool.set_workers(workers)
-        for url in before - {w.url for w in self.pool}:
-            try:
-                self.metrics.breaker_state.remove(url)
-            except KeyError:
-                pass
         self._poll_now.set()
         log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
 
@@ -235,5 +229,6 @@ class Gateway:
         self.metrics.workers_ready.set(len(self.pool.eligible()))
         self.metrics.capacity.set(sum(w.capacity or 0 for w in self.pool
                                       if w.ready and w.reachable))
+        self.metrics.breaker_state.clear()  # workers that left drop their series
         for w in self.pool:
-            self.metrics.breaker_state.labels(w.url).set(BREAKER_STATE_VALUE[w.breaker.state])
+            self.metrics.breaker_state.labels(w.id).set(BREAKER_STATE_VALUE[w.breaker.state])

@@ -185,9 +185,9 @@ def test_system_voices_metrics(worker):
     assert voices["voices"] == snap.voices and voices["aliases"]["alloy"] == "tara"
     text = httpx.get(worker.url + "/metrics", timeout=10).text
     for name in ("orpheus_worker_ttfa_seconds_bucket", "orpheus_worker_queue_wait_seconds_count",
-                 "orpheus_worker_inflight", "orpheus_worker_queue_depth",
-                 "orpheus_worker_tokens_generated_total", "orpheus_worker_audio_seconds_total",
-                 "orpheus_worker_rtf_bucket", "orpheus_worker_snac_batch_size_bucket",
+                 "orpheus_worker_streams_inflight", "orpheus_worker_queue_depth",
+                 "orpheus_worker_generated_tokens_total", "orpheus_worker_audio_seconds_total",
+                 "orpheus_worker_real_time_factor_bucket", "orpheus_worker_snac_batch_size_bucket",
                  'orpheus_worker_errors_total{code="deadline_exceeded"}',
                  'orpheus_worker_errors_total{code="unknown_voice"}'):
         assert name in text, name
