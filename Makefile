@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 
 .PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser prometheus bench \
         bench-worker bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory bench-gpu \
-        dashboard images clean
+        dashboard dashboard-picture images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -61,6 +61,10 @@ bench-gpu: setup
 # Regenerate the chart's Grafana dashboard from operator/orpheus_operator/dashboard.py
 dashboard: setup
 	$(PY) -m orpheus_operator.dashboard
+
+# docs/img/dashboard.png: the panels' queries against a real Prometheus scraping the local stack
+dashboard-picture: setup prometheus
+	$(PY) benchmarks/dashboard_picture.py
 
 images:
 	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .

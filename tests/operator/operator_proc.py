@@ -66,6 +66,10 @@ class OperatorProcess:
         self.stop()
         raise RuntimeError(f"operator not live within {timeout}s:\n{self.log_tail()}")
 
+    def metrics(self) -> str:
+        """The operator's Prometheus exposition (`--metrics`)."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
     def stop(self, grace: float = 15.0) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from orpheus_tts import protocol as P
+from tests.support.promtool import check_metrics
 from tests.support.worker_proc import start_worker, wait_draining
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -191,6 +192,8 @@ def test_system_voices_metrics(worker):
                  'orpheus_worker_errors_total{code="deadline_exceeded"}',
                  'orpheus_worker_errors_total{code="unknown_voice"}'):
         assert name in text, name
+    assert check_metrics(text) == ""  # Prometheus's own linter: names, types, help
+    assert "http://" not in text and "request_id" not in text  # bounded labels
     assert httpx.get(worker.url + "/healthz", timeout=10).status_code == 200
 
 

@@ -24,7 +24,7 @@ from orpheus_tts.protocol import TTSRequest
 from . import tokens as T
 from .config import WorkerConfig
 from .metrics import WorkerMetrics
-from .snac_stream import DecodeLoop, DecodeStream, SnacDecoder, load_snac
+from .snac_stream import DecodeLoop, DecodeStream, SnacDecoder, effective_mode, load_snac
 from .text import segment
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,9 @@ class OrpheusEngine:
         snac_model = await asyncio.to_thread(
             load_snac, cfg.snac, device=device, disable_noise=cfg.snac_deterministic)
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_args_for(cfg)))
-        engine = cls(cfg, llm, tokenizer, SnacDecoder(snac_model, device), metrics)
+        decoder = SnacDecoder(snac_model, device, mode=effective_mode(cfg.snac_mode, device),
+                              dtype=cfg.snac_dtype)
+        engine = cls(cfg, llm, tokenizer, decoder, metrics)
         engine.decode_loop.start()
         return engine
 
