@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from orpheus_tts import protocol as p
+from orpheus_tts import tracing
 
 from .auth import KeyLimiter, KeyStore, StreamSlot
 from .config import GatewayConfig
@@ -45,6 +47,7 @@ class ActiveStream:
     api: str
     arrived_at: float
     first_audio_at: float | None = None
+    span: Any = tracing.NO_SPAN  # `gateway.stream`, ended by close()
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -59,6 +62,8 @@ class ActiveStream:
         if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
             self.gateway.record_ttfa(self.api, self.first_audio_at - self.arrived_at)
+            self.span.add_event("first_chunk_sent", {
+                "orpheus.ttfa_ms": round((self.first_audio_at - self.arrived_at) * 1000, 3)})
 
     async def close(self) -> None:
         if self._closed:
@@ -72,6 +77,8 @@ class ActiveStream:
             outcome = self.upstream.outcome
             if outcome is not None and outcome != "eos":
                 self.gateway.metrics.errors.labels(outcome).inc()
+                tracing.fail(self.span, outcome)
+            self.span.end()
 
 
 class Gateway:
@@ -177,18 +184,31 @@ class Gateway:
         """Admit and open a stream; raises `RequestError` for anything refused before audio."""
         assert self.upstream is not None
         request_id = req.request_id or request_id or uuid.uuid4().hex
-        slot = self.limiter.admit(key_id)
+        span = tracing.start_span("gateway.stream", kind="server", attributes={
+            tracing.REQUEST_ID: request_id, "orpheus.api": api})
+        try:
+            with tracing.span("gateway.admission", parent=span):
+                slot = self.limiter.admit(key_id)
+        except p.RequestError as exc:
+            tracing.fail(span, exc.code)
+            span.end()
+            raise
         payload = req.model_dump(exclude_none=True)
         payload["request_id"] = request_id
         deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
         self.metrics.requests.labels(api).inc()
         try:
-            upstream = await self.upstream.open(payload, request_id, deadline)
-        except BaseException:
+            with tracing.span("gateway.upstream", parent=span, kind="client") as upstream_span, \
+                    tracing.use(upstream_span):  # the worker request carries its traceparent
+                upstream = await self.upstream.open(payload, request_id, deadline)
+                upstream_span.set_attribute("orpheus.worker_id", upstream.worker.id)
+        except BaseException as exc:
             slot.release()
+            tracing.fail(span, getattr(exc, "code", type(exc).__name__))
+            span.end()
             raise
         self.metrics.streams_inflight.inc()
-        return ActiveStream(upstream, slot, self, api, arrived_at)
+        return ActiveStream(upstream, slot, self, api, arrived_at, span=span)
 
     def count_error(self, code: str) -> None:
         """An error returned to a client before streaming (stream errors count themselves)."""

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from orpheus_tts import protocol as p
+from orpheus_tts import tracing
 
 from .worker_pool import Worker, WorkerPool
 
@@ -249,7 +250,7 @@ class Upstream:
         try:
             request = self.client.build_request(
                 "POST", worker.url + p.STREAM_PATH, json=body,
-                headers={p.HEADER_REQUEST_ID: request_id})
+                headers=tracing.inject({p.HEADER_REQUEST_ID: request_id}))
             try:
                 response = await asyncio.wait_for(
                     self.client.send(request, stream=True), deadline - time.monotonic())

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orpheus_tts import tracing
 from orpheus_tts.protocol import TTSRequest
 
 from . import tokens as T
@@ -127,6 +128,7 @@ class Synthesis:
         self._current: str | None = None
         self._producer: asyncio.Task[None] | None = None
         self._closed = False
+        self._first_decode: Any = None  # the `snac.first_decode` span until the first PCM
 
     def start(self) -> None:
         if self._producer is None:
@@ -137,6 +139,9 @@ class Synthesis:
         from vllm.inputs import TokensPrompt
 
         llm = self._engine.llm
+        generate = tracing.start_span("engine.generate", attributes={
+            tracing.REQUEST_ID: self.request_id, "orpheus.segments": len(self._prompts)})
+        first_token = tracing.start_span("engine.first_token", parent=generate)
         try:
             for i, (prompt, params) in enumerate(zip(self._prompts, self._sampling)):
                 rid = f"{self.request_id}-{i}"
@@ -145,9 +150,15 @@ class Synthesis:
                 async for out in llm.generate(TokensPrompt(prompt_token_ids=prompt), params, rid):
                     completion = out.outputs[0]
                     ids = list(completion.token_ids)
+                    if first_token is not None and ids:
+                        first_token.end()
+                        first_token = None
                     self.stats.tokens += len(ids)
                     frames = parser.feed(ids)
                     self.stats.frames += len(frames)
+                    if frames and self.stats.frames == len(frames):
+                        self._first_decode = tracing.start_span("snac.first_decode",
+                                                                parent=generate)
                     self._stream.push(frames)
                     if out.finished:
                         self.stats.finish_reasons.append(str(completion.finish_reason))
@@ -162,6 +173,12 @@ class Synthesis:
         except Exception as exc:  # noqa: BLE001 - surfaced to the reader as an engine error
             log.exception("generation failed for %s", self.request_id)
             self._stream.fail(EngineError(f"generation failed: {exc}"))
+            tracing.fail(generate, "engine_error")
+        finally:
+            if first_token is not None:
+                first_token.end()
+            generate.set_attribute("orpheus.tokens", self.stats.tokens)
+            generate.end()
 
     async def read(self) -> bytes | None:
         """The next PCM chunk (s16le, 24 kHz mono); None once the utterance is complete.
@@ -172,6 +189,9 @@ class Synthesis:
         while True:
             chunk = await self._stream.next_chunk()
             if chunk is None or chunk:
+                if self._first_decode is not None:
+                    self._first_decode.end()
+                    self._first_decode = None
                 return chunk
 
     def interrupt(self, exc: BaseException) -> None:
@@ -184,6 +204,9 @@ class Synthesis:
             return
         self._closed = True
         self._stream.close()
+        if self._first_decode is not None:
+            self._first_decode.end()
+            self._first_decode = None
         producer, self._producer = self._producer, None
         rid, self._current = self._current, None
         if producer is not None and not producer.done():
