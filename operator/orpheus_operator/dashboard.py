@@ -229,18 +229,9 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write the Grafana dashboard into the chart.")
     ap.add_argument("-o", "--output", default=str(CHART_FILE))
-    ap.add_argument("--check", action="store_true",
-                    help="exit 1 when the file differs from what the code generates")
-    args = ap.parse_args(argv)
-    text = render()
-    out = Path(args.output)
-    if args.check:
-        if not out.exists() or out.read_text() != text:
-            print(f"{out} is stale: run python -m orpheus_operator.dashboard", file=sys.stderr)
-            return 1
-        return 0
+    out = Path(ap.parse_args(argv).output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    out.write_text(render())
     print(f"wrote {out}")
     return 0
 
