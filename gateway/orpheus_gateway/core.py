@@ -254,5 +254,6 @@ class Gateway:
         self.metrics.capacity.set(sum(w.capacity or 0 for w in self.pool
                                       if w.ready and w.reachable))
         self.metrics.breaker_state.clear()  # workers that left drop their series
-        for w in self.pool:
-            self.metrics.breaker_state.labels(w.id).set(BREAKER_STATE_VALUE[w.breaker.state])
+        for w in self.pool:  # by the worker's own id once it told us, never its URL
+            self.metrics.breaker_state.labels(w.name or w.id).set(
+                BREAKER_STATE_VALUE[w.breaker.state])
