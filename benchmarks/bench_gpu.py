@@ -175,21 +175,24 @@ def device_name(device: str) -> str:
     return machine()
 
 
-def table(result: dict) -> str:
+def table(result: dict, gpu_column: str | None = None) -> str:
+    """The results; `gpu_column`: a last column for a CPU run ("not run" until a GPU run)."""
     def fmt(value: float, spec: str) -> str:
         return "inf" if value == float("inf") else format(value, spec)
 
     rows = []
     for r in result["rows"]:
         if "frames_per_s" not in r:
-            rows.append([r["batch"], r["mode"], r["dtype"], "n/a", "n/a", "n/a", "n/a", "n/a"])
-            continue
-        rows.append([r["batch"], r["mode"], r["dtype"], fmt(r["step_ms_median"], ".1f"),
-                     fmt(r["step_ms_p95"], ".1f"), fmt(r["frames_per_s"], ".1f"),
-                     fmt(r["snr_db"], ".1f"), fmt(r["first_call_s"], ".2f")])
-    return markdown_table(
-        ["batch", "mode", "dtype", "step ms (median)", "step ms (p95)", "frames/s",
-         "SNR vs fp32 eager (dB)", "first call s"], rows, "rllrrrrr")
+            row = [r["batch"], r["mode"], r["dtype"], "n/a", "n/a", "n/a", "n/a", "n/a"]
+        else:
+            row = [r["batch"], r["mode"], r["dtype"], fmt(r["step_ms_median"], ".1f"),
+                   fmt(r["step_ms_p95"], ".1f"), fmt(r["frames_per_s"], ".1f"),
+                   fmt(r["snr_db"], ".1f"), fmt(r["first_call_s"], ".2f")]
+        rows.append(row + ([gpu_column] if gpu_column else []))
+    columns = ["batch", "mode", "dtype", "step ms (median)", "step ms (p95)", "frames/s",
+               "SNR vs fp32 eager (dB)", "first call s"]
+    return markdown_table(columns + (["GPU"] if gpu_column else []), rows,
+                          "rllrrrrr" + ("l" if gpu_column else ""))
 
 
 def streams_table(result: dict) -> str:
@@ -253,7 +256,9 @@ def write_doc(result: dict) -> None:
         f"Device: {result['device_name']}; torch {result['torch']}; SNAC: {result['snac']}; "
         f"window: {result['window_frames']} frames (a keeping-up stream's), one frame emitted "
         f"per window per step; {result['steps']} timed steps after {result['warmup']} warm-up "
-        f"steps.\n\n{table(result)}\n\n{streams_table(result)}\n\n"
+        f"steps. \"first call\" includes compiling or capturing for that shape; torch.compile "
+        f"reuses its on-disk cache, so a cold start compiles for much longer.\n\n"
+        f"{table(result, None if cuda else 'not run')}\n\n{streams_table(result)}\n\n"
         f"The {other} table is written by the same command on that device."
     )
     if not cuda:
