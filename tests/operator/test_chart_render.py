@@ -23,7 +23,7 @@ VARIANTS = {
     "peering": {"replicaCount": 2},
     "namespaced": {"watchNamespaces": ["tts-a", "tts-b"]},
     "namespaced-peering": {"watchNamespaces": ["tts-a"], "replicaCount": 3},
-    "grafana-dashboard": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+    "grafana-dashboard": {"grafanaDashboard": {"enabled": True,
                                                "annotations": {"grafana_folder": "Orpheus"}}},
     "with-cluster": {"cluster": {"enabled": True, "name": "voice",
                                  "spec": {"model": {"standIn": True},

@@ -118,9 +118,10 @@ class Synthesis:
     """One utterance. `read()` PCM chunks until None; always `await close()`."""
 
     def __init__(self, engine: OrpheusEngine, request_id: str, prompts: list[list[int]],
-                 sampling: list[Any]):
+                 sampling: list[Any], client_request_id: str | None = None):
         self._engine = engine
-        self.request_id = request_id
+        self.request_id = request_id  # unique in the engine
+        self.client_request_id = client_request_id or request_id
         self._prompts = prompts
         self._sampling = sampling
         self.stats = SynthesisStats(segments=len(prompts))
@@ -140,7 +141,8 @@ class Synthesis:
 
         llm = self._engine.llm
         generate = tracing.start_span("engine.generate", attributes={
-            tracing.REQUEST_ID: self.request_id, "orpheus.segments": len(self._prompts)})
+            tracing.REQUEST_ID: self.client_request_id, "orpheus.engine_request_id":
+            self.request_id, "orpheus.segments": len(self._prompts)})
         first_token = tracing.start_span("engine.first_token", parent=generate)
         try:
             for i, (prompt, params) in enumerate(zip(self._prompts, self._sampling)):
@@ -318,4 +320,4 @@ class OrpheusEngine:
         prompts = [self.prompt_ids(s, voice) for s in segments]
         sampling = [self.sampling_params(req, s, len(p)) for s, p in zip(segments, prompts)]
         rid = request_id or uuid.uuid4().hex
-        return Synthesis(self, f"{rid}-{time.monotonic_ns()}", prompts, sampling)
+        return Synthesis(self, f"{rid}-{time.monotonic_ns()}", prompts, sampling, rid)
