@@ -118,7 +118,7 @@ def test_a_growing_queue_grows_the_worker_deployment(control_plane: ControlPlane
                lambda: cluster()["status"]["workers"]["readyReplicas"] == 6, 60, operator)
 
     # The operator's /metrics says the same, in names Prometheus's linter accepts.
-    labels = f'namespace="{namespace}",cluster="demo"'
+    labels = f'cluster="demo",namespace="{namespace}"'
     wait_until("the operator's metrics to show six ready workers",
                lambda: f"orpheus_operator_worker_ready_replicas{{{labels}}} 6.0"
                in operator.metrics(), 30, operator)

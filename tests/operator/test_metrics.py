@@ -16,7 +16,7 @@ def test_reconcile_and_ticks_write_bounded_series_promtool_accepts() -> None:
     m.observe_tick("tts", "demo", desired=3, direction=0)
     m.observe_unavailable("tts", "demo")
     text = generate_latest(m.registry).decode()
-    labels = 'namespace="tts",cluster="demo"'
+    labels = 'cluster="demo",namespace="tts"'  # the exposition sorts label names
     assert f"orpheus_operator_worker_replicas{{{labels}}} 3.0" in text
     assert f"orpheus_operator_worker_ready_replicas{{{labels}}} 2.0" in text
     assert f"orpheus_operator_autoscaler_desired_replicas{{{labels}}} 3.0" in text
