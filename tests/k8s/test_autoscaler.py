@@ -124,5 +124,6 @@ def test_a_growing_queue_grows_the_worker_deployment(control_plane: ControlPlane
                in operator.metrics(), 30, operator)
     text = operator.metrics()
     assert f"orpheus_operator_autoscaler_desired_replicas{{{labels}}} 6.0" in text
-    assert f'orpheus_operator_autoscaler_decisions_total{{{labels},direction="up"}} 2.0' in text
+    assert ('orpheus_operator_autoscaler_decisions_total{cluster="demo",direction="up",'
+            f'namespace="{namespace}"}} 2.0') in text
     assert check_metrics(text) == ""

@@ -20,8 +20,8 @@ def test_reconcile_and_ticks_write_bounded_series_promtool_accepts() -> None:
     assert f"orpheus_operator_worker_replicas{{{labels}}} 3.0" in text
     assert f"orpheus_operator_worker_ready_replicas{{{labels}}} 2.0" in text
     assert f"orpheus_operator_autoscaler_desired_replicas{{{labels}}} 3.0" in text
-    assert f'orpheus_operator_autoscaler_decisions_total{{{labels},direction="up"}} 1.0' in text
-    assert f'orpheus_operator_autoscaler_decisions_total{{{labels},direction="hold"}} 1.0' in text
+    assert 'orpheus_operator_autoscaler_decisions_total{cluster="demo",direction="up",namespace="tts"} 1.0' in text
+    assert 'orpheus_operator_autoscaler_decisions_total{cluster="demo",direction="hold",namespace="tts"} 1.0' in text
     assert f"orpheus_operator_autoscaler_signal_errors_total{{{labels}}} 1.0" in text
     assert check_metrics(text) == ""
 
