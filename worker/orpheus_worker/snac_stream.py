@@ -168,7 +168,8 @@ class SnacDecoder:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
+            # thread_local: other threads of this process may use CUDA while this one captures
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 out = self.model.decode(static)
             entry = (graph, static, out)
             self._graphs[key] = entry
