@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser client-venvs bench bench-worker \
-        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images clean
+.PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser client-venvs prometheus \
+        bench bench-worker bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory \
+        bench-gpu dashboard dashboard-picture images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,10 +15,10 @@ run: setup
 	$(PY) -m orpheus_tts up
 
 # Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites.
-test: setup k8s-tools browser client-venvs
+test: setup k8s-tools browser client-venvs prometheus
 	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
 
-test-unit: setup
+test-unit: setup prometheus
 	$(PYTEST) -q -m "not engine and not k8s and not browser"
 
 test-k8s: setup k8s-tools
@@ -33,6 +34,10 @@ client-venvs: setup
 
 browser:
 	@bash scripts/install-browser.sh
+
+# promtool lints every /metrics and the dashboard's PromQL in the tests
+prometheus:
+	@bash scripts/install-prometheus.sh
 
 bench: bench-gateway bench-hedge bench-e2e
 
@@ -53,6 +58,18 @@ bench-e2e: setup
 
 bench-memory: setup
 	$(PY) benchmarks/bench_memory.py
+
+# The codec stage: SNAC decode per batch, eager/compile/CUDA graphs, fp32/bf16 (full on CUDA)
+bench-gpu: setup
+	$(PY) benchmarks/bench_gpu.py
+
+# Regenerate the chart's Grafana dashboard from operator/orpheus_operator/dashboard.py
+dashboard: setup
+	$(PY) -m orpheus_operator.dashboard
+
+# docs/img/dashboard.png: the panels' queries against a real Prometheus scraping the local stack
+dashboard-picture: setup prometheus
+	$(PY) benchmarks/dashboard_picture.py
 
 images:
 	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .

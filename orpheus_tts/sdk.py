@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from orpheus_tts import protocol as p
+from orpheus_tts import tracing
 from orpheus_tts.errors import (
     DeadlineExceededError,
     HTTPStatusError,
@@ -87,7 +88,8 @@ class _Attempt:
         """Open the stream and read until the first chunk (or an `eos` with no audio)."""
         client = self.tts._client
         assert client is not None
-        request = client.build_request("POST", self.url + p.STREAM_PATH, json=self.body)
+        request = client.build_request("POST", self.url + p.STREAM_PATH, json=self.body,
+                                       headers=tracing.inject({}))
         self.response = response = await client.send(request, stream=True)
         self._note_hints(response.headers)
         if not response.is_success:
@@ -372,10 +374,20 @@ class OrpheusTTS:
         loop = self._bind_loop()
         started = loop.time()
         deadline = started + timeout_s if timeout_s is not None else None
-        attempt, first = await self._race(body, deadline, info)
+        span = tracing.start_span("sdk.stream", kind="client",
+                                  attributes={tracing.REQUEST_ID: body.get("request_id")})
+        try:
+            with tracing.use(span):  # each attempt's request carries this span's traceparent
+                attempt, first = await self._race(body, deadline, info)
+        except BaseException as exc:
+            tracing.fail(span, getattr(exc, "code", None) or type(exc).__name__)
+            span.end()
+            raise
         try:
             info.endpoint = attempt.url
             info.request_id = attempt.request_id
+            span.set_attribute(tracing.REQUEST_ID, attempt.request_id or "")
+            span.set_attribute("orpheus.endpoint", attempt.url)
             frame: p.Frame = first
             expected_seq = 0
             while True:
@@ -388,6 +400,7 @@ class OrpheusTTS:
                     expected_seq += 1
                     if info.ttfa_ms is None:
                         info.ttfa_ms = (loop.time() - started) * 1000
+                        span.add_event("first_audio", {"orpheus.ttfa_ms": round(info.ttfa_ms, 3)})
                     yield frame.pcm()
                 elif isinstance(frame, p.MetricsFrame):
                     attempt.note_metrics(frame)
@@ -406,9 +419,11 @@ class OrpheusTTS:
                 pass
         except BaseException as exc:
             attempt.judge(exc)  # audio was delivered: whatever it says, nothing is retried
+            tracing.fail(span, getattr(exc, "code", None) or type(exc).__name__)
             raise
         finally:
             await attempt.aclose()
+            span.end()
 
     @staticmethod
     async def _before(deadline: float | None, aw: Any, url: str) -> Any:

@@ -17,10 +17,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
+    from orpheus_tts import tracing
+
     from .app import create_app
     from .logs import install_log_redaction
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracing.configure("orpheus-gateway")
     server_config = uvicorn.Config(
         create_app(config), host=config.host, port=config.port, log_level="info",
         ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s)

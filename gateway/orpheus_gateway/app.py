@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from orpheus_tts import tracing
+
 from .config import GatewayConfig
 from .core import Gateway
 from .error_shapes import install_error_handlers
@@ -41,6 +43,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     app = GatewayApp(title="Orpheus TTS gateway", version="1", lifespan=lifespan)
     app.state.gateway = gw
     app.add_middleware(AuthMiddleware, gateway=gw)
+    app.add_middleware(tracing.TraceContextMiddleware)  # outermost: joins the caller's trace
     install_error_handlers(app, gw.count_error)
     for router in (v1.router, speech.router, websocket.router, pages.router, groq.router,
                    models.router, canopy.router):

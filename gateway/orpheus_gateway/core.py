@@ -13,10 +13,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 
 from orpheus_tts import protocol as p
+from orpheus_tts import tracing
 
 from .auth import KeyLimiter, KeyStore, StreamSlot
 from .config import GatewayConfig
@@ -40,11 +42,11 @@ class ActiveStream:
     idempotent. It reports to its owner only through the two callbacks it is given."""
 
     __slots__ = ("upstream", "_slot", "_arrived_at", "_on_first_audio", "_on_close",
-                 "first_audio_at", "_closed")
+                 "first_audio_at", "_closed", "span")
 
     def __init__(self, upstream: UpstreamStream, slot: StreamSlot, arrived_at: float,
                  on_first_audio: Callable[[float], None],
-                 on_close: Callable[[str | None], None]):
+                 on_close: Callable[[str | None], None], span: Any = tracing.NO_SPAN):
         self.upstream = upstream
         self._slot = slot
         self._arrived_at = arrived_at
@@ -52,6 +54,7 @@ class ActiveStream:
         self._on_close = on_close  # the outcome: "eos", an error code, or None (abandoned)
         self.first_audio_at: float | None = None
         self._closed = False
+        self.span = span  # `gateway.stream`, ended by close()
 
     @property
     def request_id(self) -> str | None:
@@ -64,7 +67,9 @@ class ActiveStream:
         """Call once the first audio byte has been handed to the client."""
         if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
-            self._on_first_audio(self.first_audio_at - self._arrived_at)
+            ttfa_s = self.first_audio_at - self._arrived_at
+            self._on_first_audio(ttfa_s)
+            self.span.add_event("first_chunk_sent", {"orpheus.ttfa_ms": round(ttfa_s * 1000, 3)})
 
     def client_gone(self) -> None:
         """The client left: end the pending read so the relay stops (the owner closes)."""
@@ -78,7 +83,11 @@ class ActiveStream:
             await self.upstream.aclose()
         finally:
             self._slot.release()
-            self._on_close(self.upstream.outcome)
+            outcome = self.upstream.outcome
+            self._on_close(outcome)
+            if outcome is not None and outcome != "eos":
+                tracing.fail(self.span, outcome)
+            self.span.end()
 
 
 class Gateway:
@@ -125,13 +134,7 @@ class Gateway:
 
     def _on_workers(self, workers: WorkerList) -> None:
         self._discovered = True
-        before = {w.url for w in self.pool}
         self.pool.set_workers(workers)
-        for url in before - {w.url for w in self.pool}:
-            try:
-                self.metrics.breaker_state.remove(url)
-            except KeyError:
-                pass
         self._poll_now.set()
         log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
 
@@ -184,15 +187,28 @@ class Gateway:
         """Admit and open a stream; raises `RequestError` for anything refused before audio."""
         assert self.upstream is not None
         request_id = req.request_id or request_id or uuid.uuid4().hex
-        slot = self.limiter.admit(key_id)
+        span = tracing.start_span("gateway.stream", kind="server", attributes={
+            tracing.REQUEST_ID: request_id, "orpheus.api": api})
+        try:
+            with tracing.span("gateway.admission", parent=span):
+                slot = self.limiter.admit(key_id)
+        except p.RequestError as exc:
+            tracing.fail(span, exc.code)
+            span.end()
+            raise
         payload = req.model_dump(exclude_none=True)
         payload["request_id"] = request_id
         deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
         self.metrics.requests.labels(api).inc()
         try:
-            upstream = await self.upstream.open(payload, request_id, deadline)
-        except BaseException:
+            with tracing.span("gateway.upstream", parent=span, kind="client") as upstream_span, \
+                    tracing.use(upstream_span):  # the worker request carries its traceparent
+                upstream = await self.upstream.open(payload, request_id, deadline)
+                upstream_span.set_attribute("orpheus.worker_id", upstream.worker.id)
+        except BaseException as exc:
             slot.release()
+            tracing.fail(span, getattr(exc, "code", type(exc).__name__))
+            span.end()
             raise
         self.metrics.streams_inflight.inc()
         ttfa = self.metrics.ttfa.labels(api)
@@ -201,7 +217,8 @@ class Gateway:
             ttfa.observe(seconds)
             self.ttfa_window.add(seconds * 1000)
 
-        return ActiveStream(upstream, slot, arrived_at, on_first_audio, self._stream_closed)
+        return ActiveStream(upstream, slot, arrived_at, on_first_audio, self._stream_closed,
+                            span=span)
 
     def _stream_closed(self, outcome: str | None) -> None:
         self.metrics.streams_inflight.dec()
@@ -247,5 +264,7 @@ class Gateway:
         self.metrics.workers_ready.set(len(self.pool.eligible()))
         self.metrics.capacity.set(sum(w.capacity or 0 for w in self.pool
                                       if w.ready and w.reachable))
-        for w in self.pool:
-            self.metrics.breaker_state.labels(w.url).set(BREAKER_STATE_VALUE[w.breaker.state])
+        self.metrics.breaker_state.clear()  # workers that left drop their series
+        for w in self.pool:  # by the worker's own id once it told us, never its URL
+            self.metrics.breaker_state.labels(w.name or w.id).set(
+                BREAKER_STATE_VALUE[w.breaker.state])

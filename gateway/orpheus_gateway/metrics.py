@@ -65,7 +65,8 @@ class GatewayMetrics:
             "Requests moved to another worker before their first byte.", registry=r)
         self.breaker_state = Gauge(
             "orpheus_gateway_breaker_state",
-            "Circuit breaker per worker: 0 closed, 1 half-open, 2 open.", ["worker"], registry=r)
+            "Circuit breaker per worker (by worker id): 0 closed, 1 half-open, 2 open.",
+            ["worker_id"], registry=r)
         self.rate_limited = Counter(
             "orpheus_gateway_rate_limit_rejections_total",
             "Requests refused with 429 by the per-key limits.", ["limit"], registry=r)

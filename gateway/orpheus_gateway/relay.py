@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from orpheus_tts import protocol as p
+from orpheus_tts import tracing
 
 from .worker_pool import Lease, WorkerPool
 
@@ -264,8 +265,8 @@ class Upstream:
                 async with asyncio.timeout(deadline - time.monotonic()):
                     response = await self.session.post(
                         worker.url + p.STREAM_PATH, data=json.dumps(body).encode(),
-                        headers={p.HEADER_REQUEST_ID: request_id,
-                                 "Content-Type": "application/json"})
+                        headers=tracing.inject({p.HEADER_REQUEST_ID: request_id,
+                                                "Content-Type": "application/json"}))
                     lease.note_hints(p.LoadHints.from_headers(response.headers))
                     if response.status != 200:
                         return await self._refused(lease, response)

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+DEFAULT_METRICS = "0.0.0.0:8081"
 AUTOSCALER_HANDLERS = "orpheus_operator.autoscaler.handlers"
 
 
@@ -35,6 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "replica on a tie)")
     parser.add_argument("--liveness", default=DEFAULT_LIVENESS,
                         help=f"liveness endpoint (default {DEFAULT_LIVENESS}; 'none' disables)")
+    parser.add_argument("--metrics", default=DEFAULT_METRICS,
+                        help=f"HOST:PORT serving Prometheus metrics (default {DEFAULT_METRICS}; "
+                             "'none' disables)")
     parser.add_argument("--resync-seconds", type=float,
                         default=float(os.environ.get("ORPHEUS_OPERATOR_RESYNC_SECONDS", 30)),
                         help="seconds between re-checks of each cluster (status, drift)")
@@ -78,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     with_autoscaler = load_autoscaler()
     logging.getLogger(__name__).info("autoscaler %s", "loaded" if with_autoscaler else "absent")
     reconcile.configure(kube.load_config(args.kubeconfig))
+    if args.metrics != "none":
+        from .metrics import serve
+
+        serve(args.metrics)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

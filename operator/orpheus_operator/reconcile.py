@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import crd, kube
 from .manifests import Cluster, Options, children, gateway_name, worker_name
+from .metrics import OPERATOR_METRICS
 from .status import (
     DeploymentState,
     Observed,
@@ -101,6 +102,7 @@ class Reconciler:
     def _reconcile(self, body: dict[str, Any]) -> ReconcileResult:
         result = ReconcileResult()
         if body["metadata"].get("deletionTimestamp"):
+            OPERATOR_METRICS.forget(body["metadata"]["namespace"], body["metadata"]["name"])
             return result  # being deleted: the garbage collector takes the children
         cluster = Cluster.from_body(body)
         secret_problem = self.check_auth_secret(cluster)
@@ -119,6 +121,8 @@ class Reconciler:
                 result.problems.append(Problem("ApplyFailed", f"{ref}: {api_message(exc)}"))
 
         observed = self._observe(cluster, live, result.problems)
+        OPERATOR_METRICS.observe_workers(cluster.namespace, cluster.name,
+                                         observed.workers.replicas, observed.workers.ready)
         result.status_written = self._write_status(body, cluster, observed)
         return result
 

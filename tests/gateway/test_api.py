@@ -14,6 +14,7 @@ from websockets.sync.client import connect as ws_connect
 from orpheus_gateway.middleware import BASIC_CHALLENGE, BROWSER_PATHS, PUBLIC_PATHS
 from orpheus_tts import protocol as p
 from tests.gateway.conftest import API_KEY, OTHER_KEY, auth
+from tests.support.promtool import check_metrics
 
 STREAM = p.STREAM_PATH
 SPEECH = "/v1/audio/speech"
@@ -311,3 +312,5 @@ def test_metrics_names(gw, client):
     text = client.get(gw.url + "/metrics").text
     assert 'orpheus_gateway_errors_total{code="unknown_voice"} 1.0' in text
     assert 'orpheus_gateway_errors_total{code="invalid_api_key"} 1.0' in text
+    assert check_metrics(text) == ""  # Prometheus's own linter: names, types, help
+    assert "http://" not in text and "request_id" not in text  # bounded labels

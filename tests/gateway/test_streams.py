@@ -246,8 +246,10 @@ def test_breaker_opens_on_a_failing_worker_then_recovers(fake_server, gateway_se
     system = client.get(gw.url + p.SYSTEM_PATH, headers=auth()).json()
     state = {w["url"]: w["breaker"] for w in system["workers"]}
     assert state[flaky.url] == "open" and state[steady.url] == "closed"
-    assert f'orpheus_gateway_breaker_state{{worker="{flaky.url}"}} 2.0' in \
-        client.get(gw.url + "/metrics").text
+    metrics = client.get(gw.url + "/metrics").text
+    assert f'orpheus_gateway_breaker_state{{worker_id="{flaky.worker_id}"}} 2.0' in metrics
+    assert f'orpheus_gateway_breaker_state{{worker_id="{steady.worker_id}"}} 0.0' in metrics
+    assert "http://" not in metrics  # bounded labels: ids, never URLs
 
     flaky.default = Behaviour.normal()
     time.sleep(3.1)  # the breaker's reset period: half-open, one trial

@@ -21,6 +21,7 @@ from tests.autoscale.fake_gateway import FakeGateway, gateway_snapshot
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.test_operator import condition, events, get, wait_until
 from tests.operator.operator_proc import OperatorProcess
+from tests.support.promtool import check_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "operator" / "orpheus_operator" / "crds" / "orpheusclusters.yaml"
@@ -115,3 +116,14 @@ def test_a_growing_queue_grows_the_worker_deployment(control_plane: ControlPlane
     # kwok makes the new pods Ready; the operator reports them.
     wait_until("six ready workers in status",
                lambda: cluster()["status"]["workers"]["readyReplicas"] == 6, 60, operator)
+
+    # The operator's /metrics says the same, in names Prometheus's linter accepts.
+    labels = f'cluster="demo",namespace="{namespace}"'
+    wait_until("the operator's metrics to show six ready workers",
+               lambda: f"orpheus_operator_worker_ready_replicas{{{labels}}} 6.0"
+               in operator.metrics(), 30, operator)
+    text = operator.metrics()
+    assert f"orpheus_operator_autoscaler_desired_replicas{{{labels}}} 6.0" in text
+    assert ('orpheus_operator_autoscaler_decisions_total{cluster="demo",direction="up",'
+            f'namespace="{namespace}"}} 2.0') in text
+    assert check_metrics(text) == ""

@@ -32,14 +32,17 @@ class OperatorProcess:
         self.extra_args = extra_args or ["--standalone"]
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0
         self.starts = 0
 
     def start(self, timeout: float = 60.0) -> None:
         assert self.process is None, "already running"
         self.port = _free_port()
+        self.metrics_port = _free_port()
         argv = [sys.executable, "-m", "orpheus_tts.cli", "operator",
                 f"--kubeconfig={self.kubeconfig}",
                 f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                f"--metrics=127.0.0.1:{self.metrics_port}",
                 f"--resync-seconds={self.resync_seconds}", *self.extra_args]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.starts += 1
@@ -62,6 +65,10 @@ class OperatorProcess:
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"operator not live within {timeout}s:\n{self.log_tail()}")
+
+    def metrics(self) -> str:
+        """The operator's Prometheus exposition (`--metrics`)."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
 
     def stop(self, grace: float = 15.0) -> None:
         process, self.process = self.process, None

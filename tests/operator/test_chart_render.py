@@ -23,6 +23,8 @@ VARIANTS = {
     "peering": {"replicaCount": 2},
     "namespaced": {"watchNamespaces": ["tts-a", "tts-b"]},
     "namespaced-peering": {"watchNamespaces": ["tts-a"], "replicaCount": 3},
+    "grafana-dashboard": {"grafanaDashboard": {"enabled": True,
+                                               "annotations": {"grafana_folder": "Orpheus"}}},
     "with-cluster": {"cluster": {"enabled": True, "name": "voice",
                                  "spec": {"model": {"standIn": True},
                                           "gateway": {"auth": {"enabled": False}}}}},

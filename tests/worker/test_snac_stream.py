@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from orpheus_worker.snac_stream import (
-    DecodeLoop, SnacDecoder, StreamingDecoder, load_snac, plan_batches, to_pcm16)
+    DecodeLoop, SnacDecoder, StreamingDecoder, batch_bucket, effective_mode, load_snac,
+    plan_batches, to_pcm16)
 from orpheus_worker.tokens import FRAME_TOKENS, SAMPLES_PER_FRAME
 
 REFERENCE_DECODES_PER_FRAME = 4  # Canopy's decoder: a 4-frame window for every new frame
@@ -163,3 +164,53 @@ async def test_a_lone_stream_is_decoded_without_waiting_for_company(snac):
         stream.close()
     finally:
         await loop.stop()
+
+
+# --- decoder modes (`--snac-mode`, `--snac-dtype`); `make bench-gpu` measures them -------------
+
+
+def test_batch_buckets_are_powers_of_two():
+    assert [batch_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9, 33)] == [1, 2, 4, 4, 8, 8, 16, 64]
+
+
+def test_cuda_graphs_need_cuda(tiny_model):
+    model = load_snac(str(tiny_model / "snac"), disable_noise=True)
+    with pytest.raises(ValueError, match="CUDA"):
+        SnacDecoder(model, "cpu", mode="cudagraphs")
+    with pytest.raises(ValueError, match="mode"):
+        SnacDecoder(model, "cpu", mode="fast")
+    assert effective_mode("cudagraphs", "cpu") == "eager"  # --snac-device auto on a CPU host
+    assert effective_mode("cudagraphs", "cuda:0") == "cudagraphs"
+
+
+def test_padded_batches_return_only_their_rows(tiny_model, snac):
+    """A compiled decoder sees batches padded to a power of two; callers get their rows."""
+    model = load_snac(str(tiny_model / "snac"), disable_noise=True)
+    dec = SnacDecoder(model, "cpu", mode="compile")
+    seen = []
+    dec._compiled = lambda c: seen.append(c[0].shape[0]) or model.decode(c)  # compiled stand-in
+    windows = [codes(3, seed=s) for s in range(3)]
+    out = dec.decode(windows)
+    assert seen == [4] and out.shape == (3, 3 * SAMPLES_PER_FRAME)
+    np.testing.assert_allclose(out, snac.decode(windows), atol=1e-5)
+
+
+def test_a_failing_compiled_decoder_falls_back_to_eager(tiny_model, snac, caplog):
+    dec = SnacDecoder(load_snac(str(tiny_model / "snac"), disable_noise=True), "cpu",
+                      mode="compile")
+
+    def broken(_codes):
+        raise RuntimeError("inductor could not build")
+
+    dec._compiled = broken
+    window = [codes(3)]
+    np.testing.assert_allclose(dec.decode(window), snac.decode(window), atol=1e-5)
+    assert dec.mode == "eager" and "falling back to eager" in caplog.text
+
+
+def test_bfloat16_decoder_stays_close_to_float32(tiny_model, snac):
+    dec = SnacDecoder(load_snac(str(tiny_model / "snac"), disable_noise=True), "cpu",
+                      dtype="bfloat16")
+    window = [codes(5, seed=3)]
+    ref, got = snac.decode(window)[0], dec.decode(window)[0]
+    assert got.dtype == np.float32 and 25 < snr_db(ref, got) < 80  # close, not identical

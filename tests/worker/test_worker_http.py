@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from orpheus_tts import protocol as P
+from tests.support.promtool import check_metrics
 from tests.support.worker_proc import start_worker, wait_draining
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -185,12 +186,14 @@ def test_system_voices_metrics(worker):
     assert voices["voices"] == snap.voices and voices["aliases"]["alloy"] == "tara"
     text = httpx.get(worker.url + "/metrics", timeout=10).text
     for name in ("orpheus_worker_ttfa_seconds_bucket", "orpheus_worker_queue_wait_seconds_count",
-                 "orpheus_worker_inflight", "orpheus_worker_queue_depth",
-                 "orpheus_worker_tokens_generated_total", "orpheus_worker_audio_seconds_total",
-                 "orpheus_worker_rtf_bucket", "orpheus_worker_snac_batch_size_bucket",
+                 "orpheus_worker_streams_inflight", "orpheus_worker_queue_depth",
+                 "orpheus_worker_generated_tokens_total", "orpheus_worker_audio_seconds_total",
+                 "orpheus_worker_real_time_factor_bucket", "orpheus_worker_snac_batch_size_bucket",
                  'orpheus_worker_errors_total{code="deadline_exceeded"}',
                  'orpheus_worker_errors_total{code="unknown_voice"}'):
         assert name in text, name
+    assert check_metrics(text) == ""  # Prometheus's own linter: names, types, help
+    assert "http://" not in text and "request_id" not in text  # bounded labels
     assert httpx.get(worker.url + "/healthz", timeout=10).status_code == 200
 
 

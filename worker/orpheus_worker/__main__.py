@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from orpheus_tts import tracing
+
 from .app import create_app
 from .config import WorkerConfig, parse_args
 from .engine import OrpheusEngine
@@ -35,6 +37,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve(cfg: WorkerConfig) -> int:
+    tracing.configure("orpheus-worker")
     service = WorkerService(cfg)
     app = create_app(service)
     server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning",

@@ -9,12 +9,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orpheus_tts import protocol as P
+from orpheus_tts import tracing
 
 from .service import WorkerService
 
 
 def create_app(service: WorkerService) -> FastAPI:
     app = FastAPI(title="Orpheus TTS worker", docs_url=None, redoc_url=None)
+    app.add_middleware(tracing.TraceContextMiddleware)
     app.state.service = service
 
     @app.post(P.STREAM_PATH)

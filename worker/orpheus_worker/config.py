@@ -10,7 +10,7 @@ from typing import Any
 
 from orpheus_tts.protocol import DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
-from .snac_stream import DEFAULT_LEFT_CONTEXT, DEFAULT_RIGHT_CONTEXT
+from .snac_stream import DEFAULT_LEFT_CONTEXT, DEFAULT_RIGHT_CONTEXT, SNAC_DTYPES, SNAC_MODES
 from .text import DEFAULT_SEGMENT_CHARS
 
 
@@ -46,6 +46,8 @@ class WorkerConfig:
     snac_right_context: int = DEFAULT_RIGHT_CONTEXT
     snac_left_context: int = DEFAULT_LEFT_CONTEXT
     snac_max_batch: int | None = None  # default: 32 on a GPU, 4 on CPU (docs/benchmarks.md)
+    snac_mode: str = "eager"  # eager, compile or cudagraphs (CUDA only); `make bench-gpu`
+    snac_dtype: str = "float32"
     engine_args: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snac-left-context", type=int, default=d.snac_left_context)
     p.add_argument("--snac-max-batch", type=int, default=None,
                    help="windows per SNAC call (default: 32 on a GPU, 4 on CPU)")
+    p.add_argument("--snac-mode", choices=SNAC_MODES, default=d.snac_mode,
+                   help="SNAC decoder: eager (default), compile (torch.compile) or cudagraphs "
+                   "(CUDA only); see `make bench-gpu` in docs/benchmarks.md")
+    p.add_argument("--snac-dtype", choices=SNAC_DTYPES, default=d.snac_dtype,
+                   help="SNAC weights and activations (bfloat16 costs some SNR, see benchmarks)")
     p.add_argument("--engine-arg", action="append", type=_engine_arg, default=[],
                    metavar="KEY=VALUE", help="extra vLLM AsyncEngineArgs (JSON values)")
     return p

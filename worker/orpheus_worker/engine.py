@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orpheus_tts import tracing
 from orpheus_tts.protocol import TTSRequest
 
 from . import tokens as T
 from .config import WorkerConfig
 from .metrics import WorkerMetrics
-from .snac_stream import DecodeLoop, DecodeStream, SnacDecoder, load_snac
+from .snac_stream import DecodeLoop, DecodeStream, SnacDecoder, effective_mode, load_snac
 from .text import segment
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,10 @@ class Synthesis:
     """One utterance. `read()` PCM chunks until None; always `await close()`."""
 
     def __init__(self, engine: OrpheusEngine, request_id: str, prompts: list[list[int]],
-                 sampling: list[Any]):
+                 sampling: list[Any], client_request_id: str | None = None):
         self._engine = engine
-        self.request_id = request_id
+        self.request_id = request_id  # unique in the engine
+        self.client_request_id = client_request_id or request_id
         self._prompts = prompts
         self._sampling = sampling
         self.stats = SynthesisStats(segments=len(prompts),
@@ -129,6 +131,7 @@ class Synthesis:
         self._current: str | None = None
         self._producer: asyncio.Task[None] | None = None
         self._closed = False
+        self._first_decode: Any = None  # the `snac.first_decode` span until the first PCM
 
     def start(self) -> None:
         if self._producer is None:
@@ -139,6 +142,10 @@ class Synthesis:
         from vllm.inputs import TokensPrompt
 
         llm = self._engine.llm
+        generate = tracing.start_span("engine.generate", attributes={
+            tracing.REQUEST_ID: self.client_request_id, "orpheus.engine_request_id":
+            self.request_id, "orpheus.segments": len(self._prompts)})
+        first_token = tracing.start_span("engine.first_token", parent=generate)
         try:
             for i, (prompt, params) in enumerate(zip(self._prompts, self._sampling)):
                 rid = f"{self.request_id}-{i}"
@@ -147,9 +154,15 @@ class Synthesis:
                 async for out in llm.generate(TokensPrompt(prompt_token_ids=prompt), params, rid):
                     completion = out.outputs[0]
                     ids = list(completion.token_ids)
+                    if first_token is not None and ids:
+                        first_token.end()
+                        first_token = None
                     self.stats.tokens += len(ids)
                     frames = parser.feed(ids)
                     self.stats.frames += len(frames)
+                    if frames and self.stats.frames == len(frames):
+                        self._first_decode = tracing.start_span("snac.first_decode",
+                                                                parent=generate)
                     self._stream.push(frames)
                     if out.finished:
                         self.stats.finish_reasons.append(str(completion.finish_reason))
@@ -164,6 +177,12 @@ class Synthesis:
         except Exception as exc:  # noqa: BLE001 - surfaced to the reader as an engine error
             log.exception("generation failed for %s", self.request_id)
             self._stream.fail(EngineError(f"generation failed: {exc}"))
+            tracing.fail(generate, "engine_error")
+        finally:
+            if first_token is not None:
+                first_token.end()
+            generate.set_attribute("orpheus.tokens", self.stats.tokens)
+            generate.end()
 
     async def read(self) -> bytes | None:
         """The next PCM chunk (s16le, 24 kHz mono); None once the utterance is complete.
@@ -174,6 +193,9 @@ class Synthesis:
         while True:
             chunk = await self._stream.next_chunk()
             if chunk is None or chunk:
+                if self._first_decode is not None:
+                    self._first_decode.end()
+                    self._first_decode = None
                 return chunk
 
     def interrupt(self, exc: BaseException) -> None:
@@ -186,6 +208,9 @@ class Synthesis:
             return
         self._closed = True
         self._stream.close()
+        if self._first_decode is not None:
+            self._first_decode.end()
+            self._first_decode = None
         producer, self._producer = self._producer, None
         rid, self._current = self._current, None
         if producer is not None and not producer.done():
@@ -244,7 +269,9 @@ class OrpheusEngine:
         snac_model = await asyncio.to_thread(
             load_snac, cfg.snac, device=device, disable_noise=cfg.snac_deterministic)
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_args_for(cfg)))
-        engine = cls(cfg, llm, tokenizer, SnacDecoder(snac_model, device), metrics)
+        decoder = SnacDecoder(snac_model, device, mode=effective_mode(cfg.snac_mode, device),
+                              dtype=cfg.snac_dtype)
+        engine = cls(cfg, llm, tokenizer, decoder, metrics)
         engine.decode_loop.start()
         return engine
 
@@ -295,4 +322,4 @@ class OrpheusEngine:
         prompts = [self.prompt_ids(s, voice) for s in segments]
         sampling = [self.sampling_params(req, s, len(p)) for s, p in zip(segments, prompts)]
         rid = request_id or uuid.uuid4().hex
-        return Synthesis(self, f"{rid}-{time.monotonic_ns()}", prompts, sampling)
+        return Synthesis(self, f"{rid}-{time.monotonic_ns()}", prompts, sampling, rid)

@@ -18,29 +18,37 @@ class WorkerMetrics:
     def __init__(self, window_s: float = 60.0):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.ttfa = Histogram("orpheus_worker_ttfa_seconds", "Time to first audio",
-                              buckets=_LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram("orpheus_worker_queue_wait_seconds",
-                                    "Time spent in the admission queue",
-                                    buckets=_LATENCY_BUCKETS, registry=r)
-        self.inflight = Gauge("orpheus_worker_inflight", "Streams being generated", registry=r)
-        self.queue_depth = Gauge("orpheus_worker_queue_depth", "Streams waiting for a slot",
-                                 registry=r)
-        self.tokens = Counter("orpheus_worker_tokens_generated", "Tokens generated", registry=r)
-        self.audio_seconds = Counter("orpheus_worker_audio_seconds", "Audio produced (seconds)",
-                                     registry=r)
-        self.rtf = Histogram("orpheus_worker_rtf", "Real-time factor (wall / audio seconds)",
-                             buckets=_RTF_BUCKETS, registry=r)
-        self.snac_batch = Histogram("orpheus_worker_snac_batch_size",
-                                    "Windows decoded per SNAC call", buckets=_BATCH_BUCKETS,
-                                    registry=r)
-        self.errors = Counter("orpheus_worker_errors", "Streams ended with an error, by code",
-                              ["code"], registry=r)
-        self.streams = Counter("orpheus_worker_streams", "Streams by outcome", ["outcome"],
-                               registry=r)
-        self.stray_tokens = Counter("orpheus_worker_stray_tokens",
-                                    "Non-audio or misplaced tokens inside audio streams",
-                                    ["kind"], registry=r)
+        self.ttfa = Histogram(
+            "orpheus_worker_ttfa_seconds",
+            "Time to first audio: stream accepted to its first PCM chunk.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            "orpheus_worker_queue_wait_seconds", "Time a stream waited in the admission queue.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.inflight = Gauge(
+            "orpheus_worker_streams_inflight", "Streams being generated.", registry=r)
+        self.queue_depth = Gauge(
+            "orpheus_worker_queue_depth", "Streams waiting for a slot.", registry=r)
+        self.tokens = Counter(
+            "orpheus_worker_generated_tokens_total", "Tokens the engine generated.", registry=r)
+        self.audio_seconds = Counter(
+            "orpheus_worker_audio_seconds_total", "Seconds of audio produced.", registry=r)
+        self.rtf = Histogram(
+            "orpheus_worker_real_time_factor",
+            "Real-time factor per stream: wall seconds / audio seconds (below 1 is faster).",
+            buckets=_RTF_BUCKETS, registry=r)
+        self.snac_batch = Histogram(
+            "orpheus_worker_snac_batch_size", "Windows decoded per SNAC call.",
+            buckets=_BATCH_BUCKETS, registry=r)
+        self.errors = Counter(
+            "orpheus_worker_errors_total", "Requests and streams ended with an error, by code.",
+            ["code"], registry=r)
+        self.streams = Counter(
+            "orpheus_worker_streams_total", "Streams ended, by outcome (eos or an error code).",
+            ["outcome"], registry=r)
+        self.stray_tokens = Counter(
+            "orpheus_worker_stray_tokens_total",
+            "Non-audio (stray) or misplaced tokens inside audio streams.", ["kind"], registry=r)
         self.window_s = window_s
         self._recent_ttfa: deque[tuple[float, float]] = deque()
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from orpheus_tts import protocol as P
+from orpheus_tts import tracing
 
 from .admission import Admission, Ticket
 from .config import WorkerConfig
@@ -121,7 +122,17 @@ class WorkerService:
             raise P.RequestError(P.ErrorCode.OVERLOADED, "Worker is still loading its model.",
                                  retry_after_s=5)
         request_id = req.request_id or header_request_id or uuid.uuid4().hex
-        ticket = self.admission.admit()
+        stream_span = tracing.start_span("worker.stream", kind="server", attributes={
+            tracing.REQUEST_ID: request_id, "orpheus.worker_id": self.worker_id,
+            "orpheus.voice": voice})
+        try:
+            with tracing.span("worker.admission", parent=stream_span) as admission:
+                ticket = self.admission.admit()
+                admission.set_attribute("orpheus.queued", not ticket.granted)
+        except P.RequestError as exc:
+            tracing.fail(stream_span, exc.code)
+            stream_span.end()
+            raise
         self._update_gauges()
         headers = {
             **P.load_headers(self.admission.queue_depth, self.admission.inflight),
@@ -129,7 +140,7 @@ class WorkerService:
             P.HEADER_REQUEST_ID: request_id,
         }
         timeout_s = min(req.timeout_s or self.cfg.default_timeout_s, self.cfg.max_timeout_s)
-        lines = self._lines(req, voice, ticket, request_id, t0, t0 + timeout_s)
+        lines = self._lines(req, voice, ticket, request_id, t0, t0 + timeout_s, stream_span)
         return OpenedStream(headers, lines)
 
     def _metrics_line(self, queue_wait_s: float | None, ttfa_s: float | None) -> bytes:
@@ -147,8 +158,14 @@ class WorkerService:
         return P.error_line(code, message)
 
     async def _lines(self, req: P.TTSRequest, voice: str | None, ticket: Ticket,
-                     request_id: str, t0: float, deadline: float) -> AsyncIterator[bytes]:
+                     request_id: str, t0: float, deadline: float,
+                     stream_span: Any = tracing.NO_SPAN) -> AsyncIterator[bytes]:
         assert self.engine is not None
+
+        def error_line(code: str, message: str) -> bytes:
+            tracing.fail(stream_span, code)
+            return self._error_line(code, message)
+
         engine = self.engine
         synthesis: Synthesis | None = None
         seq = samples = 0
@@ -157,11 +174,14 @@ class WorkerService:
         sent_metrics = False
         try:
             try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    queue_wait_s = await ticket.wait()
+                with tracing.span("worker.queue_wait", parent=stream_span):
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        queue_wait_s = await ticket.wait()
                 self.metrics.queue_wait.observe(queue_wait_s)
                 self._update_gauges()
-                synthesis = engine.synthesis(req, voice, request_id)
+                with tracing.use(stream_span):  # the engine's task starts in this span
+                    synthesis = engine.synthesis(req, voice, request_id)
+                    synthesis.start()
                 self._active.add(synthesis)
                 while True:
                     # One deadline for the stream, armed around each read (a generator cannot
@@ -173,6 +193,8 @@ class WorkerService:
                     if ttfa_s is None:
                         ttfa_s = time.monotonic() - t0
                         self.metrics.observe_ttfa(ttfa_s)
+                        stream_span.add_event("first_chunk_sent",
+                                              {"orpheus.ttfa_ms": round(ttfa_s * 1000, 3)})
                     yield P.chunk_line(seq, pcm)
                     seq += 1
                     samples += len(pcm) // P.SAMPLE_WIDTH
@@ -182,25 +204,25 @@ class WorkerService:
             except (TimeoutError, asyncio.TimeoutError):
                 if not sent_metrics:
                     yield self._metrics_line(queue_wait_s, ttfa_s)
-                yield self._error_line(
+                yield error_line(
                     P.ErrorCode.DEADLINE_EXCEEDED,
                     f"Deadline of {deadline - t0:.1f} s exceeded after {samples} samples.")
                 return
             except StreamCut as exc:
                 if not sent_metrics:
                     yield self._metrics_line(queue_wait_s, ttfa_s)
-                yield self._error_line(P.ErrorCode.DRAINING, str(exc))
+                yield error_line(P.ErrorCode.DRAINING, str(exc))
                 return
             except EngineError as exc:
                 if not sent_metrics:
                     yield self._metrics_line(queue_wait_s, ttfa_s)
-                yield self._error_line(P.ErrorCode.ENGINE_ERROR, str(exc))
+                yield error_line(P.ErrorCode.ENGINE_ERROR, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - a stream always ends with a terminal frame
                 log.exception("stream %s failed", request_id)
                 if not sent_metrics:
                     yield self._metrics_line(queue_wait_s, ttfa_s)
-                yield self._error_line(P.ErrorCode.INTERNAL, f"internal error: {exc}")
+                yield error_line(P.ErrorCode.INTERNAL, f"internal error: {exc}")
                 return
             if not sent_metrics:
                 yield self._metrics_line(queue_wait_s, ttfa_s)
@@ -234,3 +256,4 @@ class WorkerService:
                     await synthesis.close()
                 ticket.release()
                 self._update_gauges()
+                stream_span.end()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,14 +63,59 @@ def strip_noise(model: Any) -> Any:
     return model
 
 
-class SnacDecoder:
-    """Decodes batches of equal-length frame windows to float PCM in [-1, 1]."""
+SNAC_MODES = ("eager", "compile", "cudagraphs")
+SNAC_DTYPES = ("float32", "bfloat16")
 
-    def __init__(self, model: Any, device: str = "cpu"):
+
+def batch_bucket(n: int) -> int:
+    """The power of two a batch of `n` windows is padded to for a compiled or graphed decoder,
+    so the shapes it sees (and the graphs it keeps) stay few."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def effective_mode(mode: str, device: str) -> str:
+    """`cudagraphs` where the device is CUDA, else eager (with `--snac-device auto` the device
+    is known only at start)."""
+    if mode == "cudagraphs" and not str(device).startswith("cuda"):
+        log.warning("SNAC mode cudagraphs needs CUDA; decoding eagerly on %s", device)
+        return "eager"
+    return mode
+
+
+class SnacDecoder:
+    """Decodes batches of equal-length frame windows to float PCM in [-1, 1].
+
+    `mode`: `eager` (the default), `compile` (`torch.compile` of SNAC's decode), or `cudagraphs`
+    (one captured CUDA graph per batch bucket and window length, CUDA only). `dtype`: `float32`
+    or `bfloat16` weights and activations. `make bench-gpu` measures each (docs/benchmarks.md).
+    A compiled or graphed decoder that fails on first use logs why and falls back to eager.
+    """
+
+    def __init__(self, model: Any, device: str = "cpu", *, mode: str = "eager",
+                 dtype: str = "float32", max_graphs: int = 32,
+                 compile_backend: str = "inductor"):
+        import torch
+
+        if mode not in SNAC_MODES:
+            raise ValueError(f"SNAC mode must be one of {SNAC_MODES}, not {mode!r}")
+        if dtype not in SNAC_DTYPES:
+            raise ValueError(f"SNAC dtype must be one of {SNAC_DTYPES}, not {dtype!r}")
+        if mode == "cudagraphs" and not str(device).startswith("cuda"):
+            raise ValueError("SNAC mode 'cudagraphs' needs a CUDA device")
+        if dtype != "float32":
+            model = model.to(getattr(torch, dtype))
         self.model = model
         self.device = device
+        self.mode = mode
+        self.dtype = dtype
         self.calls = 0
+        self.max_graphs = max_graphs
         self._lock = threading.Lock()
+        self._compiled = (torch.compile(model.decode, backend=compile_backend)
+                          if mode == "compile" else None)
+        # (captured graph, its static inputs, its output) by input shapes, least recent first
+        self._graphs: OrderedDict[tuple[int, ...], tuple[Any, list[Any], Any]] = OrderedDict()
+        self._pool = None
 
     def decode(self, batch: list[np.ndarray]) -> np.ndarray:
         """`batch`: B arrays of shape (n, 7), same n. Returns (B, n * 2048) float32."""
@@ -78,6 +124,10 @@ class SnacDecoder:
         n = batch[0].shape[0]
         if any(w.shape[0] != n for w in batch):
             raise ValueError("windows in one SNAC batch must have the same length")
+        rows = len(batch)
+        if self.mode != "eager":
+            pad = batch_bucket(rows) - rows
+            batch = list(batch) + [np.zeros_like(batch[0])] * pad
         layers = [frames_to_snac_codes(w) for w in batch]
         codes = [
             torch.from_numpy(np.stack([lay[i] for lay in layers])).to(self.device)
@@ -85,8 +135,53 @@ class SnacDecoder:
         ]
         with self._lock, torch.inference_mode():
             self.calls += 1
-            audio = self.model.decode(codes)
-        return audio[:, 0, :].float().cpu().numpy()
+            audio = self._forward(codes)
+            return audio[:rows, 0, :].float().cpu().numpy()
+
+    def _forward(self, codes: list[Any]) -> Any:
+        if self.mode == "eager":
+            return self.model.decode(codes)
+        try:
+            if self.mode == "compile":
+                return self._compiled(codes)
+            return self._replay(codes)
+        except Exception:  # noqa: BLE001 - a backend failure must not take the stream down
+            log.exception("SNAC %s decoder failed; falling back to eager", self.mode)
+            self.mode, self._compiled = "eager", None
+            self._graphs.clear()
+            return self.model.decode(codes)
+
+    def _replay(self, codes: list[Any]) -> Any:
+        """Run SNAC's decode through a CUDA graph captured for these shapes."""
+        import torch
+
+        key = tuple(d for c in codes for d in c.shape)
+        entry = self._graphs.get(key)
+        if entry is None:
+            static = [c.clone() for c in codes]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm up kernels and the allocator before capture
+                    self.model.decode(static)
+            torch.cuda.current_stream().wait_stream(side)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: other threads of this process may use CUDA while this one captures
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                out = self.model.decode(static)
+            entry = (graph, static, out)
+            self._graphs[key] = entry
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        graph, static, out = entry
+        for dst, src in zip(static, codes):
+            dst.copy_(src)
+        graph.replay()
+        return out  # read (copied to the host) before the next replay, under the lock
 
     def decode_one(self, frames: np.ndarray) -> np.ndarray:
         """One-shot decode of a whole code sequence (n, 7) -> (n * 2048,)."""

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import crd
 from ..manifests import Cluster, gateway_url, worker_name
+from ..metrics import OPERATOR_METRICS, OperatorMetrics
 from ..reconcile import reconcile_named
 from ..status import condition, emit_event, merge_conditions, patch_status
 from .policy import AutoscalingSpec, Decision, PolicyState, decide
@@ -73,6 +74,7 @@ class AutoscalerController:
         clock: Callable[[], float],
         source_for: Callable[[dict[str, Any]], SignalSource] = signal_source,
         apply: Callable[[str, str], Any] = reconcile_named,
+        metrics: OperatorMetrics = OPERATOR_METRICS,
     ):
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
@@ -80,6 +82,7 @@ class AutoscalerController:
         self.clock = clock
         self.source_for = source_for
         self.apply = apply
+        self.metrics = metrics
 
     def _workers(self, cluster: Cluster) -> tuple[int | None, int]:
         """(requested replicas, ready replicas) of the worker Deployment, if it exists."""
@@ -98,6 +101,7 @@ class AutoscalerController:
                 crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
         except ApiException as exc:
             if exc.status == 404:
+                self.metrics.forget(namespace, name)
                 return None
             raise
         return self.tick(body)
@@ -119,11 +123,13 @@ class AutoscalerController:
             message = f"cannot read signals: {exc}"
             log.warning("%s/%s: %s", namespace, name, message)
             self._record_unavailable(namespace, name, meta.get("generation"), message)
+            self.metrics.observe_unavailable(namespace, name)
             return TickResult(None, message)
 
         state = PolicyState.from_dict(saved.get("state"))
         decision, state = decide(spec, state, signals, current)
         self._record(namespace, name, meta.get("generation"), decision, state)
+        self.metrics.observe_tick(namespace, name, decision.desired, decision.direction)
         if decision.changed:
             verb = "ScaledUp" if decision.direction > 0 else "ScaledDown"
             emit_event(
