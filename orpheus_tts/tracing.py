@@ -1,6 +1,6 @@
 """OpenTelemetry traces across SDK → gateway → worker → engine: optional, off unless configured.
 
-With the `otel` extra installed (`pip install 'orpheus-tts[otel]'`) and an OTLP endpoint in the
+With the `otel` extra installed (`pip install 'orpheus-tts-cluster[otel]'`) and an OTLP endpoint in the
 environment (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), the gateway
 and the worker export their spans over OTLP/HTTP (`configure`). The SDK never installs an
 exporter: its spans go to whatever provider the application configured. Without the packages
@@ -65,7 +65,7 @@ def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> boo
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         log.warning("OTLP endpoint set but the tracing SDK is missing (%s): pip install "
-                    "'orpheus-tts[otel]'", exc)
+                    "'orpheus-tts-cluster[otel]'", exc)
         return False
     provider = TracerProvider(resource=Resource.create({
         "service.name": environ.get("OTEL_SERVICE_NAME") or service_name}))
