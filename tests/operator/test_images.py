@@ -47,11 +47,12 @@ def setup_extras() -> set[str]:
 def _expand(extras: set[str]) -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     optional = project["optional-dependencies"]
+    self_ref = re.escape(project["name"]) + r"\[([a-z,]+)\]"
     out = set()
     for extra in extras:
         out.add(extra)
         for dep in optional.get(extra, []):
-            nested = re.match(r"orpheus-tts\[([a-z,]+)\]", dep)
+            nested = re.match(self_ref, dep)
             if nested:
                 out |= _expand(set(nested.group(1).split(",")))
     return out
