@@ -62,6 +62,11 @@ class VoiceMap:
             raise RequestError(ErrorCode.UNKNOWN_VOICE, msg, param="voice")
         return target
 
+    def serves(self, voice: str, known: list[str]) -> bool:
+        """Whether `voice` names, or is an alias of, one of the `known` voices."""
+        served = {k.lower() for k in known}
+        return voice.lower() in served or self.aliases.get(voice.lower(), "").lower() in served
+
     def listing(self, known: list[str]) -> dict:
         return {
             "object": "list",

@@ -50,6 +50,6 @@ async def tts_stream(request: Request) -> Response:
                     stream.first_audio_sent()
 
     headers = {p.HEADER_REQUEST_ID: request_id,
-               **p.load_headers(gw.queue_depth(), gw.pool.local_inflight()),
+               **p.load_headers(stream.pool.queue_depth(), stream.pool.workers.local_inflight()),
                **worker_header(stream)}
     return OwnedStreamingResponse(body(), stream, media_type=p.NDJSON, headers=headers)
