@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser bench bench-worker \
+.PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser client-venvs bench bench-worker \
         bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images clean
 
 setup:
@@ -14,7 +14,7 @@ run: setup
 	$(PY) -m orpheus_tts up
 
 # Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites.
-test: setup k8s-tools browser
+test: setup k8s-tools browser client-venvs
 	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
 
 test-unit: setup
@@ -25,6 +25,11 @@ test-k8s: setup k8s-tools
 
 k8s-tools:
 	@bash tests/k8s/build.sh
+
+# The real client packages tests/clients drives, each pinned in a venv of its own (once per
+# machine, under ~/.cache/orpheus-tts/client-venvs; Canopy's client imports as orpheus_tts).
+client-venvs: setup
+	@$(PY) -m tests.clients.venvs >/dev/null
 
 browser:
 	@bash scripts/install-browser.sh

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                  "operator": "operator"}.get(name, "all")
         print(
             f"orpheus-tts {name}: missing dependency ({exc.name}); "
-            f"install with: pip install 'orpheus-tts[{extra}]'",
+            f"install with: pip install 'orpheus-tts-cluster[{extra}]'",
             file=sys.stderr,
         )
         return 2

@@ -115,7 +115,8 @@ class Resample:
         if self._done:
             return b""
         self._done = True
-        return self._stream.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes()
+        tail = self._stream.resample_chunk(np.zeros(0, dtype="<i2"), last=True)
+        return tail.astype("<i2").tobytes()
 
 
 class PcmPipeline:

@@ -24,6 +24,7 @@ from orpheus_tts.protocol import canopy as c
 
 from .audio import Resample
 from .core import ActiveStream, Gateway
+from .ws_receive import Idle, messages
 
 log = logging.getLogger("orpheus_gateway.canopy")
 
@@ -85,23 +86,13 @@ class CanopySession:
     # --- the session -----------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
-                except asyncio.TimeoutError:
-                    if self._open:
-                        continue  # speaking is not idle
-                    if self._socket_open:
-                        self._socket_open = False
-                        await self.ws.close(p.WS_CLOSE_IDLE, "idle timeout")
-                    return
-                if message["type"] == "websocket.disconnect":
-                    self._socket_open = False
-                    return
-                raw = message.get("text")
-                if raw is None:
-                    raw = message.get("bytes") or b""
+            async for raw in messages(self.ws, self.idle_timeout_s, lambda: bool(self._open)):
                 await self.handle(raw)
+            self._socket_open = False  # the client disconnected
+        except Idle:
+            if self._socket_open:
+                self._socket_open = False
+                await self.ws.close(p.WS_CLOSE_IDLE, "idle timeout")
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._socket_open = False
         finally:

@@ -13,10 +13,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 
-import httpx
+import aiohttp
 
 from orpheus_tts import protocol as p
 
@@ -25,7 +24,7 @@ from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList
 from .metrics import GatewayMetrics, percentiles
 from .pools import Pool, PoolRouter
-from .relay import Upstream, UpstreamStream
+from .relay import CONNECTION_ERRORS, ClientGone, Upstream, UpstreamStream
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
 
 log = logging.getLogger("orpheus_gateway")
@@ -36,18 +35,24 @@ class StreamAborted(Exception):
     transfer instead of a body that silently ends early."""
 
 
-@dataclass
 class ActiveStream:
-    """A worker stream plus what the caller holds for it; `close()` is idempotent."""
+    """A worker stream plus what the caller holds for it (its stream slot); `close()` is
+    idempotent. It reports to its owner only through the two callbacks it is given."""
 
-    upstream: UpstreamStream
-    slot: StreamSlot
-    gateway: "Gateway"
-    pool: Pool
-    api: str
-    arrived_at: float
-    first_audio_at: float | None = None
-    _closed: bool = field(default=False, repr=False)
+    __slots__ = ("upstream", "pool", "_slot", "_arrived_at", "_on_first_audio", "_on_close",
+                 "first_audio_at", "_closed")
+
+    def __init__(self, upstream: UpstreamStream, pool: Pool, slot: StreamSlot,
+                 arrived_at: float, on_first_audio: Callable[[float], None],
+                 on_close: Callable[[str | None], None]):
+        self.upstream = upstream
+        self.pool = pool  # the model pool whose worker serves it
+        self._slot = slot
+        self._arrived_at = arrived_at
+        self._on_first_audio = on_first_audio  # seconds from arrival to first audio sent
+        self._on_close = on_close  # the outcome: "eos", an error code, or None (abandoned)
+        self.first_audio_at: float | None = None
+        self._closed = False
 
     @property
     def request_id(self) -> str | None:
@@ -60,7 +65,11 @@ class ActiveStream:
         """Call once the first audio byte has been handed to the client."""
         if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
-            self.gateway.record_ttfa(self.pool, self.api, self.first_audio_at - self.arrived_at)
+            self._on_first_audio(self.first_audio_at - self._arrived_at)
+
+    def client_gone(self) -> None:
+        """The client left: end the pending read so the relay stops (the owner closes)."""
+        self.upstream.interrupt(ClientGone())
 
     async def close(self) -> None:
         if self._closed:
@@ -69,11 +78,8 @@ class ActiveStream:
         try:
             await self.upstream.aclose()
         finally:
-            self.slot.release()
-            self.gateway.metrics.streams_inflight.labels(self.pool.name).dec()
-            outcome = self.upstream.outcome
-            if outcome is not None and outcome != "eos":
-                self.gateway.metrics.errors.labels(outcome).inc()
+            self._slot.release()
+            self._on_close(self.upstream.outcome)
 
 
 class Gateway:
@@ -89,13 +95,14 @@ class Gateway:
         self.created = int(time.time())
         pools = [Pool(pc, breaker_failures=config.breaker_failures,
                       breaker_reset_s=config.breaker_reset_s, ttfa_window_s=config.ttfa_window_s,
-                      created=self.created, default=pc.name == config.default_pool,
+                      on_suspect=lambda _w: self._poll_now.set(), created=self.created,
+                      default=pc.name == config.default_pool,
                       discovery=discovery if i == 0 else None)
                  for i, pc in enumerate(config.pool_configs())]
         self.pools = PoolRouter(pools, config.default_pool or pools[0].name)
         for pool in pools:  # every pool's series exist from the start, at 0
             self.metrics.streams_inflight.labels(pool.name)
-        self.client: httpx.AsyncClient | None = None
+        self.session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task | None = None
         self._poll_now = asyncio.Event()
 
@@ -109,14 +116,14 @@ class Gateway:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=self.config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, use_dns_cache=True),
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"))
         for pool in self.pools:
-            upstream = Upstream(
-                pool.workers, self.client, max_attempts=self.config.max_attempts,
-                on_failover=self.metrics.failovers.inc, on_suspect=self._suspect)
+            upstream = Upstream(pool.workers, self.session, max_attempts=self.config.max_attempts,
+                                on_failover=self.metrics.failovers.inc)
             await pool.start(upstream, lambda workers, pool=pool: self._on_workers(pool, workers))
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
 
@@ -127,8 +134,8 @@ class Gateway:
             self._poller = None
         for pool in self.pools:
             await pool.stop()
-        if self.client is not None:
-            await self.client.aclose()
+        if self.session is not None:
+            await self.session.close()
 
     def _on_workers(self, pool: Pool, workers: WorkerList) -> None:
         before = {w.url for w in pool.workers}
@@ -142,12 +149,6 @@ class Gateway:
         log.info("pool %s workers: %s", pool.name,
                  ", ".join(w.url for w in pool.workers) or "(none)")
 
-    def _suspect(self, worker: Worker) -> None:
-        """A worker's connection failed: no new streams until a `/v1/system` poll (started
-        now rather than at the next tick) answers again."""
-        worker.reachable = False
-        self._poll_now.set()
-
     # --- worker polling ----------------------------------------------------------------------
     async def _poll_loop(self) -> None:
         while True:
@@ -156,17 +157,21 @@ class Gateway:
                 await asyncio.gather(*(self.poll_worker(w) for w in workers))
             self._poll_now.clear()
             try:
-                await asyncio.wait_for(self._poll_now.wait(), self.config.poll_interval_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.config.poll_interval_s):
+                    await self._poll_now.wait()
+            except TimeoutError:
                 pass
 
     async def poll_worker(self, worker: Worker) -> None:
-        assert self.client is not None
+        assert self.session is not None
         try:
-            resp = await self.client.get(worker.url + p.SYSTEM_PATH,
-                                         timeout=self.config.poll_timeout_s)
-            snap = p.SystemSnapshot.model_validate(resp.json()) if resp.status_code == 200 else None
-        except (httpx.HTTPError, OSError, ValueError):
+            async with self.session.get(
+                    worker.url + p.SYSTEM_PATH,
+                    timeout=aiohttp.ClientTimeout(total=self.config.poll_timeout_s)) as resp:
+                raw = await resp.read()
+            snap = p.SystemSnapshot.model_validate_json(raw) if resp.status == 200 else None
+        except (*CONNECTION_ERRORS, TimeoutError, ValueError) as exc:
+            log.debug("poll of %s failed: %s", worker.url, type(exc).__name__)
             snap = None
         if snap is None:
             worker.reachable = False
@@ -183,13 +188,12 @@ class Gateway:
     # --- what the APIs share -----------------------------------------------------------------
     def validate(self, body: object) -> p.TTSRequest:
         """The v1 request checked against this gateway's limits, its pool picked (`model` set
-        to the pool's model, when it has a name) and its voice resolved in that pool."""
+        to the pool's model when there are several) and its voice resolved in that pool."""
         req = p.parse_request(body, max_text_chars=self.config.max_text_chars,
                               max_timeout_s=self.config.max_timeout_s)
         pool = self.pools.route(req.model, req.voice)
         voice = pool.voices.resolve(req.voice, pool.known_voices())
-        names = pool.model_names()
-        model = names[0] if len(self.pools.pools) > 1 else req.model
+        model = pool.model_names()[0] if len(self.pools.pools) > 1 else req.model
         return req.model_copy(update={"voice": voice, "model": model})
 
     def pool_of(self, req: p.TTSRequest) -> Pool:
@@ -214,16 +218,24 @@ class Gateway:
         except BaseException:
             slot.release()
             raise
-        self.metrics.streams_inflight.labels(pool.name).inc()
-        return ActiveStream(upstream, slot, self, pool, api, arrived_at)
+        inflight = self.metrics.streams_inflight.labels(pool.name)
+        inflight.inc()
+        ttfa = self.metrics.ttfa.labels(api, pool.name)
+
+        def on_first_audio(seconds: float) -> None:
+            ttfa.observe(seconds)
+            pool.ttfa_window.add(seconds * 1000)
+
+        def on_close(outcome: str | None) -> None:
+            inflight.dec()
+            if outcome is not None and outcome != "eos":
+                self.metrics.errors.labels(outcome).inc()
+
+        return ActiveStream(upstream, pool, slot, arrived_at, on_first_audio, on_close)
 
     def count_error(self, code: str) -> None:
         """An error returned to a client before streaming (stream errors count themselves)."""
         self.metrics.errors.labels(code).inc()
-
-    def record_ttfa(self, pool: Pool, api: str, seconds: float) -> None:
-        self.metrics.ttfa.labels(api, pool.name).observe(seconds)
-        pool.ttfa_window.add(seconds * 1000)
 
     # --- state -------------------------------------------------------------------------------
     def queue_depth(self) -> int:
@@ -242,8 +254,7 @@ class Gateway:
     def snapshot(self) -> p.SystemSnapshot:
         pools = [pool.state() for pool in self.pools]
         capacities = [ps.capacity for ps in pools if ps.capacity]
-        window = [v for pool in self.pools for v in pool.ttfa_window.values()]
-        p50, p95 = percentiles(window)
+        p50, p95 = percentiles([v for pool in self.pools for v in pool.ttfa_window.values()])
         models = sorted({m for ps in pools if ps.ready for m in ps.models})
         return p.SystemSnapshot(
             role="gateway",

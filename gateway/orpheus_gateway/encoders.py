@@ -201,7 +201,7 @@ class AvEncoder:
 
 
 def make_encoder(fmt: str, sample_rate: int = SAMPLE_RATE) -> Encoder:
-    """An encoder for PCM arriving at `sample_rate` (what the output is at, but for `encoder_rate`)."""
+    """An encoder for PCM arriving at `sample_rate` (the output's rate but for `encoder_rate`)."""
     if fmt == "pcm":
         return PcmEncoder()
     if fmt == "wav":

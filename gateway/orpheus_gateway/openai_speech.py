@@ -53,7 +53,8 @@ class SpeechRequest(BaseModel):
                          description="Tempo, pitch kept (time-stretch).")
     stream_format: Literal["audio", "sse"] = "audio"
     instructions: str | None = Field(
-        default=None, description="Emotion words become Orpheus tags; else ignored "
+        default=None, max_length=4096,
+        description="Emotion words become Orpheus tags; else ignored "
         "(the X-Orpheus-Instructions response header says which).")
     sample_rate: int | None = Field(default=None, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE,
                                     description="Output rate (Groq's parameter); default 24000.")

@@ -39,7 +39,7 @@ from .metrics import TtfaWindow
 from .models import OPENAI_MODEL_NAMES, ModelNames
 from .relay import Upstream
 from .voice_map import VoiceMap
-from .worker_pool import WorkerPool
+from .worker_pool import Worker, WorkerPool
 
 DEFAULT_POOL = "default"
 # A pool's name is a metrics label value and a Kubernetes name part: keep it short and plain.
@@ -143,14 +143,15 @@ class Pool:
     """One model's workers and what the gateway keeps for them."""
 
     def __init__(self, config: PoolConfig, *, breaker_failures: int, breaker_reset_s: float,
-                 ttfa_window_s: float, created: int = 0, default: bool = False,
+                 ttfa_window_s: float, on_suspect: Callable[[Worker], None] = lambda _w: None,
+                 created: int = 0, default: bool = False,
                  discovery: StaticDiscovery | EndpointSliceDiscovery | None = None):
         self.config = config
         self.name = config.name
         self.default = default
         self.voices = VoiceMap(config.voice_aliases, config.default_voice)
         self.models = ModelNames(config.model, created=created)
-        self.workers = WorkerPool(breaker_failures, breaker_reset_s)
+        self.workers = WorkerPool(breaker_failures, breaker_reset_s, on_suspect=on_suspect)
         self.ttfa_window = TtfaWindow(ttfa_window_s)
         self.discovery = discovery or discovery_for(config.workers, config.discover)
         self.upstream: Upstream | None = None  # set when the gateway starts

@@ -238,8 +238,8 @@ def spec_schema() -> Schema:
                         "gateway.auth.secretRef is required when gateway.auth.enabled is true")],
             ),
             "voiceAliases": _string_map("Request voice name -> model voice (e.g. OpenAI's "
-                                        "`alloy` -> `tara`); replaces the gateway's built-in "
-                                        "OpenAI alias map."),
+                                        "`alloy` -> `tara`); overrides the entries of the "
+                                        "gateway's built-in OpenAI/Groq alias table."),
             "defaultVoice": _str("Voice used when a request names none."),
             "limits": _obj(
                 {

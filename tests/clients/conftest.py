@@ -2,6 +2,8 @@
 
 `gateway_proc(worker_urls, *extra_args)` starts `python -m orpheus_tts gateway` on a free
 port with an API key file and waits until it is ready; `.url`, `.ws_url`, `.key`, `.log()`.
+`fake_stack(*gateway_args, **fake_server_kwargs)` is one in front of one fake worker
+(`.worker`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +30,7 @@ class GatewayProc:
     url: str
     key: str
     log_path: Path
+    worker: Any = None  # the fake worker behind it, for `fake_stack`
 
     @property
     def ws_url(self) -> str:
@@ -78,6 +82,16 @@ def gateway_proc(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         except subprocess.TimeoutExpired:
             gw.proc.kill()
             gw.proc.wait(5)
+
+
+@pytest.fixture
+def fake_stack(fake_server, gateway_proc) -> Callable[..., GatewayProc]:
+    def make(*gateway_args: str, **fake_kwargs: Any) -> GatewayProc:
+        srv = fake_server(**fake_kwargs)
+        gw = gateway_proc([srv.url], *gateway_args)
+        gw.worker = srv
+        return gw
+    return make
 
 
 def assert_clean_log(gw: GatewayProc) -> None:

@@ -28,11 +28,8 @@ def canopy(scenario: str, gw, key: str | None = None, voice: str = "tara") -> di
 
 
 @pytest.fixture
-def stack(fake_server, gateway_proc):
-    srv = fake_server(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, chunk_delay_ms=5)
-    gw = gateway_proc([srv.url])
-    gw.worker = srv
-    return gw
+def stack(fake_stack):
+    return fake_stack(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, chunk_delay_ms=5)
 
 
 def assert_pcm(n: int) -> None:
@@ -84,9 +81,9 @@ def test_refused_request_ends_with_its_error_not_a_hang(stack):
     assert not result["is_auth_error"]
 
 
-def test_disconnect_mid_stream_aborts_the_engine_request(fake_server, gateway_proc):
-    srv = fake_server(chunks=200, chunk_samples=1200, chunk_delay_ms=50)  # 10 s of streaming
-    gw = gateway_proc([srv.url])
+def test_disconnect_mid_stream_aborts_the_engine_request(fake_stack):
+    gw = fake_stack(chunks=200, chunk_samples=1200, chunk_delay_ms=50)  # 10 s of streaming
+    srv = gw.worker
     t0 = time.monotonic()
     result = canopy("disconnect", gw)
     assert result["ok"] and result["first_audio"] > 0, result
@@ -96,4 +93,22 @@ def test_disconnect_mid_stream_aborts_the_engine_request(fake_server, gateway_pr
     while gw.system()["gateway_inflight"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gw.system()["gateway_inflight"] == 0
+    assert_clean_log(gw)
+
+
+@pytest.mark.engine
+def test_disconnect_mid_stream_aborts_the_real_engine_request(worker_pair, gateway_proc):
+    """Real workers (vLLM on the stand-in model): the client asks for 3000 tokens (tens of
+    seconds of audio on CPU); closing it after the first audio frees the engine at once."""
+    urls = [w.url for w in worker_pair]
+    gw = gateway_proc(urls)
+    result = canopy("disconnect", gw)
+    assert result["ok"] and result["first_audio"] > 0, result
+    closed_at = time.monotonic()
+    while True:
+        snaps = [httpx.get(u + "/v1/system", timeout=10).json() for u in urls]
+        if all(s["inflight"] == 0 and not s.get("engine_requests") for s in snaps):
+            break
+        assert time.monotonic() - closed_at < 15, snaps
+        time.sleep(0.2)
     assert_clean_log(gw)

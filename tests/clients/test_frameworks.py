@@ -11,11 +11,8 @@ from tests.clients.venvs import run_driver
 
 
 @pytest.fixture
-def stack(fake_server, gateway_proc):
-    srv = fake_server(chunks=10, chunk_samples=2400, chunk_delay_ms=2)  # 1 s
-    gw = gateway_proc([srv.url])
-    gw.worker = srv
-    return gw
+def stack(fake_stack):
+    return fake_stack(chunks=10, chunk_samples=2400, chunk_delay_ms=2)  # 1 s
 
 
 def drive(driver: str, gw, options: dict) -> dict:

@@ -38,18 +38,29 @@ with open("output.wav", "wb") as f:
 
 
 @pytest.fixture
-def arabic(fake_server, gateway_proc):
-    srv = fake_server(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, voices=ARABIC_VOICES)
-    gw = gateway_proc([srv.url], "--model-name", ARABIC)
-    gw.worker = srv
-    return gw
+def arabic(fake_stack):
+    return fake_stack("--model-name", ARABIC, chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES,
+                      voices=ARABIC_VOICES)
+
+
+def run_snippet(gw, tmp_path, source: str):
+    script = tmp_path / "snippet.py"
+    script.write_text(source, encoding="utf-8")
+    return run_driver("frameworks", "run_script.py", str(script), str(tmp_path),
+                      env={"GROQ_API_KEY": gw.key, "GROQ_BASE_URL": gw.url})
 
 
 def test_post_mortem_snippet_verbatim(arabic, tmp_path):
-    script = tmp_path / "snippet.py"
-    script.write_text(POST_MORTEM, encoding="utf-8")
-    done = run_driver("frameworks", "run_script.py", str(script), str(tmp_path),
-                      env={"GROQ_API_KEY": arabic.key, "GROQ_BASE_URL": arabic.url})
+    # Verbatim, the request succeeds and then the snippet's last line fails in the client:
+    # groq's `speech.create` returns a `BinaryAPIResponse`, which has no `.content` (checked
+    # in groq 0.37.1, 1.0.0 and 1.7.0) -- against Groq itself too.
+    done = run_snippet(arabic, tmp_path, POST_MORTEM)
+    assert done.returncode != 0
+    assert "'BinaryAPIResponse' object has no attribute 'content'" in done.stderr, done.stderr
+    assert arabic.worker.completed_streams == 1
+    # With the client's own accessor, `response.read()`, it writes the WAV.
+    done = run_snippet(arabic, tmp_path, POST_MORTEM.replace("response.content",
+                                                             "response.read()"))
     assert done.returncode == 0, done.stderr
     with wave.open(str(tmp_path / "output.wav")) as w:
         assert w.getframerate() == 24_000 and w.getnchannels() == 1
@@ -91,13 +102,12 @@ def test_model_not_served_is_a_400_listing_the_served_ones(arabic, tmp_path):
     assert arabic.worker.stream_requests == []
 
 
-def test_english_groq_voices_resolve_and_cluster_aliases_override(fake_server, gateway_proc,
-                                                                   tmp_path):
-    srv = fake_server(chunks=2, chunk_samples=480)
+def test_english_groq_voices_resolve_and_cluster_aliases_override(fake_stack, tmp_path):
     aliases = tmp_path / "aliases.json"
     aliases.write_text(json.dumps({"troy": "leah"}))
-    gw = gateway_proc([srv.url], "--model-name", "canopylabs/orpheus-v1-english",
-                      "--voice-aliases", str(aliases))
+    gw = fake_stack("--model-name", "canopylabs/orpheus-v1-english",
+                    "--voice-aliases", str(aliases), chunks=2, chunk_samples=480)
+    srv = gw.worker
     calls = [{"kwargs": {"model": "canopylabs/orpheus-v1-english", "voice": v, "input": "Hi",
                          "response_format": "wav"}} for v in ("autumn", "daniel", "troy")]
     results = speech_calls("groq", gw.url, gw.key, calls, tmp_path)

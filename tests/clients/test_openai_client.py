@@ -15,11 +15,8 @@ CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac",
 
 
 @pytest.fixture
-def stack(fake_server, gateway_proc):
-    srv = fake_server(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, chunk_delay_ms=2)
-    gw = gateway_proc([srv.url])
-    gw.worker = srv
-    return gw
+def stack(fake_stack):
+    return fake_stack(chunks=CHUNKS, chunk_samples=CHUNK_SAMPLES, chunk_delay_ms=2)
 
 
 def seconds_of(result: dict, fmt: str) -> float:

@@ -19,7 +19,8 @@ import sys
 import venv
 from pathlib import Path
 
-CACHE = Path(os.environ.get("ORPHEUS_TTS_CACHE", "~/.cache/orpheus-tts")).expanduser() / "client-venvs"
+CACHE = (Path(os.environ.get("ORPHEUS_TTS_CACHE", "~/.cache/orpheus-tts")).expanduser()
+         / "client-venvs")
 
 PINS: dict[str, tuple[str, ...]] = {
     # Canopy Labs' hosted-service client: its import package is `orpheus_tts`, like ours.

@@ -122,3 +122,77 @@ def test_encoders_at_client_sample_rates(fmt, rate, decoded_rate):
     assert 1.0 - 0.005 <= seconds <= 1.0 + slack + 0.01
     if fmt == "mulaw":
         assert len(data) == rate  # one byte a sample, no header
+
+
+# --- model names, voice table, Canopy's framing, Api-Key ------------------------------------------
+def test_model_names_served_checked_and_listed():
+    from orpheus_gateway.models import ModelNames
+    from orpheus_tts import protocol as p
+
+    named = ModelNames("canopylabs/orpheus-arabic-saudi", created=7)
+    assert named.served(["fake"])[0] == "canopylabs/orpheus-arabic-saudi"
+    named.check("canopylabs/orpheus-arabic-saudi", [])
+    named.check("gpt-4o-mini-tts", [])
+    with pytest.raises(p.RequestError) as exc:
+        named.check("canopylabs/orpheus-v1-english", ["fake"])
+    assert exc.value.code is p.ErrorCode.UNKNOWN_MODEL and exc.value.code.status == 400
+    assert "canopylabs/orpheus-arabic-saudi" in exc.value.message and exc.value.param == "model"
+    unnamed = ModelNames()
+    unnamed.check("anything", [])  # nothing known yet: the workers have not said
+    assert unnamed.served(["b", "a"])[:2] == ["a", "b"]
+    with pytest.raises(p.RequestError):
+        unnamed.check("anything", ["a"])
+    listing = named.listing([])
+    assert listing["object"] == "list" and listing["data"][0] == {
+        "id": "canopylabs/orpheus-arabic-saudi", "object": "model", "created": 7,
+        "owned_by": "orpheus-tts"}
+
+
+def test_voice_table_groq_names_overrides_and_served_names_first():
+    from orpheus_gateway.voice_map import VoiceMap
+
+    english = ["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
+    vm = VoiceMap()
+    assert [vm.resolve(v, english) for v in ("autumn", "Diana", "troy", "alloy")] == [
+        "tara", "leah", "zac", "tara"]
+    vm = VoiceMap({"troy": "leah", "noura": "mia"})
+    assert vm.resolve("troy", english) == "leah" and vm.resolve("autumn", english) == "tara"
+    assert vm.resolve("noura", english) == "mia"
+    arabic = ["abdullah", "fahad", "sultan", "lulwa", "noura", "aisha"]
+    assert VoiceMap().resolve("Noura", arabic) == "noura"
+    assert VoiceMap({"noura": "tara"}).resolve("noura", arabic) == "noura"  # served wins
+
+
+def test_canopy_request_and_framing():
+    from orpheus_tts import protocol as p
+    from orpheus_tts.protocol import canopy as c
+
+    req = c.parse_canopy_request('{"prompt":"Hi","voice":"tara","max_tokens":3000,'
+                                 '"temperature":1.0,"repetition_penalty":1.1,"request_id":"r1"}')
+    assert req.multiplexed and req.tts_body() == {
+        "text": "Hi", "voice": "tara", "max_tokens": 3000, "temperature": 1.0,
+        "repetition_penalty": 1.1}
+    for bad in ("{", "[]", '{"voice":"tara"}', '{"prompt":"x","speed":2}'):
+        with pytest.raises(p.RequestError):
+            c.parse_canopy_request(bad)
+    assert c.client_request_id('{"request_id":"r9","prompt":7}') == "r9"
+    assert c.client_request_id("nope") is None
+    assert c.audio(b"\x01\x02", 258) == b"\x00\x00\x01\x02\x01\x02"
+    assert c.audio(b"\x01\x02") == b"\x01\x02"
+
+
+def test_canopy_error_text_mentions_auth_or_key_only_for_auth():
+    from orpheus_gateway.canopy_session import _text
+    from orpheus_tts import protocol as p
+
+    text = _text(p.ErrorCode.RATE_LIMITED, "Rate limit reached: 600 requests for this key.")
+    assert text.startswith("rate_limit_exceeded: ")
+    assert "key" not in text.lower() and "auth" not in text.lower()
+    assert "key" in _text(p.ErrorCode.UNAUTHORIZED, "Incorrect API key provided.").lower()
+
+
+def test_api_key_scheme_is_a_key():
+    from orpheus_gateway.auth import presented_key
+
+    assert presented_key({"authorization": "Api-Key sk-1"}) == "sk-1"
+    assert presented_key({"authorization": "Api-Key "}) is None

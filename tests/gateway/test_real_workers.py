@@ -7,6 +7,7 @@ cover the fault matrix; these prove the same paths against the real thing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import random
@@ -154,3 +155,22 @@ def test_killed_worker_mid_stream_then_next_request_goes_to_the_live_one(
         assert json.loads(r.text.splitlines()[-1])["type"] == "eos"
     finally:
         victim.kill()
+
+
+def test_openai_sse_usage_and_speed_on_real_workers(real_gw, client):
+    """`usage` is the engine's token counts; `speed` stretches the audio the engine made by
+    1/speed (compared within one response: `stats.audio_s` is the unstretched length)."""
+    r = client.post(real_gw.url + p.SPEECH_PATH, headers=auth(), timeout=120,
+                    json={"model": "tts-1", "voice": "alloy", "input": "Hi there.",
+                          "response_format": "pcm", "stream_format": "sse", "speed": 1.5})
+    assert r.status_code == 200, r.text
+    events = [json.loads(line[len("data: "):]) for line in r.text.splitlines()
+              if line.startswith("data: ")]
+    done = events[-1]
+    assert done["type"] == "speech.audio.done", done
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    usage, stats = done["usage"], done["stats"]
+    assert usage["input_tokens"] == stats["prompt_tokens"] > 0
+    assert usage["output_tokens"] == stats["tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert len(pcm) / 2 / p.SAMPLE_RATE == pytest.approx(stats["audio_s"] / 1.5, rel=0.05)

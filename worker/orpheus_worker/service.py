@@ -157,13 +157,17 @@ class WorkerService:
         sent_metrics = False
         try:
             try:
-                queue_wait_s = await asyncio.wait_for(ticket.wait(), deadline - time.monotonic())
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    queue_wait_s = await ticket.wait()
                 self.metrics.queue_wait.observe(queue_wait_s)
                 self._update_gauges()
                 synthesis = engine.synthesis(req, voice, request_id)
                 self._active.add(synthesis)
                 while True:
-                    pcm = await asyncio.wait_for(synthesis.read(), deadline - time.monotonic())
+                    # One deadline for the stream, armed around each read (a generator cannot
+                    # hold a timeout across its yields); no task per chunk.
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        pcm = await synthesis.read()
                     if pcm is None:
                         break
                     if ttfa_s is None:
@@ -218,7 +222,8 @@ class WorkerService:
                 ttfa_ms=None if ttfa_s is None else round(ttfa_s * 1000, 3),
                 total_ms=round(total_s * 1000, 3),
                 rtf=None if rtf is None else round(rtf, 4),
-                prompt_tokens=stats.prompt_tokens, tokens=stats.tokens, frames=stats.frames, segments=stats.segments,
+                prompt_tokens=stats.prompt_tokens, tokens=stats.tokens, frames=stats.frames,
+                segments=stats.segments,
                 stray_tokens=stats.stray, misplaced_tokens=stats.misplaced,
             ))
         finally:

@@ -25,7 +25,8 @@ def run_call(client, call, out: Path) -> dict:
     speech = client.audio.speech
     if mode == "create":
         response = speech.create(**kwargs)
-        out.write_bytes(response.content)  # the post-mortem's way: response.content
+        # openai returns HttpxBinaryResponseContent (.content); groq a BinaryAPIResponse (.read())
+        out.write_bytes(response.content if hasattr(response, "content") else response.read())
         http = getattr(response, "http_response", None) or response.response  # groq | openai
         return {"status": http.status_code, "headers": dict(http.headers)}
     with speech.with_streaming_response.create(**kwargs) as response:
@@ -56,7 +57,8 @@ def main() -> None:
         try:
             results.append(run_call(client, call, outdir / f"{i}.bin"))
         except Exception as exc:  # the test asserts on what the user would see
-            results.append({"error": type(exc).__name__, "status": getattr(exc, "status_code", None),
+            results.append({"error": type(exc).__name__,
+                            "status": getattr(exc, "status_code", None),
                             "message": str(exc)[:500]})
     print(json.dumps(results))
 
