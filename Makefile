@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
 .PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser client-venvs bench bench-worker \
-        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images clean
+        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory bench-pools images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -53,6 +53,9 @@ bench-e2e: setup
 
 bench-memory: setup
 	$(PY) benchmarks/bench_memory.py
+
+bench-pools: setup
+	$(PY) benchmarks/bench_pools.py
 
 images:
 	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .

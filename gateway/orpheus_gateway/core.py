@@ -248,8 +248,9 @@ class Gateway:
         return sorted({v for pool in self.pools for v in pool.known_voices()})
 
     def ready(self) -> bool:
-        """Every pool can take a stream: a model with no worker is an outage of that model."""
-        return all(pool.ready() for pool in self.pools)
+        """Some pool can take a stream. A pool without workers must not take the gateway out of
+        its Service (the other models would go too); each pool's readiness is in `pools`."""
+        return any(pool.ready() for pool in self.pools)
 
     def snapshot(self) -> p.SystemSnapshot:
         pools = [pool.state() for pool in self.pools]
