@@ -285,59 +285,46 @@ class LocalStack:
         cfg = self.config
         if port_in_use(cfg.port, cfg.host):
             raise StackError(f"port {cfg.port} is in use; pick another with --port")
-        if cfg.pools:
-            return self._start_pools()
-        if cfg.model:
-            llm, snac = cfg.model, cfg.snac or DEFAULT_SNAC
-        else:
-            llm_dir, snac_dir = ensure_tiny_model(cfg.model_cache or cache_dir() / "tiny-model",
-                                                  self.log)
-            llm, snac = str(llm_dir), str(cfg.snac or snac_dir)
-            cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
-            cfg.gateway_args = [*STAND_IN_GATEWAY_ARGS, *cfg.gateway_args]
-        if not cfg.no_auth:
-            self.key_file = cfg.key_file or local_key_file()
-            self.api_key = ensure_local_key(self.key_file)
-        try:
-            for i in range(1, cfg.workers + 1):
-                self.start_worker(f"w-{i}", llm, snac)
-            self.wait_ready(self.workers)
-            self.start_gateway(self.worker_urls, port=cfg.port)
-            self.wait_ready([self.gateway])  # type: ignore[list-item]
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _start_pools(self) -> "LocalStack":
-        """One stand-in pool per name in `config.pools`, behind one gateway."""
-        cfg = self.config
-        unknown = [name for name in cfg.pools if name not in STAND_IN_POOLS]
-        if unknown or len(set(cfg.pools)) != len(cfg.pools) or cfg.model:
-            raise StackError(f"--pools takes distinct stand-in pools ({', '.join(STAND_IN_POOLS)})"
-                             f" and no --model; got {', '.join(cfg.pools)}")
-        cache = cfg.model_cache or cache_dir() / "tiny-model"
-        checkpoints = {name: ensure_tiny_model(stand_in_dir(cache, name), self.log,
-                                               STAND_IN_POOLS[name][1]) for name in cfg.pools}
-        cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
-        cfg.gateway_args = [*STAND_IN_GATEWAY_ARGS, *cfg.gateway_args]
+        checkpoints = self._checkpoints()
         if not cfg.no_auth:
             self.key_file = cfg.key_file or local_key_file()
             self.api_key = ensure_local_key(self.key_file)
         try:
             pool_workers: dict[str, list[str]] = {}
             for name, (llm, snac) in checkpoints.items():
-                pool_workers[name] = [self.start_worker(f"{name}-{i}", str(llm), str(snac)).url
+                pool_workers[name] = [self.start_worker(f"{name or 'w'}-{i}", llm, snac).url
                                       for i in range(1, cfg.workers + 1)]
             self.wait_ready(self.workers)
-            pools_file = self.log_dir / "pools.json"
-            pools_file.write_text(json.dumps(pools_document(pool_workers), indent=2) + "\n")
-            self.start_gateway([], port=cfg.port, pools_file=pools_file)
+            if cfg.pools:
+                pools_file = self.log_dir / "pools.json"
+                pools_file.write_text(json.dumps(pools_document(pool_workers), indent=2) + "\n")
+                self.start_gateway([], port=cfg.port, pools_file=pools_file)
+            else:
+                self.start_gateway(self.worker_urls, port=cfg.port)
             self.wait_ready([self.gateway])  # type: ignore[list-item]
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _checkpoints(self) -> dict[str, tuple[str, str]]:
+        """(LLM, SNAC) per pool name (one model: the name ""); stand-ins written on first use."""
+        cfg = self.config
+        if cfg.model and not cfg.pools:
+            return {"": (cfg.model, cfg.snac or DEFAULT_SNAC)}
+        unknown = [name for name in cfg.pools if name not in STAND_IN_POOLS]
+        if unknown or len(set(cfg.pools)) != len(cfg.pools) or cfg.model:
+            raise StackError(f"--pools takes distinct stand-in pools ({', '.join(STAND_IN_POOLS)})"
+                             f" and no --model; got {', '.join(cfg.pools)}")
+        cache = cfg.model_cache or cache_dir() / "tiny-model"
+        checkpoints = {}
+        for name in cfg.pools or [""]:
+            llm, snac = ensure_tiny_model(stand_in_dir(cache, name or "english"), self.log,
+                                          STAND_IN_POOLS[name or "english"][1])
+            checkpoints[name] = (str(llm), str(cfg.snac or snac))
+        cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
+        cfg.gateway_args = [*STAND_IN_GATEWAY_ARGS, *cfg.gateway_args]
+        return checkpoints
 
     def start_worker(self, worker_id: str, llm: str, snac: str, port: int | None = None) -> Child:
         port = port or free_port(self.config.host)

@@ -121,13 +121,17 @@ def read_api_keys(path: str | os.PathLike[str] | None, env: str | None) -> list[
     return keys
 
 
-def read_voice_aliases(path: str | os.PathLike[str]) -> dict[str, str]:
+def read_json_file(path: str | os.PathLike[str], what: str) -> object:
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except OSError as exc:
-        raise ConfigError(f"cannot read voice aliases file {str(path)!r}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
     except ValueError as exc:
-        raise ConfigError(f"voice aliases file {str(path)!r} is not JSON: {exc}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not JSON: {exc}") from None
+
+
+def read_voice_aliases(path: str | os.PathLike[str]) -> dict[str, str]:
+    data = read_json_file(path, "voice aliases file")
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
     ):
@@ -137,12 +141,7 @@ def read_voice_aliases(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def read_pools_file(path: str | os.PathLike[str]) -> tuple[list[PoolConfig], str | None]:
     """The pools and the default pool's name from a `--pools-file`."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read pools file {str(path)!r}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"pools file {str(path)!r} is not JSON: {exc}") from None
+    data = read_json_file(path, "pools file")
     if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
         raise ConfigError('pools file must be a JSON object {"pools": [...], "default_pool": ...}')
     unknown = sorted(set(data) - {"pools", "default_pool"})

@@ -6,12 +6,7 @@ and `tara` by the English one; an unknown model is a 400 that lists both."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import wave
 from pathlib import Path
 
@@ -20,7 +15,8 @@ import openai
 import pytest
 
 from orpheus_tts import protocol as p
-from orpheus_tts.up import STAND_IN_POOLS, free_port
+from orpheus_tts.up import STAND_IN_POOLS
+from tests.battery.test_up import running_up
 from tests.clients.test_groq_client import POST_MORTEM
 from tests.clients.venvs import run_driver
 from tests.support.worker_proc import ensure_tiny_model
@@ -28,44 +24,20 @@ from tests.support.worker_proc import ensure_tiny_model
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting the engines
 
 ENGLISH, ARABIC = STAND_IN_POOLS["english"][0], STAND_IN_POOLS["arabic"][0]
-BANNER_END = "Ctrl-C stops everything."
 
 
 @pytest.fixture(scope="module")
 def pools_up(tiny_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("up-pools")
-    cache = tmp / "cache"
-    cache.mkdir()
-    (cache / "tiny-model").symlink_to(Path(tiny_model))
-    (cache / "tiny-model-arabic").symlink_to(ensure_tiny_model(voices="arabic"))
-    port = free_port()
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "PYTHONUNBUFFERED": "1"}
-    env.pop("ORPHEUS_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "orpheus_tts", "up", "--pools", "english,arabic",
-                             "--port", str(port), "--cache-dir", str(cache)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out: list[str] = []
-    deadline = time.monotonic() + 600
-    try:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            out.append(line)
-            if BANNER_END in line:
-                break
-            assert time.monotonic() < deadline, "".join(out)
-        assert proc.poll() is None, "".join(out)
-        banner = "".join(out)
+    (tmp / "cache").mkdir()
+    (tmp / "cache" / "tiny-model").symlink_to(Path(tiny_model))
+    (tmp / "cache" / "tiny-model-arabic").symlink_to(ensure_tiny_model(voices="arabic"))
+    with running_up(tmp, ["--pools", "english,arabic"], timeout_s=600) as stack:
+        banner = stack["banner"]
         key = re.search(r"API key\s+(\S+)", banner).group(1)  # type: ignore[union-attr]
-        workers = re.search(r"workers\s+(.+)", banner).group(1).split(", ")  # type: ignore[union-attr]
-        yield {"url": f"http://127.0.0.1:{port}", "key": key, "banner": banner,
-               "workers": [w.strip() for w in workers]}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        workers = re.search(r"workers\s+(.+)", banner).group(1)  # type: ignore[union-attr]
+        yield {"url": f"http://127.0.0.1:{stack['port']}", "key": key, "banner": banner,
+               "workers": [w.strip() for w in workers.split(", ")]}
 
 
 def worker_of(stack: dict, worker_id: str) -> str:
