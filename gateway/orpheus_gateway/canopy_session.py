@@ -151,12 +151,11 @@ class CanopySession:
                 async for line in lines:
                     kind = p.line_type(line)
                     if kind == "chunk":
-                        frame = p.decode_frame(line)
-                        assert isinstance(frame, p.ChunkFrame)
-                        pcm = resample.process(frame.pcm())
-                        if pcm and not await self._audio(req, pcm):
-                            return
-                        stream.first_audio_sent()
+                        pcm = resample.process(p.chunk_audio(line))
+                        if pcm:
+                            if not await self._audio(req, pcm):
+                                return
+                            stream.first_audio_sent()
                     elif kind == "eos":
                         tail = resample.flush()
                         if tail and not await self._audio(req, tail):
