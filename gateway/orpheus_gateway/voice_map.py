@@ -25,7 +25,10 @@ GROQ_ENGLISH_ALIASES: dict[str, str] = {
     "autumn": "tara", "diana": "leah", "hannah": "jess",
     "austin": "leo", "daniel": "dan", "troy": "zac",
 }
-BUILT_IN_ALIASES = {**DEFAULT_ALIASES, **GROQ_ENGLISH_ALIASES}
+# Groq's Arabic voices that `canopylabs/orpheus-arabic-saudi` lacks (it has fahad, sultan,
+# lulwa, noura), by voice gender; they resolve only where those voices are served.
+GROQ_ARABIC_ALIASES: dict[str, str] = {"abdullah": "sultan", "aisha": "lulwa"}
+BUILT_IN_ALIASES = {**DEFAULT_ALIASES, **GROQ_ENGLISH_ALIASES, **GROQ_ARABIC_ALIASES}
 
 
 class VoiceMap:

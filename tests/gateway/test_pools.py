@@ -24,7 +24,7 @@ from tests.support.fake_server import Behaviour
 ENGLISH = "canopylabs/orpheus-3b-0.1-ft"
 ARABIC = "canopylabs/orpheus-arabic-saudi"
 ARABIC_VOICES = ("fahad", "sultan", "lulwa", "noura")
-ARABIC_ALIASES = {"alloy": "noura", "abdullah": "sultan", "aisha": "lulwa"}
+ARABIC_ALIASES = {"alloy": "noura"}  # Groq's abdullah and aisha are built in
 ENGLISH_VOICES = ("tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe")
 
 
