@@ -7,9 +7,9 @@ checkpoint generated locally and deterministically (fixed seeds, no network):
   2 layers, hidden size 128, attention head_dim 64 (vLLM's CPU attention rejects 16), tied
   embeddings, float32, marked `"orpheus_stand_in": true` in `config.json` (the worker then
   constrains sampling to audio tokens and the stop token, as `--constrain-to-audio-tokens`,
-  and keeps default utterances short) and `"orpheus_voices"`: `english` (tara, leah, ...) or,
-  with `--voices arabic`, the Arabic-Saudi stand-in's `arabic` (fahad, sultan, lulwa, noura;
-  Groq's abdullah and aisha as aliases), the voice set a worker serves unless told otherwise;
+  and keeps default utterances short) and, with `--voices arabic` (an Arabic-Saudi stand-in),
+  `"orpheus_voices": "arabic"` (fahad, sultan, lulwa, noura; Groq's abdullah and aisha as
+  aliases): the voice set a worker serves unless told otherwise (else `english`);
   plus a byte-level BPE tokenizer trained with
   `tokenizers` on a small built-in corpus, padded to the Llama-3 layout (text ids below
   128000, the Llama-3 specials at 128000..128255, `<custom_token_N>` at 128256 + N),
@@ -141,8 +141,9 @@ def write_llm(out: Path, voices: str = "english") -> None:
         torch_dtype="float32",
         # read by the worker: random weights, so sampling is constrained to audio tokens
         orpheus_stand_in=True,
-        orpheus_voices=voices,  # the worker's default `--voices`
         **LLM_SHAPE,
+        # the worker's default `--voices` (left out for English, so that checkpoint is unchanged)
+        **({"orpheus_voices": voices} if voices != "english" else {}),
     )
     model = LlamaForCausalLM(config).to(torch.float32).eval()
     out.mkdir(parents=True, exist_ok=True)
