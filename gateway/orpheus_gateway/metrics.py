@@ -1,6 +1,8 @@
 """Prometheus metrics (`orpheus_gateway_` prefix) and the sliding time-to-first-audio window.
 
-Each app gets its own registry, so several gateways can live in one process (tests).
+Each app gets its own registry, so several gateways can live in one process (tests). Series
+about streams and workers carry the model `pool` (a configured name, at most
+`pools.MAX_POOLS` of them: bounded cardinality); `sum()` over them is the gateway's total.
 """
 
 from __future__ import annotations
@@ -26,18 +28,27 @@ class TtfaWindow:
     def add(self, ttfa_ms: float) -> None:
         self._samples.append((self._clock(), ttfa_ms))
 
-    def percentiles(self) -> tuple[float | None, float | None]:
+    def values(self) -> list[float]:
+        """The samples of the last `window_s` seconds."""
         cutoff = self._clock() - self.window_s
         while self._samples and self._samples[0][0] < cutoff:
             self._samples.popleft()
-        values = sorted(v for _, v in self._samples)
-        if not values:
-            return None, None
+        return [v for _, v in self._samples]
 
-        def pct(p: float) -> float:
-            return values[min(len(values) - 1, int(round(p * (len(values) - 1))))]
+    def percentiles(self) -> tuple[float | None, float | None]:
+        return percentiles(self.values())
 
-        return pct(0.50), pct(0.95)
+
+def percentiles(samples: list[float]) -> tuple[float | None, float | None]:
+    """p50 and p95 of `samples` (None, None when there are none)."""
+    values = sorted(samples)
+    if not values:
+        return None, None
+
+    def pct(p: float) -> float:
+        return values[min(len(values) - 1, int(round(p * (len(values) - 1))))]
+
+    return pct(0.50), pct(0.95)
 
 
 class GatewayMetrics:
@@ -47,16 +58,17 @@ class GatewayMetrics:
         self.ttfa = Histogram(
             "orpheus_gateway_ttfa_seconds",
             "Request arrival to the first audio byte sent to the client.",
-            ["api"], buckets=TTFA_BUCKETS, registry=r)
+            ["api", "pool"], buckets=TTFA_BUCKETS, registry=r)
         self.streams_inflight = Gauge(
-            "orpheus_gateway_streams_inflight", "Streams open through the gateway.", registry=r)
+            "orpheus_gateway_streams_inflight", "Streams open through the gateway.", ["pool"],
+            registry=r)
         self.queue_depth = Gauge(
             "orpheus_gateway_queue_depth",
             "Requests waiting anywhere: gateway (not yet on a worker) plus workers' queues.",
-            registry=r)
+            ["pool"], registry=r)
         self.requests = Counter(
-            "orpheus_gateway_requests_total", "Stream requests accepted, by API.", ["api"],
-            registry=r)
+            "orpheus_gateway_requests_total", "Stream requests accepted, by API.",
+            ["api", "pool"], registry=r)
         self.errors = Counter(
             "orpheus_gateway_errors_total", "Errors returned to clients, by code.", ["code"],
             registry=r)
@@ -72,6 +84,8 @@ class GatewayMetrics:
             "Requests refused with 429 by the per-key limits.", ["limit"], registry=r)
         self.capacity = Gauge(
             "orpheus_gateway_capacity",
-            "Concurrent streams the ready workers report they can hold (sum).", registry=r)
+            "Concurrent streams the ready workers report they can hold (sum).", ["pool"],
+            registry=r)
         self.workers_ready = Gauge(
-            "orpheus_gateway_workers_ready", "Workers eligible for new streams.", registry=r)
+            "orpheus_gateway_workers_ready", "Workers eligible for new streams.", ["pool"],
+            registry=r)

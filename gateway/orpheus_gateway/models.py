@@ -1,7 +1,7 @@
-"""The model names this gateway answers to: `model` in the OpenAI and Groq speech APIs, and
-`GET /v1/models`.
+"""The model names one model pool answers to: `model` in the OpenAI and Groq speech APIs, and
+`GET /v1/models` (several pools: `pools.PoolRouter`).
 
-One model is served (model pools come later). Its name is `--model-name` (say
+A pool's name is its configured model (`--model-name`; say
 `canopylabs/orpheus-arabic-saudi`, as Groq's clients ask for it), else whatever the workers
 report in `/v1/system`. OpenAI's speech model names are accepted too, since voice-agent
 frameworks send them by default (`gpt-4o-mini-tts`, `tts-1`, `tts-1-hd`), and so is `orpheus`.

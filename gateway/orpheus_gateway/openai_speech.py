@@ -1,7 +1,8 @@
 """`POST /v1/audio/speech` (and Groq's `/openai/v1/audio/speech`): OpenAI's speech API, with
 Groq's additions, on top of the v1 stream.
 
-Decisions (see docs/gateway.md): `model` must be a name the gateway serves (`models`);
+Decisions (see docs/gateway.md): `model` must be a name the gateway serves, and picks the
+model pool (`pools`);
 `speed` (0.25-4.0) is a pitch-preserving time-stretch and `sample_rate` (Groq's, 8000-48000)
 a resample, both streaming (`audio.PcmPipeline`); `instructions` become Orpheus emotion tags
 where they name one, else are ignored, and `X-Orpheus-Instructions` says which
@@ -94,7 +95,7 @@ def tts_body(req: SpeechRequest) -> tuple[dict[str, Any], dict[str, str]]:
     """The v1 request the speech request becomes, and the response headers that say how."""
     applied = apply_instructions(req.input, req.instructions)
     headers = {INSTRUCTIONS_HEADER: applied.header} if req.instructions else {}
-    return {"text": applied.text, "voice": req.voice_name}, headers
+    return {"text": applied.text, "voice": req.voice_name, "model": req.model}, headers
 
 
 def early_error(stream: ActiveStream) -> p.RequestError | None:

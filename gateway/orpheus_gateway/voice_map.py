@@ -25,7 +25,10 @@ GROQ_ENGLISH_ALIASES: dict[str, str] = {
     "autumn": "tara", "diana": "leah", "hannah": "jess",
     "austin": "leo", "daniel": "dan", "troy": "zac",
 }
-BUILT_IN_ALIASES = {**DEFAULT_ALIASES, **GROQ_ENGLISH_ALIASES}
+# Groq's Arabic voices that `canopylabs/orpheus-arabic-saudi` lacks (it has fahad, sultan,
+# lulwa, noura), by voice gender; they resolve only where those voices are served.
+GROQ_ARABIC_ALIASES: dict[str, str] = {"abdullah": "sultan", "aisha": "lulwa"}
+BUILT_IN_ALIASES = {**DEFAULT_ALIASES, **GROQ_ENGLISH_ALIASES, **GROQ_ARABIC_ALIASES}
 
 
 class VoiceMap:
@@ -61,6 +64,11 @@ class VoiceMap:
                       f"{', '.join(sorted(self.aliases))}."
             raise RequestError(ErrorCode.UNKNOWN_VOICE, msg, param="voice")
         return target
+
+    def serves(self, voice: str, known: list[str]) -> bool:
+        """Whether `voice` names, or is an alias of, one of the `known` voices."""
+        served = {k.lower() for k in known}
+        return voice.lower() in served or self.aliases.get(voice.lower(), "").lower() in served
 
     def listing(self, known: list[str]) -> dict:
         return {

@@ -19,7 +19,7 @@ from .headers import (GROQ_SPEECH_PATH, HEADER_INFLIGHT, HEADER_QUEUE_DEPTH, HEA
 from .request import (DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S,
                       MIN_REPETITION_PENALTY, REQUEST_FIELDS, TTSRequest, parse_json_body,
                       parse_request, parse_request_bytes, validation_to_request_error)
-from .system import SystemSnapshot, WorkerState
+from .system import PoolState, SystemSnapshot, WorkerState
 from .ws import (WS_CLOSE_IDLE, WS_CLOSE_UNAUTHORIZED, WS_TERMINAL_TYPES, WsAuth, WsCancel,
                  WsCancelled, WsClientMessage, WsClose, WsDone, WsError, WsPing, WsPong, WsReady,
                  WsServerMessage, WsSpeak, WsStarted, decode_ws_audio, encode_ws_audio,
@@ -33,7 +33,7 @@ __all__ = [
     "STREAM_PATH", "SYSTEM_PATH", "TERMINAL_TYPES", "VOICES_PATH", "WS_CLOSE_IDLE",
     "WS_CLOSE_UNAUTHORIZED", "WS_PATH", "WS_TERMINAL_TYPES", "ChunkFrame", "EosFrame",
     "ErrorCode", "ErrorFrame", "Frame", "FrameDecodeError", "LoadHints", "MetricsFrame",
-    "RequestError", "SystemSnapshot", "TTSRequest", "WorkerState", "WsAuth", "WsCancel",
+    "PoolState", "RequestError", "SystemSnapshot", "TTSRequest", "WorkerState", "WsAuth", "WsCancel",
     "WsCancelled", "WsClientMessage", "WsClose", "WsDone", "WsError", "WsPing", "WsPong",
     "WsReady", "WsServerMessage", "WsSpeak", "WsStarted", "chunk_audio", "chunk_line",
     "decode_frame", "decode_ws_audio", "encode_frame", "encode_ws_audio", "error_body",

@@ -23,6 +23,10 @@ class TTSRequest(BaseModel):
 
     text: str = Field(min_length=1, description="Text to speak; at most the server's limit.")
     voice: str | None = Field(default=None, description="Voice name or OpenAI alias.")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="A served model name (GET /v1/models): picks the gateway's model pool. "
+        "Unset: the pool serving `voice`, else the default pool. Workers ignore it.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0, description="0 disables top-k.")

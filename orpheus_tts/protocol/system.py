@@ -19,6 +19,27 @@ class WorkerState(BaseModel):
     queue_depth: int = 0
     capacity: int | None = None
     breaker: Literal["closed", "open", "half_open"] = "closed"
+    pool: str | None = None  # the gateway's model pool the worker belongs to
+
+
+class PoolState(BaseModel):
+    """One model pool of a gateway: its own queue, workers and time to first audio, so each
+    pool is scaled on its own signals."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    models: list[str] = Field(default_factory=list)  # names `model` may take for this pool
+    default: bool = False  # requests naming neither a model nor a voice go here
+    ready: bool
+    queue_depth: int = 0
+    inflight: int = 0
+    capacity: int | None = None
+    ttfa_p50_ms: float | None = None
+    ttfa_p95_ms: float | None = None
+    voices: list[str] = Field(default_factory=list)
+    workers: int = 0
+    workers_ready: int = 0
 
 
 class SystemSnapshot(BaseModel):
@@ -50,3 +71,4 @@ class SystemSnapshot(BaseModel):
     decode_streams: int | None = None  # streams the SNAC decode loop is serving
     # gateway only
     gateway_inflight: int | None = None  # streams this gateway has open to workers
+    pools: list[PoolState] = Field(default_factory=list)  # the totals above, per model pool

@@ -40,6 +40,7 @@ class WsSpeak(_WsMessage):
     utterance_id: str = Field(min_length=1)
     text: str
     voice: str | None = None
+    model: str | None = None  # a served model name: picks the gateway's pool (see TTSRequest)
     params: dict[str, Any] | None = None  # any other `TTSRequest` field (temperature, seed...)
     interrupt: bool = False
 
@@ -53,6 +54,8 @@ class WsSpeak(_WsMessage):
         body["text"] = self.text
         if self.voice is not None:
             body["voice"] = self.voice
+        if self.model is not None:
+            body["model"] = self.model
         return body
 
 

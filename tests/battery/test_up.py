@@ -4,6 +4,7 @@ every process it started, the workers' engine processes included."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,20 +28,17 @@ pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]  # incl. starting th
 BANNER_END = "Ctrl-C stops everything."
 
 
-@pytest.fixture(scope="module")
-def up(tiny_model, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("up")
-    cache = tmp / "cache"
-    cache.mkdir()
-    (cache / "tiny-model").symlink_to(Path(tiny_model))  # reuse the stand-in checkpoint
+@contextlib.contextmanager
+def running_up(tmp: Path, args: list[str], timeout_s: float = 420) -> Iterator[dict]:
+    """`orpheus-tts up ARGS --port P --cache-dir TMP/cache` until its banner; SIGINT at exit."""
     port = free_port()
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "PYTHONUNBUFFERED": "1"}
     env.pop("ORPHEUS_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "orpheus_tts", "up", "--port", str(port),
-                             "--cache-dir", str(cache)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "orpheus_tts", "up", *args, "--port",
+                             str(port), "--cache-dir", str(tmp / "cache")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out: list[str] = []
-    deadline = time.monotonic() + 420
+    deadline = time.monotonic() + timeout_s
     try:
         for line in proc.stdout:  # type: ignore[union-attr]
             out.append(line)
@@ -56,6 +55,15 @@ def up(tiny_model, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def up(tiny_model, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("up")
+    (tmp / "cache").mkdir()
+    (tmp / "cache" / "tiny-model").symlink_to(Path(tiny_model))  # reuse the stand-in checkpoint
+    with running_up(tmp, []) as stack:
+        yield stack
 
 
 def test_banner_names_url_key_and_next_command(up):

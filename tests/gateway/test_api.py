@@ -306,7 +306,7 @@ def test_metrics_names(gw, client):
                  "orpheus_gateway_breaker_state", "orpheus_gateway_requests_total",
                  "orpheus_gateway_workers_ready"):
         assert name in text, name
-    assert "orpheus_gateway_streams_inflight 0.0" in text
+    assert 'orpheus_gateway_streams_inflight{pool="default"} 0.0' in text
     client.post(gw.url + STREAM, json={"text": "x", "voice": "nobody"}, headers=auth())
     client.post(gw.url + STREAM, json={"text": "x"}, headers={"X-API-Key": "wrong"})
     text = client.get(gw.url + "/metrics").text

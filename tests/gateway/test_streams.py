@@ -360,9 +360,12 @@ def test_system_snapshot_for_the_autoscaler(fake_server, gateway_server, client)
     assert {w.url for w in snap.workers} == {a.url, b.url}
     assert all(w.breaker == "closed" and w.ready for w in snap.workers)
     metrics = client.get(gw.url + "/metrics").text
-    assert "orpheus_gateway_queue_depth 3.0" in metrics
-    assert "orpheus_gateway_capacity 10.0" in metrics
-    assert 'orpheus_gateway_ttfa_seconds_count{api="v1"} 3.0' in metrics
+    assert 'orpheus_gateway_queue_depth{pool="default"} 3.0' in metrics
+    assert 'orpheus_gateway_capacity{pool="default"} 10.0' in metrics
+    assert 'orpheus_gateway_ttfa_seconds_count{api="v1",pool="default"} 3.0' in metrics
+    [pool] = snap.pools
+    assert (pool.name, pool.default, pool.queue_depth, pool.capacity) == ("default", True, 3, 10)
+    assert pool.workers == pool.workers_ready == 2 and pool.ttfa_p50_ms == snap.ttfa_p50_ms
 
 
 def test_gateway_queue_counts_only_requests_no_worker_has_accepted(fake_server, gateway_server):

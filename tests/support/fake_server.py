@@ -78,7 +78,7 @@ waiting (to stop many at once). Use it as a context manager, or the pytest
 fixture `fake_server` (a factory: `srv = fake_server(chunks=5)`; all stopped at teardown).
 
 Standalone: `python -m tests.support.fake_server --port P [--chunks N --chunk-samples S
---chunk-delay-ms D --first-delay-ms F --queue-depth Q --worker-id ID]` prints
+--chunk-delay-ms D --first-delay-ms F --queue-depth Q --worker-id ID --voices A,B]` prints
 `READY http://127.0.0.1:P` once listening and serves until SIGINT/SIGTERM.
 """
 
@@ -764,10 +764,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-delay-ms", type=float, default=0.0)
     parser.add_argument("--queue-depth", type=int, default=0)
     parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--voices", default=",".join(DEFAULT_VOICES), help="comma-separated")
     args = parser.parse_args(argv)
     srv = FakeServer(
         args.chunks, args.chunk_samples, args.chunk_delay_ms, args.first_delay_ms,
         queue_depth=args.queue_depth, worker_id=args.worker_id, host=args.host, port=args.port,
+        voices=tuple(v for v in args.voices.split(",") if v),
     )
     srv.start()
     print(f"READY {srv.url}", flush=True)

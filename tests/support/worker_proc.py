@@ -2,9 +2,10 @@
 
 Stable API, used by the worker, gateway, battery and local-stack suites:
 
-- `ensure_tiny_model(root=None) -> Path`: the stand-in checkpoint (`root/llm`, `root/snac`),
-  generated once by `orpheus-tts make-tiny-model` and cached under
-  `~/.cache/orpheus-tts/tiny-model-v<GENERATOR_VERSION>` (override: `ORPHEUS_TINY_MODEL_DIR`).
+- `ensure_tiny_model(root=None, voices="english") -> Path`: the stand-in checkpoint
+  (`root/llm`, `root/snac`), generated once by `orpheus-tts make-tiny-model` and cached under
+  `~/.cache/orpheus-tts/tiny-model-v<GENERATOR_VERSION>` (override: `ORPHEUS_TINY_MODEL_DIR`);
+  `voices="arabic"`: the Arabic-Saudi stand-in, in `tiny-model-arabic-v<GENERATOR_VERSION>`.
 - fixture `tiny_model` (session): that directory.
 - `start_worker(model_dir, *, port=None, extra_args=(), env=None, timeout=420) -> WorkerProcess`:
   runs `python -m orpheus_worker` on the checkpoint in `model_dir` (the root holding `llm/` and
@@ -84,8 +85,10 @@ def _generator_version() -> int:
     return GENERATOR_VERSION
 
 
-def ensure_tiny_model(root: str | Path | None = None) -> Path:
+def ensure_tiny_model(root: str | Path | None = None, voices: str = "english") -> Path:
     """The stand-in checkpoint, generated on first use (atomic: safe across processes)."""
+    if root is None and voices != "english":
+        root = Path.home() / ".cache" / "orpheus-tts" / f"tiny-model-{voices}-v{_generator_version()}"
     if root is None:
         root = os.environ.get("ORPHEUS_TINY_MODEL_DIR") or (
             Path.home() / ".cache" / "orpheus-tts" / f"tiny-model-v{_generator_version()}")
@@ -96,7 +99,8 @@ def ensure_tiny_model(root: str | Path | None = None) -> Path:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
         try:
-            subprocess.run([sys.executable, "-m", "orpheus_worker.tiny_model", str(tmp)],
+            subprocess.run([sys.executable, "-m", "orpheus_worker.tiny_model", str(tmp),
+                            "--voices", voices],
                            check=True, cwd=ROOT, env={**os.environ, **WORKER_ENV},
                            stdout=subprocess.DEVNULL, timeout=600)
             try:

@@ -85,6 +85,17 @@ def test_voice_sets_and_unknown_voice():
     assert exc.value.status == 400 and exc.value.code == ErrorCode.UNKNOWN_VOICE
     assert "fahad" in exc.value.message and exc.value.param == "voice"
     assert load_voice_set("a,b").voices == ("a", "b")
+    assert ar.resolve("Aisha") == "lulwa" and ar.resolve("abdullah") == "sultan"  # Groq's names
+
+
+def test_the_checkpoint_names_its_voice_set(tmp_path):
+    """An Arabic stand-in (`make-tiny-model --voices arabic`) serves Arabic voices unless told
+    otherwise; a checkpoint that says nothing serves English."""
+    (tmp_path / "config.json").write_text('{"orpheus_stand_in": true, "orpheus_voices": "arabic"}')
+    assert parse_args(["--model", str(tmp_path), "--snac", "s"]).voices == "arabic"
+    assert parse_args(["--model", str(tmp_path), "--snac", "s", "--voices", "english"]
+                      ).voices == "english"
+    assert parse_args(["--model", "canopylabs/orpheus-3b-0.1-ft", "--snac", "s"]).voices == "english"
 
 
 def test_cli_flags():

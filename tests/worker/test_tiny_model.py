@@ -42,3 +42,14 @@ def test_snac_is_the_24khz_architecture_and_loads_from_the_directory(tiny_model)
     model = SNAC.from_pretrained(str(tiny_model / "snac"))
     assert model.hop_length * model.vq_strides[0] == T.SAMPLES_PER_FRAME
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 19.8
+
+
+def test_arabic_stand_in_differs_only_in_its_voice_set(tiny_model):
+    from tests.support.worker_proc import ensure_tiny_model
+
+    arabic = ensure_tiny_model(voices="arabic")  # `make-tiny-model --voices arabic`
+    config = json.loads((arabic / "llm" / "config.json").read_text())
+    assert config["orpheus_voices"] == "arabic" and config["orpheus_stand_in"] is True
+    assert "orpheus_voices" not in json.loads((tiny_model / "llm" / "config.json").read_text())
+    for rel in ("llm/model.safetensors", "llm/tokenizer.json", "snac/pytorch_model.bin"):
+        assert (arabic / rel).read_bytes() == (tiny_model / rel).read_bytes(), rel

@@ -21,7 +21,7 @@ class WorkerConfig:
     host: str = "127.0.0.1"
     port: int = 8100
     worker_id: str | None = None
-    voices: str = "english"
+    voices: str = "english"  # the command line's default: the checkpoint's own set (below)
     max_num_seqs: int = 8
     max_streams: int | None = None  # admission cap; default max_num_seqs
     max_queue: int = 16
@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, default=d.port, help="0 picks a free port")
     p.add_argument("--worker-id", default=None, help="default: HOSTNAME-PORT")
-    p.add_argument("--voices", default=d.voices,
-                   help="voice set: english, arabic, a JSON file, or comma-separated names")
+    p.add_argument("--voices", default=None,
+                   help="voice set: english, arabic, a JSON file, or comma-separated names "
+                   "(default: the stand-in checkpoint's `orpheus_voices`, else english)")
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs,
                    help="vLLM batch size; also the default stream cap")
     p.add_argument("--max-streams", type=int, default=None,
@@ -134,4 +135,8 @@ def parse_args(argv: list[str]) -> WorkerConfig:
     ns = build_parser().parse_args(argv)
     values = vars(ns)
     values["engine_args"] = dict(values.pop("engine_arg"))
+    if values["voices"] is None:
+        from .engine import checkpoint_config
+
+        values["voices"] = checkpoint_config(ns.model).get("orpheus_voices") or WorkerConfig.voices
     return WorkerConfig(**values)

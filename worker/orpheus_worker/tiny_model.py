@@ -7,10 +7,14 @@ checkpoint generated locally and deterministically (fixed seeds, no network):
   2 layers, hidden size 128, attention head_dim 64 (vLLM's CPU attention rejects 16), tied
   embeddings, float32, marked `"orpheus_stand_in": true` in `config.json` (the worker then
   constrains sampling to audio tokens and the stop token, as `--constrain-to-audio-tokens`,
-  and keeps default utterances short); plus a byte-level BPE tokenizer trained with
+  and keeps default utterances short) and, with `--voices arabic` (an Arabic-Saudi stand-in),
+  `"orpheus_voices": "arabic"` (fahad, sultan, lulwa, noura; Groq's abdullah and aisha as
+  aliases): the voice set a worker serves unless told otherwise (else `english`);
+  plus a byte-level BPE tokenizer trained with
   `tokenizers` on a small built-in corpus, padded to the Llama-3 layout (text ids below
   128000, the Llama-3 specials at 128000..128255, `<custom_token_N>` at 128256 + N),
-  loadable by `AutoTokenizer` and vLLM.
+  loadable by `AutoTokenizer` and vLLM. Its corpus has Arabic script, so Arabic text becomes
+  whole BPE tokens, not only byte fallbacks.
 - `DIR/snac`: a random-weight SNAC with hubertsiuzdak/snac_24khz's configuration
   (`config.json` + `pytorch_model.bin`), which `SNAC.from_pretrained(DIR)` loads.
 
@@ -119,7 +123,10 @@ def build_tokenizer():
     return tok
 
 
-def write_llm(out: Path) -> None:
+VOICE_SETS = ("english", "arabic")
+
+
+def write_llm(out: Path, voices: str = "english") -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -135,6 +142,8 @@ def write_llm(out: Path) -> None:
         # read by the worker: random weights, so sampling is constrained to audio tokens
         orpheus_stand_in=True,
         **LLM_SHAPE,
+        # the worker's default `--voices` (left out for English, so that checkpoint is unchanged)
+        **({"orpheus_voices": voices} if voices != "english" else {}),
     )
     model = LlamaForCausalLM(config).to(torch.float32).eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -159,10 +168,10 @@ def write_snac(out: Path) -> None:
     torch.save(model.state_dict(), out / "pytorch_model.bin")
 
 
-def make_tiny_model(out_dir: str | Path) -> Path:
+def make_tiny_model(out_dir: str | Path, voices: str = "english") -> Path:
     """Write `out_dir/llm` and `out_dir/snac`; return `out_dir`."""
     out = Path(out_dir)
-    write_llm(out / "llm")
+    write_llm(out / "llm", voices)
     write_snac(out / "snac")
     (out / "VERSION").write_text(f"{GENERATOR_VERSION}\n")
     return out
@@ -174,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Write the random-weight stand-in checkpoint (DIR/llm and DIR/snac).",
     )
     parser.add_argument("dir", help="output directory")
+    parser.add_argument("--voices", choices=VOICE_SETS, default="english",
+                        help="the stand-in's voice set: english, or arabic for an Arabic-Saudi "
+                        "stand-in (default english)")
     args = parser.parse_args(argv)
-    out = make_tiny_model(args.dir)
+    out = make_tiny_model(args.dir, args.voices)
     print(f"wrote {out / 'llm'} and {out / 'snac'}")
     return 0
 

@@ -15,4 +15,4 @@ router = APIRouter()
 @router.get("/openai" + p.MODELS_PATH, include_in_schema=False)
 async def models(request: Request) -> dict:
     gw = gateway_of(request)
-    return gw.models.listing(gw.worker_models())
+    return gw.pools.models_listing(gw.created)

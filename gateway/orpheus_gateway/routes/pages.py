@@ -17,10 +17,10 @@ from .common import gateway_of
 router = APIRouter()
 
 
-@router.get(p.VOICES_PATH, summary="Voices served, and the OpenAI alias map")
+@router.get(p.VOICES_PATH, summary="Voices served (by model pool), and the alias maps")
 async def voices(request: Request) -> dict:
     gw = gateway_of(request)
-    return gw.voices.listing(gw.known_voices())
+    return gw.pools.voices_listing()
 
 
 @router.get(p.SYSTEM_PATH, summary="Gateway snapshot (the autoscaler's input)",

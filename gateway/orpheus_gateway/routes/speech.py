@@ -28,7 +28,6 @@ async def speech(request: Request) -> Response:
     arrived = time.monotonic()
     gw = gateway_of(request)
     sreq = parse_speech_request(await read_json(request))
-    gw.models.check(sreq.model, gw.worker_models())
     body, extra_headers = tts_body(sreq)
     try:
         req = gw.validate(body)

@@ -40,7 +40,7 @@ async def tts_stream(request: Request) -> Response:
         return Response(status_code=204)
     stream, watch = opened
     headers = {p.HEADER_REQUEST_ID: request_id,
-               **p.load_headers(gw.queue_depth(), gw.pool.local_inflight()),
+               **p.load_headers(stream.pool.queue_depth(), stream.pool.workers.local_inflight()),
                **worker_header(stream)}
     return RelayResponse(stream.lines(), stream, watch, media_type=p.NDJSON, headers=headers,
                          audio_prefix=p.CHUNK_LINE_PREFIX)
