@@ -10,6 +10,7 @@ from typing import Any
 
 from orpheus_tts.protocol import DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
+from .guard import read_internal_token
 from .snac_stream import DEFAULT_LEFT_CONTEXT, DEFAULT_RIGHT_CONTEXT
 from .text import DEFAULT_SEGMENT_CHARS
 
@@ -47,6 +48,8 @@ class WorkerConfig:
     snac_left_context: int = DEFAULT_LEFT_CONTEXT
     snac_max_batch: int | None = None  # default: 32 on a GPU, 4 on CPU (docs/benchmarks.md)
     engine_args: dict[str, Any] = field(default_factory=dict)
+    # gateways must send it (X-Orpheus-Internal-Token); None: no check (local use)
+    internal_token: str | None = field(default=None, repr=False)
 
     @property
     def capacity(self) -> int:
@@ -120,11 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="windows per SNAC call (default: 32 on a GPU, 4 on CPU)")
     p.add_argument("--engine-arg", action="append", type=_engine_arg, default=[],
                    metavar="KEY=VALUE", help="extra vLLM AsyncEngineArgs (JSON values)")
+    p.add_argument("--internal-token-file", default=None, metavar="FILE",
+                   help="refuse stream and state requests without this token (default: "
+                   "$ORPHEUS_INTERNAL_TOKEN; neither: no check, for local use)")
     return p
 
 
 def parse_args(argv: list[str]) -> WorkerConfig:
-    ns = build_parser().parse_args(argv)
-    values = vars(ns)
+    parser = build_parser()
+    values = vars(parser.parse_args(argv))
     values["engine_args"] = dict(values.pop("engine_arg"))
+    try:
+        values["internal_token"] = read_internal_token(values.pop("internal_token_file"))
+    except (OSError, ValueError) as exc:
+        parser.error(f"--internal-token-file: {exc}")
     return WorkerConfig(**values)
