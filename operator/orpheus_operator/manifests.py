@@ -1,8 +1,9 @@
-"""Pure functions from an `OrpheusCluster` to the Kubernetes objects that run it.
+"""Pure functions from an `OrpheusCluster`'s spec to the Kubernetes objects that run it.
 
-No API calls here: `children(cluster, options)` returns every child object, fully specified,
-and the reconciler applies them. Names and labels are derived from the cluster's name only,
-so the autoscaler and the tests can find children without asking the operator.
+No API calls and nothing read back from status: `children(cluster, options)` returns every
+child object, fully specified, and the reconciler applies them. The worker count is
+`spec.workers.replicas`, the scale subresource, whoever drives it. The one input that is not
+spec is the system key (random, made once): `system_key_secret` takes it as an argument.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import crd
-from .defaults import spec_with_defaults
+from .cluster import (
+    MANAGED_BY,
+    SYSTEM_KEY_FIELD,
+    Cluster,
+    config_name,
+    gateway_name,
+    labels,
+    selector_labels,
+    system_key_secret_name,
+    worker_name,
+    worker_service_name,
+)
 
 Manifest = dict[str, Any]
 
@@ -26,28 +38,9 @@ GRACE_MARGIN_SECONDS = 5
 STARTUP_PROBE_PERIOD = 10
 CONFIG_MOUNT = "/etc/orpheus/config"
 KEYS_MOUNT = "/etc/orpheus/keys"
+SYSTEM_KEY_MOUNT = "/etc/orpheus/system-key"
 STAND_IN_DIR = "standin"
-MANAGED_BY = "orpheus-operator"
 CONFIG_HASH_ANNOTATION = f"{crd.GROUP}/config-hash"
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The parts of an `OrpheusCluster` object the manifests depend on."""
-
-    name: str
-    namespace: str
-    uid: str
-    spec: dict[str, Any]  # with defaults applied
-    desired_workers: int
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Cluster:
-        meta = body["metadata"]
-        spec = spec_with_defaults(body.get("spec"))
-        status = body.get("status") or {}
-        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=spec,
-                   desired_workers=desired_worker_replicas(spec, status))
 
 
 @dataclass(frozen=True)
@@ -55,61 +48,6 @@ class Options:
     """What the operator learned from the cluster, beyond the spec."""
 
     service_monitor: bool = False  # the monitoring.coreos.com ServiceMonitor CRD exists
-
-
-def desired_worker_replicas(spec: dict[str, Any], status: dict[str, Any]) -> int:
-    """The worker Deployment's replicas.
-
-    With autoscaling on, the autoscaler's `status.autoscaler.desiredReplicas` (clamped to
-    [minReplicas, maxReplicas]); otherwise `spec.workers.replicas`, the scale subresource's knob.
-    """
-    workers = spec["workers"]
-    if spec["autoscaling"]["enabled"]:
-        wanted = (status.get("autoscaler") or {}).get("desiredReplicas")
-        if wanted is None:
-            wanted = workers["replicas"]
-        return max(workers["minReplicas"], min(workers["maxReplicas"], int(wanted)))
-    return int(workers["replicas"])
-
-
-# --- names and labels --------------------------------------------------------------------------
-def worker_name(cluster_name: str) -> str:
-    return f"{cluster_name}-worker"
-
-
-def worker_service_name(cluster_name: str) -> str:
-    return f"{cluster_name}-workers"
-
-
-def gateway_name(cluster_name: str) -> str:
-    return f"{cluster_name}-gateway"
-
-
-def config_name(cluster_name: str) -> str:
-    return f"{cluster_name}-config"
-
-
-def selector_labels(cluster_name: str, component: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "orpheus-tts",
-            "app.kubernetes.io/instance": cluster_name,
-            "app.kubernetes.io/component": component}
-
-
-def labels(cluster_name: str, component: str) -> dict[str, str]:
-    return {**selector_labels(cluster_name, component),
-            "app.kubernetes.io/part-of": "orpheus-tts",
-            "app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-def worker_selector(cluster_name: str) -> str:
-    """The worker pods' label selector as a string (the scale subresource's selector)."""
-    return ",".join(f"{k}={v}" for k, v in selector_labels(cluster_name, "worker").items())
-
-
-def gateway_url(cluster: Cluster) -> str:
-    """In-cluster URL of the gateway Service."""
-    port = cluster.spec["gateway"]["service"]["port"]
-    return f"http://{gateway_name(cluster.name)}.{cluster.namespace}.svc:{port}"
 
 
 def _meta(cluster: Cluster, name: str, component: str,
@@ -166,16 +104,25 @@ def _downward_env() -> list[dict[str, Any]]:
     ]
 
 
-def _probes(port: int, startup_seconds: int) -> dict[str, Any]:
+def _probes(startup_seconds: int, *, startup: str, ready: str, live: str) -> dict[str, Any]:
     return {
-        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+        "startupProbe": {"httpGet": {"path": startup, "port": "http"},
                          "periodSeconds": STARTUP_PROBE_PERIOD,
                          "failureThreshold": math.ceil(startup_seconds / STARTUP_PROBE_PERIOD)},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+        "readinessProbe": {"httpGet": {"path": ready, "port": "http"},
                            "periodSeconds": 5, "failureThreshold": 2},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+        "livenessProbe": {"httpGet": {"path": live, "port": "http"},
                           "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
     }
+
+
+# The worker's endpoints (orpheus_worker.app): startup passes once vLLM and SNAC are loaded (so
+# `startupSeconds` bounds the load and a hung one is restarted), liveness fails when the engine
+# died, readiness is admission (loading, draining or full: not ready).
+WORKER_PROBES = {"startup": "/startupz", "ready": "/readyz", "live": "/livez"}
+# The gateway's readiness is the gateway's own: it holds requests while no worker is ready.
+GATEWAY_PROBES = {"startup": "/healthz", "ready": "/readyz", "live": "/healthz"}
+GATEWAY_STARTUP_SECONDS = 60
 
 
 def _pre_stop() -> dict[str, Any]:
@@ -257,7 +204,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "resources": workers["resources"],
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
-        **_probes(WORKER_PORT, workers["startupSeconds"]),
+        **_probes(workers["startupSeconds"], **WORKER_PROBES),
     }
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": termination_grace_seconds(workers["drainSeconds"]),
@@ -285,7 +232,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "kind": "Deployment",
         "metadata": _meta(cluster, worker_name(cluster.name), "worker"),
         "spec": {
-            "replicas": cluster.desired_workers,
+            "replicas": cluster.worker_replicas,
             "selector": {"matchLabels": selector_labels(cluster.name, "worker")},
             # A new worker must be Ready before an old one drains: capacity never dips.
             "strategy": {"type": "RollingUpdate",
@@ -323,6 +270,7 @@ def gateway_args(cluster: Cluster) -> list[str]:
         "--discover", f"{cluster.namespace}/{worker_service_name(cluster.name)}",
         "--rate-limit-rpm", str(gateway["limits"]["requestsPerMinute"]),
         "--max-streams-per-key", str(gateway["limits"]["concurrentStreams"]),
+        "--max-pending", str(gateway["limits"]["pendingRequests"]),
     ]
     if gateway.get("voiceAliases"):
         args += ["--voice-aliases", f"{CONFIG_MOUNT}/{VOICE_ALIASES_FILE}"]
@@ -330,7 +278,8 @@ def gateway_args(cluster: Cluster) -> list[str]:
         args += ["--default-voice", gateway["defaultVoice"]]
     auth = gateway["auth"]
     if auth["enabled"]:
-        args += ["--api-keys-file", f"{KEYS_MOUNT}/{auth['secretRef']['key']}"]
+        args += ["--api-keys-file", f"{KEYS_MOUNT}/{auth['secretRef']['key']}",
+                 "--system-keys-file", f"{SYSTEM_KEY_MOUNT}/{SYSTEM_KEY_FIELD}"]
     else:
         args += ["--no-auth"]
     return args
@@ -347,6 +296,11 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
                         "secret": {"secretName": auth["secretRef"]["name"],
                                    "items": [{"key": auth["secretRef"]["key"],
                                               "path": auth["secretRef"]["key"]}]}})
+        mounts.append({"name": "system-key", "mountPath": SYSTEM_KEY_MOUNT, "readOnly": True})
+        volumes.append({"name": "system-key",
+                        "secret": {"secretName": system_key_secret_name(cluster.name),
+                                   "items": [{"key": SYSTEM_KEY_FIELD,
+                                              "path": SYSTEM_KEY_FIELD}]}})
     container: dict[str, Any] = {
         "name": "gateway",
         "image": gateway["image"],
@@ -357,7 +311,7 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
         "env": _downward_env() + list(gateway.get("env") or []),
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
-        **_probes(GATEWAY_PORT, 60),
+        **_probes(GATEWAY_STARTUP_SECONDS, **GATEWAY_PROBES),
     }
     if gateway.get("resources"):
         container["resources"] = gateway["resources"]
@@ -444,6 +398,21 @@ def service_monitor(cluster: Cluster) -> Manifest:
                                          "app.kubernetes.io/managed-by": MANAGED_BY}},
             "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
         },
+    }
+
+
+def system_key_secret(cluster: Cluster, key: str) -> Manifest:
+    """The key the autoscaler reads the gateway's `/v1/system` with (and nothing else).
+
+    Created once with a random key and never rewritten (the reconciler only creates it), so
+    it is not one of `children()`: those are re-applied from the spec on every pass.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(cluster, system_key_secret_name(cluster.name), "gateway"),
+        "type": "Opaque",
+        "stringData": {SYSTEM_KEY_FIELD: key},
     }
 
 

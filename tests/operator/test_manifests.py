@@ -68,10 +68,14 @@ def test_worker_pod_template() -> None:
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
     container = spec["containers"][0]
+    # The worker's probes tell the truth: startup passes once the model is loaded (so a hung
+    # load is restarted after startupSeconds), liveness fails when the engine died, readiness
+    # is admission.
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     startup = container["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 900  # model loading
+    assert startup["httpGet"]["path"] == "/startupz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 900  # startupSeconds
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
     drain = int(arg(container["args"], "--drain-seconds"))
     assert spec["terminationGracePeriodSeconds"] >= pre_stop + drain + 5
@@ -133,19 +137,41 @@ def test_gateway_role_only_watches_endpointslices() -> None:
                               "verbs": ["get", "list", "watch"]}]
 
 
-@pytest.mark.parametrize("enabled, desired, expected", [
-    (False, 7, 2),   # autoscaler off: spec.workers.replicas
-    (True, 3, 3),    # autoscaler on: its decision
-    (True, 99, 4),   # clamped to maxReplicas
-    (True, None, 2),  # no decision yet: spec.workers.replicas
-])
-def test_worker_replicas_contract(enabled: bool, desired: int | None, expected: int) -> None:
+@pytest.mark.parametrize("enabled", [False, True])
+def test_worker_replicas_are_the_scale_subresource_whatever_the_status(enabled: bool) -> None:
+    """The manifests are a pure function of spec: `spec.workers.replicas` (which `kubectl
+    scale`, KEDA, an HPA or the built-in autoscaler write through /scale), never status."""
     spec = {"model": {"standIn": True}, "gateway": {"auth": {"enabled": False}},
-            "workers": {"replicas": 2, "minReplicas": 1, "maxReplicas": 4},
+            "workers": {"replicas": 2, "minReplicas": 0, "maxReplicas": 4},
             "autoscaling": {"enabled": enabled}}
-    status = {"autoscaler": {"desiredReplicas": desired}} if desired is not None else {}
-    deployment = manifests.worker_deployment(Cluster.from_body(body(spec, status)))
-    assert deployment["spec"]["replicas"] == expected
+    status = {"autoscaler": {"desiredReplicas": 3, "state": {}}, "metrics": {"queueDepth": 9}}
+    with_status = children(Cluster.from_body(body(spec, status)))
+    assert with_status == children(Cluster.from_body(body(spec)))
+    assert by_kind(with_status)["Deployment/tts-worker"]["spec"]["replicas"] == 2
+    zero = manifests.worker_deployment(Cluster.from_body(body(
+        {**spec, "workers": {**spec["workers"], "replicas": 0}})))
+    assert zero["spec"]["replicas"] == 0
+
+
+def test_gateway_is_given_the_system_key_only_with_auth() -> None:
+    spec = {"model": {"standIn": True},
+            "gateway": {"auth": {"enabled": True, "secretRef": {"name": "keys"}}}}
+    gateway = manifests.gateway_deployment(Cluster.from_body(body(spec)))
+    pod = gateway["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert arg(args, "--system-keys-file") == f"{manifests.SYSTEM_KEY_MOUNT}/key"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["system-key"]["secret"]["secretName"] == "tts-system-key"
+    secret = manifests.system_key_secret(Cluster.from_body(body(spec)), "k3y")
+    assert secret["stringData"] == {"key": "k3y"}
+    assert secret["metadata"]["ownerReferences"][0]["controller"] is True
+    open_gateway = manifests.gateway_deployment(Cluster.from_body(body(
+        {**spec, "gateway": {"auth": {"enabled": False}}})))
+    assert "--system-keys-file" not in open_gateway["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    probes = pod["containers"][0]
+    # The gateway's readiness is its own (it holds requests while no worker is ready).
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 def test_pvc_cache_and_config_hash_rolls_pods() -> None:
