@@ -6,6 +6,7 @@ autoscaler and the tests find a cluster's children without asking the operator.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,29 @@ def system_key_secret_name(cluster_name: str) -> str:
 
 
 SYSTEM_KEY_FIELD = "key"
+
+
+def internal_token_secret_name(cluster_name: str) -> str:
+    """The operator-owned Secret with the token workers require of their gateways."""
+    return f"{cluster_name}-internal-token"
+
+
+INTERNAL_TOKEN_FIELD = "token"
+
+
+def limits_per_replica(cluster: Cluster) -> dict[str, int]:
+    """`spec.gateway.limits` hold for the whole cluster; each replica enforces its share.
+
+    Every gateway replica keeps its own counters, and the gateway Service spreads a key's
+    connections over the replicas; so each replica gets ceil(limit / replicas). A client whose
+    requests all land on one replica (one kept-alive connection) gets that share, not the whole
+    limit; the sum over replicas never exceeds the limit by more than the rounding (replicas - 1).
+    """
+    gateway = cluster.spec["gateway"]
+    replicas = max(1, int(gateway["replicas"]))
+    return {"replicas": replicas,
+            **{name: math.ceil(int(gateway["limits"][name]) / replicas)
+               for name in ("requestsPerMinute", "concurrentStreams")}}
 
 
 def selector_labels(cluster_name: str, component: str) -> dict[str, str]:

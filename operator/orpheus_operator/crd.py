@@ -261,8 +261,13 @@ def spec_schema() -> Schema:
             "defaultVoice": _str("Voice used when a request names none."),
             "limits": _obj(
                 {
-                    "requestsPerMinute": _int("Requests per minute per API key.", 600, 1),
-                    "concurrentStreams": _int("Concurrent streams per API key.", 16, 1),
+                    "requestsPerMinute": _int("Requests per minute per API key, for the whole "
+                                              "cluster: each of the N gateway replicas "
+                                              "enforces ceil(limit / N) (status.gateway."
+                                              "limitsPerReplica).", 600, 1),
+                    "concurrentStreams": _int("Concurrent streams per API key, for the whole "
+                                              "cluster (divided among gateway replicas like "
+                                              "requestsPerMinute).", 16, 1),
                     "pendingRequests": _int("Requests the gateway holds while no worker can "
                                             "take them (scale from zero); beyond: 429 with "
                                             "Retry-After.", 64, 0, 100000),
@@ -364,6 +369,11 @@ def status_schema() -> Schema:
                 "ready": {"type": "boolean"},
                 "readyReplicas": _int("Ready gateway pods."),
                 "endpoint": _str("URL clients use."),
+                "limitsPerReplica": _obj({
+                    "replicas": _int("Gateway replicas the limits are divided among."),
+                    "requestsPerMinute": _int("Per key, enforced by each replica."),
+                    "concurrentStreams": _int("Per key, enforced by each replica."),
+                }, description="spec.gateway.limits as each gateway replica enforces them."),
             }),
             "metrics": _obj({
                 "queueDepth": _int("Requests queued at the gateway."),

@@ -2,8 +2,15 @@
 
 No API calls and nothing read back from status: `children(cluster, options)` returns every
 child object, fully specified, and the reconciler applies them. The worker count is
-`spec.workers.replicas`, the scale subresource, whoever drives it. The one input that is not
-spec is the system key (random, made once): `system_key_secret` takes it as an argument.
+`spec.workers.replicas`, the scale subresource, whoever drives it. The inputs that are not
+spec are the system key and the internal token (random, made once): `system_key_secret` and
+`internal_token_secret` take them as arguments.
+
+Pods run as the images' non-root user with a read-only root filesystem, no capabilities and the
+runtime's default seccomp profile (the Kubernetes "restricted" Pod Security Standard); what they
+write goes to volumes: `/tmp` (an emptyDir, also HOME), the model cache (group-writable through
+`fsGroup`, so a root-owned PVC works) and `/dev/shm`. Workers accept connections from their
+cluster's gateway pods only (a NetworkPolicy) and requests carrying the internal token only.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from typing import Any
 from . import crd
 from .cluster import (
     MANAGED_BY,
+    INTERNAL_TOKEN_FIELD,
     SYSTEM_KEY_FIELD,
     Cluster,
     config_name,
     gateway_name,
+    internal_token_secret_name,
     labels,
+    limits_per_replica,
     selector_labels,
     system_key_secret_name,
     worker_name,
@@ -41,6 +51,9 @@ KEYS_MOUNT = "/etc/orpheus/keys"
 SYSTEM_KEY_MOUNT = "/etc/orpheus/system-key"
 STAND_IN_DIR = "standin"
 CONFIG_HASH_ANNOTATION = f"{crd.GROUP}/config-hash"
+RUN_AS = 10001  # the user the images are built with (images/*.Dockerfile)
+TMP_MOUNT = "/tmp"
+INTERNAL_TOKEN_ENV = "ORPHEUS_INTERNAL_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,33 @@ def _config_volume(cluster: Cluster) -> dict[str, Any]:
     return {"name": "config", "configMap": {"name": config_name(cluster.name)}}
 
 
+def pod_security_context() -> dict[str, Any]:
+    """Non-root, and the volumes' group is the pod's (a root-owned cache PVC becomes writable)."""
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def _tmp_volume(size: str) -> dict[str, Any]:
+    return {"name": "tmp", "emptyDir": {"sizeLimit": size}}
+
+
+_TMP_MOUNT = {"name": "tmp", "mountPath": TMP_MOUNT}
+# Libraries write caches under HOME / XDG_CACHE_HOME (vLLM, torch, triton): point them at /tmp.
+_TMP_ENV = [{"name": "HOME", "value": TMP_MOUNT},
+            {"name": "XDG_CACHE_HOME", "value": f"{TMP_MOUNT}/cache"}]
+
+
+def _internal_token_env(cluster: Cluster) -> dict[str, Any]:
+    return {"name": INTERNAL_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+        "name": internal_token_secret_name(cluster.name), "key": INTERNAL_TOKEN_FIELD}}}
+
+
 # --- workers -----------------------------------------------------------------------------------
 def model_paths(cluster: Cluster) -> tuple[str, str]:
     """(`--model`, `--snac`) for the worker."""
@@ -189,9 +229,11 @@ def worker_deployment(cluster: Cluster) -> Manifest:
     mounts = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": cache_mount},
+        _TMP_MOUNT,
     ]
-    env = _downward_env() + [
+    env = _downward_env() + _TMP_ENV + [
         {"name": "HF_HOME", "value": f"{cache_mount}/hf"},
+        _internal_token_env(cluster),
     ] + list(workers.get("env") or [])
     container: dict[str, Any] = {
         "name": "worker",
@@ -204,14 +246,18 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "resources": workers["resources"],
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
+        "securityContext": container_security_context(),
         **_probes(workers["startupSeconds"], **WORKER_PROBES),
     }
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": termination_grace_seconds(workers["drainSeconds"]),
+        "securityContext": pod_security_context(),
+        "automountServiceAccountToken": False,  # workers never talk to the API server
         "containers": [container],
         "volumes": [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": workers["shmSize"]}},
             _model_volume(cluster),
+            _tmp_volume("4Gi"),
         ],
     }
     if spec["model"]["standIn"]:
@@ -221,7 +267,9 @@ def worker_deployment(cluster: Cluster) -> Manifest:
             "imagePullPolicy": workers["imagePullPolicy"],
             "command": ["orpheus-tts"],
             "args": ["make-tiny-model", f"{cache_mount}/{STAND_IN_DIR}"],
-            "volumeMounts": [{"name": "model-cache", "mountPath": cache_mount}],
+            "env": _TMP_ENV,
+            "volumeMounts": [{"name": "model-cache", "mountPath": cache_mount}, _TMP_MOUNT],
+            "securityContext": container_security_context(),
         }]
     for key in ("nodeSelector", "tolerations", "affinity"):
         if workers.get(key):
@@ -263,13 +311,14 @@ def worker_service(cluster: Cluster) -> Manifest:
 # --- gateway -----------------------------------------------------------------------------------
 def gateway_args(cluster: Cluster) -> list[str]:
     gateway = cluster.spec["gateway"]
+    per_replica = limits_per_replica(cluster)
     args = [
         "gateway",
         "--host", "0.0.0.0",
         "--port", str(GATEWAY_PORT),
         "--discover", f"{cluster.namespace}/{worker_service_name(cluster.name)}",
-        "--rate-limit-rpm", str(gateway["limits"]["requestsPerMinute"]),
-        "--max-streams-per-key", str(gateway["limits"]["concurrentStreams"]),
+        "--rate-limit-rpm", str(per_replica["requestsPerMinute"]),
+        "--max-streams-per-key", str(per_replica["concurrentStreams"]),
         "--max-pending", str(gateway["limits"]["pendingRequests"]),
     ]
     if gateway.get("voiceAliases"):
@@ -288,8 +337,8 @@ def gateway_args(cluster: Cluster) -> list[str]:
 def gateway_deployment(cluster: Cluster) -> Manifest:
     gateway = cluster.spec["gateway"]
     auth = gateway["auth"]
-    mounts = [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}]
-    volumes = [_config_volume(cluster)]
+    mounts = [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}, _TMP_MOUNT]
+    volumes = [_config_volume(cluster), _tmp_volume("256Mi")]
     if auth["enabled"]:
         mounts.append({"name": "api-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
         volumes.append({"name": "api-keys",
@@ -308,9 +357,11 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
         "command": ["orpheus-tts"],
         "args": gateway_args(cluster),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "env": _downward_env() + list(gateway.get("env") or []),
+        "env": _downward_env() + _TMP_ENV + [_internal_token_env(cluster)]
+        + list(gateway.get("env") or []),
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
+        "securityContext": container_security_context(),
         **_probes(GATEWAY_STARTUP_SECONDS, **GATEWAY_PROBES),
     }
     if gateway.get("resources"):
@@ -318,6 +369,7 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
     pod_spec: dict[str, Any] = {
         "serviceAccountName": gateway_name(cluster.name),
         "terminationGracePeriodSeconds": termination_grace_seconds(GATEWAY_DRAIN_SECONDS),
+        "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     }
@@ -401,6 +453,44 @@ def service_monitor(cluster: Cluster) -> Manifest:
     }
 
 
+def worker_network_policy(cluster: Cluster) -> Manifest:
+    """Only this cluster's gateway pods reach the worker port; nothing else reaches a worker.
+
+    Enforced by the CNI (Calico, Cilium, ...: one that implements NetworkPolicy). Kubelet
+    probes come from the node and are allowed by those CNIs regardless. A Prometheus that
+    scrapes workers directly needs a NetworkPolicy of its own added beside this one.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(cluster, worker_name(cluster.name), "worker"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(cluster.name, "worker")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": selector_labels(cluster.name,
+                                                                         "gateway")}}],
+                "ports": [{"protocol": "TCP", "port": WORKER_PORT}],
+            }],
+        },
+    }
+
+
+def internal_token_secret(cluster: Cluster, token: str) -> Manifest:
+    """The token every worker of the cluster requires of its callers, and its gateways send.
+
+    Like the system key: created once with a random value, never rewritten, owned by the
+    cluster (deleted with it).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(cluster, internal_token_secret_name(cluster.name), "worker"),
+        "type": "Opaque",
+        "stringData": {INTERNAL_TOKEN_FIELD: token},
+    }
+
+
 def system_key_secret(cluster: Cluster, key: str) -> Manifest:
     """The key the autoscaler reads the gateway's `/v1/system` with (and nothing else).
 
@@ -418,8 +508,8 @@ def system_key_secret(cluster: Cluster, key: str) -> Manifest:
 
 def children(cluster: Cluster, options: Options = Options()) -> list[Manifest]:
     """Every object the operator keeps in place for `cluster`, in apply order."""
-    objects = [config_map(cluster), *gateway_rbac(cluster), worker_service(cluster),
-               worker_deployment(cluster), gateway_service(cluster), gateway_deployment(cluster),
+    objects = [config_map(cluster), *gateway_rbac(cluster), worker_network_policy(cluster),
+               worker_service(cluster), worker_deployment(cluster), gateway_service(cluster), gateway_deployment(cluster),
                *disruption_budgets(cluster)]
     if options.service_monitor:
         objects.append(service_monitor(cluster))

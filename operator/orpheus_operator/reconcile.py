@@ -30,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import crd, kube
 from .cluster import Cluster, gateway_name, worker_name
-from .manifests import Options, children, system_key_secret
+from .manifests import Options, children, internal_token_secret, system_key_secret
 from .status import (
     DeploymentState,
     Observed,
@@ -70,7 +70,7 @@ class _Seen:
     generations: dict[str, int] = field(default_factory=dict)  # name -> generation we applied
     problems: list[Problem] = field(default_factory=list)  # of the last full pass
     endpoint: str | None = None
-    system_key: bool = False  # the Secret exists (created or found)
+    created_once: set[str] = field(default_factory=set)  # made-once Secrets known to exist
 
 
 def _transient(exc: ApiException) -> bool:
@@ -108,17 +108,22 @@ class Reconciler:
                            f"(gateway.auth.secretRef.key)")
         return None
 
-    def ensure_system_key(self, cluster: Cluster, seen: _Seen) -> None:
-        """Create the system-key Secret once (a random key); never rewrite an existing one."""
-        if not cluster.auth or seen.system_key:
-            return
-        try:
-            self.core.create_namespaced_secret(
-                cluster.namespace, system_key_secret(cluster, secrets.token_urlsafe(32)))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        seen.system_key = True
+    def ensure_made_once_secrets(self, cluster: Cluster, seen: _Seen) -> None:
+        """Create the random Secrets a cluster needs (the internal token, and the system key
+        when auth is on) once; never read or rewrite an existing one (409 means it exists)."""
+        wanted = [internal_token_secret(cluster, secrets.token_urlsafe(32))]
+        if cluster.auth:
+            wanted.append(system_key_secret(cluster, secrets.token_urlsafe(32)))
+        for manifest in wanted:
+            name = manifest["metadata"]["name"]
+            if name in seen.created_once:
+                continue
+            try:
+                self.core.create_namespaced_secret(cluster.namespace, manifest)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            seen.created_once.add(name)
 
     def options(self) -> Options:
         now = time.monotonic()
@@ -158,7 +163,7 @@ class Reconciler:
         secret_problem = self.check_auth_secret(cluster)
         if secret_problem:
             result.problems.append(secret_problem)
-        self.ensure_system_key(cluster, seen)
+        self.ensure_made_once_secrets(cluster, seen)
 
         for manifest in children(cluster, self.options()):
             ref = f"{manifest['kind']}/{manifest['metadata']['name']}"

@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import crd
-from .cluster import Cluster, gateway_url, worker_selector
+from .cluster import Cluster, gateway_url, limits_per_replica, worker_selector
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,8 @@ def compute_status(cluster: Cluster, observed: Observed, generation: int) -> dic
                     "summary": f"{workers.ready}/{workers.replicas}",
                     "selector": worker_selector(cluster.name)},
         "gateway": {"ready": gateway.ready >= 1, "readyReplicas": gateway.ready,
-                    "endpoint": observed.endpoint or gateway_url(cluster)},
+                    "endpoint": observed.endpoint or gateway_url(cluster),
+                    "limitsPerReplica": limits_per_replica(cluster)},
     }
 
 

@@ -94,8 +94,9 @@ def test_status_fields_feed_the_scale_subresource() -> None:
         "replicas": 3, "readyReplicas": 3, "summary": "3/3",
         "selector": "app.kubernetes.io/name=orpheus-tts,app.kubernetes.io/instance=tts,"
                     "app.kubernetes.io/component=worker"}
-    assert status["gateway"] == {"ready": True, "readyReplicas": 1,
-                                 "endpoint": "http://tts-gateway.voice.svc:8000"}
+    assert status["gateway"] == {
+        "ready": True, "readyReplicas": 1, "endpoint": "http://tts-gateway.voice.svc:8000",
+        "limitsPerReplica": {"replicas": 1, "requestsPerMinute": 600, "concurrentStreams": 16}}
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
