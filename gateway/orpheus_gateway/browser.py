@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from orpheus_tts.protocol import RequestError
+from orpheus_tts.protocol import ErrorCode, RequestError
 
 JSON_TYPE = "application/json"
 
@@ -58,5 +58,5 @@ def require_json(headers: Mapping[str, str]) -> None:
     """415 unless the body is declared `application/json` (parameters such as charset allowed)."""
     declared = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if declared != JSON_TYPE:
-        raise RequestError(415, "Send the body as JSON with 'Content-Type: application/json'.",
-                           "unsupported_media_type")
+        raise RequestError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                           "Send the body as JSON with 'Content-Type: application/json'.")

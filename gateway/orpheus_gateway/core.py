@@ -20,8 +20,10 @@ import httpx
 from orpheus_tts import protocol as p
 
 from .auth import KeyLimiter, KeyStore, StreamSlot
+from .browser import OriginPolicy
 from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
+from .keyfile import KeyFileWatcher
 from .metrics import GatewayMetrics, TtfaWindow
 from .relay import Upstream, UpstreamStream
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
@@ -80,6 +82,10 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.keys = KeyStore(config.api_keys)
+        self.key_watcher = (KeyFileWatcher(config.api_keys_file, config.env_api_keys,
+                                           self.keys.replace)
+                            if config.api_keys_file and self.keys.enabled else None)
+        self.origins = OriginPolicy(config.allowed_origins)
         self.limiter = KeyLimiter(
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
@@ -95,10 +101,15 @@ class Gateway:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        internal = ({p.HEADER_INTERNAL_TOKEN: self.config.worker_token}
+                    if self.config.worker_token else {})
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=self.config.connect_timeout_s),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            headers=internal,
         )
+        if self.key_watcher is not None:
+            self.key_watcher.start()
         self.upstream = Upstream(
             self.pool, self.client, max_attempts=self.config.max_attempts,
             on_failover=self.metrics.failovers.inc, on_suspect=self._suspect)
@@ -106,6 +117,8 @@ class Gateway:
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
 
     async def stop(self) -> None:
+        if self.key_watcher is not None:
+            await self.key_watcher.stop()
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
@@ -116,13 +129,7 @@ class Gateway:
 
     def _on_workers(self, workers: WorkerList) -> None:
         self._discovered = True
-        before = {w.url for w in self.pool}
         self.pool.set_workers(workers)
-        for url in before - {w.url for w in self.pool}:
-            try:
-                self.metrics.breaker_state.remove(url)
-            except KeyError:
-                pass
         self._poll_now.set()
         log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
 
@@ -189,7 +196,7 @@ class Gateway:
         deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
         self.metrics.requests.labels(api).inc()
         try:
-            upstream = await self.upstream.open(payload, request_id, deadline)
+            upstream = await self.upstream.open(payload, request_id, deadline, key_id)
         except BaseException:
             slot.release()
             raise
@@ -239,5 +246,6 @@ class Gateway:
         self.metrics.workers_ready.set(len(self.pool.eligible()))
         self.metrics.capacity.set(sum(w.capacity or 0 for w in self.pool
                                       if w.ready and w.reachable))
+        self.metrics.breaker_state.clear()  # workers that left take their series with them
         for w in self.pool:
-            self.metrics.breaker_state.labels(w.url).set(BREAKER_STATE_VALUE[w.breaker.state])
+            self.metrics.breaker_state.labels(w.label).set(BREAKER_STATE_VALUE[w.breaker.state])

@@ -26,9 +26,10 @@ SSE_CONTENT_TYPE = "text/event-stream"
 
 
 class SpeechRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model: str = Field(min_length=1, description="Any name; the gateway serves one model.")
+    model: str = Field(min_length=1, max_length=256,
+                       description="Any name; the gateway serves one model.")
     input: str = Field(min_length=1, description="Text to speak.")
     voice: str = Field(min_length=1, description="A model voice or an OpenAI voice name.")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
@@ -48,7 +49,7 @@ def parse_speech_request(body: Any) -> SpeechRequest:
         if loc == "response_format" and err.get("type") == "literal_error":
             raise p.RequestError(
                 p.ErrorCode.UNSUPPORTED_FORMAT,
-                f"Unsupported response_format {body.get('response_format')!r}; "
+                f"Unsupported response_format {p.clip(repr(body.get('response_format')))}; "
                 f"supported: {', '.join(FORMATS)}.", param="response_format") from None
         raise p.validation_to_request_error(exc) from None
     if req.speed != 1.0:

@@ -68,8 +68,10 @@ class UpstreamStream:
     """One worker's response, owned by exactly one consumer."""
 
     def __init__(self, upstream: Upstream, worker: Worker, response: httpx.Response,
-                 reader: LineReader, first_line: bytes | None, deadline: float):
+                 reader: LineReader, first_line: bytes | None, deadline: float,
+                 key: str | None = None):
         self.worker = worker
+        self.key = key  # whose request: stream faults count against (worker, key) first
         self.request_id = response.headers.get(p.HEADER_REQUEST_ID)
         self.headers = response.headers
         self._upstream = upstream
@@ -135,7 +137,7 @@ class UpstreamStream:
     def _finish(self, kind: str, line: bytes) -> None:
         if kind == "eos":
             self.outcome = "eos"
-            self.worker.breaker.success()
+            self.worker.breaker.success(self.key)
             return
         try:
             code = p.ErrorCode.of(json.loads(line).get("code"))
@@ -143,9 +145,9 @@ class UpstreamStream:
             code = p.ErrorCode.INTERNAL
         self.outcome = code
         if code.endpoint_fault:
-            self.worker.breaker.failure()
+            self._upstream.stream_fault(self.worker, self.key)
         else:
-            self.worker.breaker.release_trial()
+            self.worker.breaker.release_trial(self.key)
         if code is p.ErrorCode.UPSTREAM_LOST:
             self._upstream.suspect(self.worker)
 
@@ -155,7 +157,7 @@ class UpstreamStream:
             return
         self._closed = True
         if self.outcome is None:
-            self.worker.breaker.release_trial()
+            self.worker.breaker.release_trial(self.key)
         self.worker.local_inflight -= 1
         # The worker's reported inflight counted this stream; do not wait for the next poll.
         self.worker.hint_inflight = max(0, self.worker.hint_inflight - 1)
@@ -181,6 +183,14 @@ class Upstream:
     def suspect(self, worker: Worker) -> None:
         self._on_suspect(worker)
 
+    @staticmethod
+    def stream_fault(worker: Worker, key: str | None) -> None:
+        """A failure that may be the request's doing (see `breakers`)."""
+        if key is None:
+            worker.breaker.failure()
+        else:
+            worker.breaker.stream_failure(key)
+
     def note_metrics(self, worker: Worker, line: bytes) -> None:
         try:
             frame = p.decode_frame(line)
@@ -197,8 +207,13 @@ class Upstream:
         if hints.worker_id:
             worker.name = hints.worker_id
 
-    async def open(self, payload: dict[str, Any], request_id: str, deadline: float) -> UpstreamStream:
-        """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it)."""
+    async def open(self, payload: dict[str, Any], request_id: str, deadline: float,
+                   key: str | None = None) -> UpstreamStream:
+        """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it).
+
+        `key` is the caller's key id: breakers keep one key's failures from closing workers to
+        every other key. Refusals name no worker (its address is nobody's business outside).
+        """
         tried: set[str] = set()
         last_problem = "no worker is available"
         queued = [True]
@@ -212,7 +227,7 @@ class Upstream:
         self.waiting += 1
         try:
             for attempt in range(self.max_attempts):
-                worker = self.pool.pick(exclude=tried)
+                worker = self.pool.pick(exclude=tried, key=key)
                 if worker is None:
                     break
                 if attempt:
@@ -220,12 +235,13 @@ class Upstream:
                 tried.add(worker.url)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    worker.breaker.release_trial()
+                    worker.breaker.release_trial(key)
                     break
                 body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
-                outcome = await self._attempt(worker, body, request_id, deadline, accepted)
+                outcome = await self._attempt(worker, body, request_id, deadline, accepted, key)
                 if isinstance(outcome, UpstreamStream):
                     return outcome
+                log.info("request %s: worker %s: %s", request_id, worker.id, outcome)
                 last_problem = outcome
         finally:
             accepted()
@@ -241,7 +257,8 @@ class Upstream:
             retry_after_s=self.pool.retry_after_s())
 
     async def _attempt(self, worker: Worker, body: dict[str, Any], request_id: str,
-                       deadline: float, accepted: Callable[[], None]) -> UpstreamStream | str:
+                       deadline: float, accepted: Callable[[], None],
+                       key: str | None = None) -> UpstreamStream | str:
         """One worker: a committed stream, or a short description of why to try another."""
         worker.local_inflight += 1
         response: httpx.Response | None = None
@@ -254,16 +271,16 @@ class Upstream:
                 response = await asyncio.wait_for(
                     self.client.send(request, stream=True), deadline - time.monotonic())
             except asyncio.TimeoutError:
-                worker.breaker.release_trial()
+                worker.breaker.release_trial(key)
                 return "the deadline passed while connecting"
             except (httpx.HTTPError, OSError) as exc:
-                worker.breaker.failure()
+                worker.breaker.failure(key)
                 self.suspect(worker)
-                return f"{worker.id}: {type(exc).__name__}"
+                return f"connection failed ({type(exc).__name__})"
             self.note_headers(worker, response.headers)
             status = response.status_code
             if status != 200:
-                return await self._refused(worker, response)
+                return await self._refused(worker, response, key)
             accepted()
             reader = LineReader(response.aiter_raw())
             try:
@@ -272,29 +289,30 @@ class Upstream:
                 # The deadline passed with the request on this worker: the stream says so.
                 committed = True
                 return UpstreamStream(self, worker, response, reader,
-                                      UpstreamStream._deadline_line(), deadline)
+                                      UpstreamStream._deadline_line(), deadline, key)
             except (httpx.HTTPError, OSError) as exc:
-                worker.breaker.failure()
+                self.stream_fault(worker, key)
                 self.suspect(worker)
-                return f"{worker.id}: lost before the first frame ({type(exc).__name__})"
+                return f"lost before the first frame ({type(exc).__name__})"
             if first is None:
-                worker.breaker.failure()
-                return f"{worker.id}: empty stream"
+                self.stream_fault(worker, key)
+                return "empty stream"
             if p.line_type(first) == "error":
                 frame = p.decode_frame(first)
                 code = frame.error_code if isinstance(frame, p.ErrorFrame) else None
                 if code is not None and code.retryable:
-                    self._verdict(worker, code)
-                    return f"{worker.id}: {code} before the first chunk"
+                    self._verdict(worker, code, key)
+                    return f"{code} before the first chunk"
             committed = True
-            return UpstreamStream(self, worker, response, reader, first, deadline)
+            return UpstreamStream(self, worker, response, reader, first, deadline, key)
         finally:
             if not committed:
                 worker.local_inflight -= 1
                 if response is not None:
                     await response.aclose()
 
-    async def _refused(self, worker: Worker, response: httpx.Response) -> str:
+    async def _refused(self, worker: Worker, response: httpx.Response,
+                       key: str | None = None) -> str:
         """A non-200 answer: 4xx is the client's problem (raised); the rest moves on."""
         status = response.status_code
         try:
@@ -308,25 +326,25 @@ class Upstream:
             pass
         code = p.ErrorCode.of(err.get("code"), status)
         if code.request_fault:  # the request is wrong: no other worker would take it either
-            worker.breaker.success()
+            worker.breaker.success()  # the worker is fine; the key's trial is not decided
+            worker.breaker.release_trial(key)
             raise p.RequestError(code, str(err.get("message") or f"Worker refused: HTTP {status}"),
                                  param=err.get("param"))
         if response.headers.get(p.HEADER_RETRY_AFTER) is not None or status in (429, 503):
             retry_after = _retry_after(response.headers.get(p.HEADER_RETRY_AFTER))
             worker.cooldown_until = time.monotonic() + retry_after
         if code.retryable:
-            self._verdict(worker, code)
+            self._verdict(worker, code, key)
         else:  # a worker refusing what only the gateway decides (auth, routes): misconfigured
-            worker.breaker.failure()
-        return f"{worker.id}: HTTP {status} {code}"
+            worker.breaker.failure(key)
+        return f"HTTP {status} {code}"
 
-    @staticmethod
-    def _verdict(worker: Worker, code: p.ErrorCode) -> None:
+    def _verdict(self, worker: Worker, code: p.ErrorCode, key: str | None) -> None:
         """The breaker's verdict on a worker for an error it produced."""
         if code.endpoint_fault:
-            worker.breaker.failure()
+            self.stream_fault(worker, key)
         else:
-            worker.breaker.release_trial()
+            worker.breaker.release_trial(key)
 
 
 def _retry_after(value: str | None) -> float:

@@ -1,25 +1,23 @@
-"""How the gateway meets the network: uvicorn settings that bound what a client may hold open,
-and the log filter that keeps credentials out of every log line.
+"""How the gateway meets the network: uvicorn settings that bound what a client may hold open.
 
 Bounds (docs/gateway.md, "Hostile clients"):
 - request head (request line and headers): at most `MAX_HEAD_BYTES` (h11's limit: larger is
   answered 400 and closed) and complete within `HEADER_TIMEOUT_S` of the connection opening or
   of the previous response — uvicorn has no such deadline, so `HeadDeadlineH11Protocol` adds
   it; a connection that sends nothing is closed after the same time;
-- request body: complete within `BODY_TIMEOUT_S` (408) and at most `MAX_BODY_BYTES` (413), in
-  `app._read_json`;
+- request body: complete within `BODY_TIMEOUT_S` (408) and at most 1 MiB (413), in
+  `routes.common.read_json`; a connection answered before its body was all in is closed;
 - idle keep-alive: `KEEP_ALIVE_S`; WebSocket messages: at most `WS_MAX_MESSAGE_BYTES`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .config import HEADER_TIMEOUT_S
 
@@ -43,6 +41,11 @@ class HeadDeadlineH11Protocol(H11Protocol):
         self._watch_head()
 
     def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            # Answered before the body was all in (401, 408, 413): the rest would be read and
+            # dropped for as long as the client cares to send it. Close instead.
+            self.transport.close()
+            return
         super().on_response_complete()
         self._watch_head()
 
@@ -69,40 +72,20 @@ class HeadDeadlineH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class RefusingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, minus a false alarm: an upgrade the app refuses with an
+    HTTP answer (`websocket.http.response.*`, as ASGI allows: a wrong key, a foreign origin) is
+    logged as "ASGI callable returned without completing handshake" at ERROR. A refusal sent in
+    full is a completed handshake."""
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
+
+
 def server_settings() -> dict[str, Any]:
     """The `uvicorn.Config` keyword arguments that bound clients (see the module docstring)."""
     return {"http": HeadDeadlineH11Protocol, "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
-            "timeout_keep_alive": KEEP_ALIVE_S, "ws_max_size": WS_MAX_MESSAGE_BYTES}
-
-
-# --- logs ----------------------------------------------------------------------------------------
-_QUERY = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")
-
-
-def _scrub(value: Any) -> Any:
-    return _QUERY.sub(r"\1?[query hidden]", value) if isinstance(value, str) else value
-
-
-class HideQueryStrings(logging.Filter):
-    """Drops the query string of every path a log line carries.
-
-    A key may travel in `?api_key=` (browsers cannot set WebSocket headers), spelled in any
-    percent-encoding; uvicorn logs the path with its query for the access log and for
-    WebSocket upgrades. Matching the key's many spellings is a losing game; the query goes.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_scrub(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {k: _scrub(v) for k, v in record.args.items()}
-        record.msg = _scrub(record.msg)
-        return True
-
-
-def install_log_redaction() -> None:
-    """On every logger that can carry a request path; handlers' records pass through these."""
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "orpheus_gateway"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, HideQueryStrings) for f in logger.filters):
-            logger.addFilter(HideQueryStrings())
+            "timeout_keep_alive": KEEP_ALIVE_S, "ws": RefusingWebSocketProtocol,
+            "ws_max_size": WS_MAX_MESSAGE_BYTES}

@@ -6,7 +6,7 @@ voices. The built-in map targets Orpheus's English voices; `--voice-aliases FILE
 
 from __future__ import annotations
 
-from orpheus_tts.protocol import ErrorCode, RequestError
+from orpheus_tts.protocol import ErrorCode, RequestError, clip
 
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
                  "shimmer", "verse", "marin", "cedar")
@@ -40,10 +40,10 @@ class VoiceMap:
                 return by_lower[target.lower()]
             names = ", ".join(sorted(known))
             if target != voice:
-                msg = (f"Voice '{voice}' is an alias for '{target}', which the workers do not "
-                       f"serve. Available voices: {names}.")
+                msg = (f"Voice '{clip(voice)}' is an alias for '{clip(target)}', which the "
+                       f"workers do not serve. Available voices: {names}.")
             else:
-                msg = f"Unknown voice '{voice}'. Available voices: {names}; aliases: " \
+                msg = f"Unknown voice '{clip(voice)}'. Available voices: {names}; aliases: " \
                       f"{', '.join(sorted(self.aliases))}."
             raise RequestError(ErrorCode.UNKNOWN_VOICE, msg, param="voice")
         return target

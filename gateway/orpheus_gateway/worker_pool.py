@@ -7,14 +7,17 @@ capacity when it reports one.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN
 from orpheus_tts.protocol import WorkerState
+
+from .breakers import WorkerBreakers
 
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
@@ -28,7 +31,7 @@ def worker_id_for(url: str) -> str:
 class Worker:
     url: str
     id: str
-    breaker: CircuitBreaker
+    breaker: WorkerBreakers  # the worker's own, and one per key (see `breakers`)
     ready: bool = True  # from discovery and /v1/system; not-ready workers get no new streams
     reachable: bool = True  # the last /v1/system poll answered
     local_inflight: int = 0  # streams this gateway has open to it
@@ -39,6 +42,14 @@ class Worker:
     model: str | None = None
     name: str | None = None  # the worker's own id (X-Orpheus-Worker / metrics frames)
     cooldown_until: float = 0.0  # after a 503/429 with Retry-After
+
+    @property
+    def label(self) -> str:
+        """How the public `/metrics` names the worker: its own id (`--worker-id`; the pod name
+        in a cluster) once it said it, else a digest of its URL — never its address."""
+        if self.name:
+            return self.name[:64]
+        return "worker-" + hashlib.sha256(self.url.encode()).hexdigest()[:8]
 
     def load(self) -> float:
         busy = max(self.local_inflight, self.hint_inflight) + self.hint_queue_depth
@@ -99,23 +110,27 @@ class WorkerPool:
             if url not in self._workers:
                 self._workers[url] = Worker(
                     url=url, id=wid or worker_id_for(url),
-                    breaker=CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock))
+                    breaker=WorkerBreakers(self._breaker_failures, self._breaker_reset_s,
+                                           self._clock))
 
     def eligible(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
-                 include_unreachable: bool = False) -> list[Worker]:
+                 include_unreachable: bool = False, key: str | None = None) -> list[Worker]:
+        """Workers that may take a new stream (for `key`'s request, when given)."""
         now = self._clock()
         return [w for w in self._workers.values()
                 if w.url not in exclude and w.ready and (w.reachable or include_unreachable)
-                and w.cooldown_until <= now and w.breaker.available()]
+                and w.cooldown_until <= now and w.breaker.available(key)]
 
-    def pick(self, exclude: set[str] = frozenset()) -> Worker | None:  # type: ignore[assignment]
+    def pick(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
+             key: str | None = None) -> Worker | None:
         """Power of two choices: the less loaded of two random eligible workers.
 
         Workers whose last poll or connection failed are tried only when no other is left
         (their breaker still guards them): a failed attempt costs little, and a lone worker
         that dropped one connection should not refuse the next request.
         """
-        candidates = self.eligible(exclude) or self.eligible(exclude, include_unreachable=True)
+        candidates = (self.eligible(exclude, key=key)
+                      or self.eligible(exclude, include_unreachable=True, key=key))
         if not candidates:
             return None
         if len(candidates) == 1:
@@ -123,12 +138,13 @@ class WorkerPool:
         else:
             a, b = self._rng.sample(candidates, 2)
             chosen = a if a.load() <= b.load() else b
-        chosen.breaker.acquire()
+        chosen.breaker.acquire(key)
         return chosen
 
     def retry_after_s(self) -> float:
         """When a worker might be available again (for `Retry-After` on a 503)."""
         now = self._clock()
         waits = [w.cooldown_until - now for w in self._workers.values() if w.cooldown_until > now]
-        waits += [self._breaker_reset_s for w in self._workers.values() if w.breaker.state == OPEN]
+        waits += [self._breaker_reset_s for w in self._workers.values()
+                  if w.breaker.worker.state == OPEN]
         return max(1.0, min(waits)) if waits else 1.0

@@ -246,7 +246,8 @@ def test_breaker_opens_on_a_failing_worker_then_recovers(fake_server, gateway_se
     system = client.get(gw.url + p.SYSTEM_PATH, headers=auth()).json()
     state = {w["url"]: w["breaker"] for w in system["workers"]}
     assert state[flaky.url] == "open" and state[steady.url] == "closed"
-    assert f'orpheus_gateway_breaker_state{{worker="{flaky.url}"}} 2.0' in \
+    # named by the worker's own id, never its address (/metrics is public)
+    assert f'orpheus_gateway_breaker_state{{worker="{flaky.worker_id}"}} 2.0' in \
         client.get(gw.url + "/metrics").text
 
     flaky.default = Behaviour.normal()

@@ -89,7 +89,7 @@ class GatewayProcess:
 def assert_clean_log(text: str) -> None:
     """Ordinary hostile traffic leaves no ERROR line and no traceback."""
     bad = [line for line in text.splitlines()
-           if " ERROR " in line or "Traceback" in line or "Exception in ASGI" in line]
+           if " ERROR " in line or line.startswith("ERROR") or "Traceback" in line]
     assert not bad, "\n".join(bad[:20])
 
 

@@ -28,8 +28,8 @@ def _secret_volume(root, keys: list[str], generation: int) -> None:
 
 
 def _status(url: str, key: str) -> int:
-    return httpx.get(url + "/v1/voices", headers={"Authorization": f"Bearer {key}"},
-                     trust_env=False, timeout=5).status_code
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(url + "/v1/voices", headers=headers, trust_env=False, timeout=5).status_code
 
 
 def _wait_status(url: str, key: str, want: int) -> float:

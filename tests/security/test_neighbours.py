@@ -99,3 +99,17 @@ def test_metrics_and_errors_name_no_worker_address(hostile_gateway):
     for f in gw.workers:
         address = f.url.split("//", 1)[1]
         assert address not in metrics and str(f.port) not in r.text, r.text
+
+
+def test_the_gateway_brings_the_internal_token_workers_require(hostile_gateway, tmp_path):
+    token_file = tmp_path / "internal-token"
+    token_file.write_text("internal-" + "x" * 24 + "\n")
+    gw = hostile_gateway("--worker-token-file", str(token_file),
+                         worker_kwargs={"internal_token": "internal-" + "x" * 24})
+    r = httpx.post(gw.url + "/v1/tts/stream", headers=gw.headers(), json={"text": "hi"},
+                   trust_env=False, timeout=10)
+    assert r.status_code == 200 and json.loads(r.text.splitlines()[-1])["type"] == "eos"
+    # and a caller that goes around the gateway is refused by the worker
+    r = httpx.post(gw.workers[0].url + "/v1/tts/stream", json={"text": "hi"}, trust_env=False,
+                   timeout=10)
+    assert r.status_code == 401

@@ -27,7 +27,6 @@ from orpheus_tts import protocol as P
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BODY_BYTES = 1 << 20
 BODY_TIMEOUT_S = 10.0
-INTERNAL_TOKEN_ENV = "ORPHEUS_INTERNAL_TOKEN"
 
 
 def read_internal_token(path: str | None, environ: dict[str, str] | None = None) -> str | None:
@@ -38,7 +37,7 @@ def read_internal_token(path: str | None, environ: dict[str, str] | None = None)
             raise ValueError(f"internal token file {path!r} is empty")
         return token
     env = os.environ if environ is None else environ
-    return env.get(INTERNAL_TOKEN_ENV, "").strip() or None
+    return env.get(P.INTERNAL_TOKEN_ENV, "").strip() or None
 
 
 def _digest(value: str) -> bytes:
@@ -69,8 +68,8 @@ class WorkerGuard:
             presented = headers.get(P.HEADER_INTERNAL_TOKEN)
             if presented is None or not hmac.compare_digest(_digest(presented), self._token):
                 await _answer(send, P.RequestError(
-                    401, "This worker serves its gateways only: internal token missing or wrong.",
-                    P.ErrorCode.UNAUTHORIZED))
+                    P.ErrorCode.UNAUTHORIZED,
+                    "This worker serves its gateways only: internal token missing or wrong."))
                 return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
@@ -78,23 +77,24 @@ class WorkerGuard:
         try:
             body = await asyncio.wait_for(self._read_body(headers, receive), self.body_timeout_s)
         except asyncio.TimeoutError:
-            body, problem = None, _BodyProblem(P.RequestError(
-                408, f"The request body did not arrive within {self.body_timeout_s:g} s."))
+            await _answer(send, P.RequestError(
+                P.ErrorCode.REQUEST_TIMEOUT,
+                f"The request body did not arrive within {self.body_timeout_s:g} s."), close=True)
+            return
         except _BodyProblem as exc:
-            body, problem = None, exc
-        if body is None:
-            if problem.error is not None:
-                await _answer(send, problem.error, close=True)
+            if exc.error is not None:
+                await _answer(send, exc.error, close=True)
             return
         await self.app(scope, _replay(body, receive), send)
 
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
         too_big = _BodyProblem(P.RequestError(
-            413, f"Request body is over {self.max_body_bytes} bytes."))
+            P.ErrorCode.REQUEST_TOO_LARGE, f"Request body is over {self.max_body_bytes} bytes."))
         try:
             declared = int(headers.get("content-length", "0"))
         except ValueError:
-            raise _BodyProblem(P.RequestError(400, "Invalid Content-Length.")) from None
+            raise _BodyProblem(P.RequestError(P.ErrorCode.INVALID_REQUEST,
+                                              "Invalid Content-Length.")) from None
         if declared > self.max_body_bytes:
             raise too_big
         body = bytearray()
