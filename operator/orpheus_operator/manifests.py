@@ -476,19 +476,19 @@ def worker_network_policy(cluster: Cluster) -> Manifest:
     }
 
 
+def _secret(cluster: Cluster, name: str, component: str, field: str, value: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(cluster, name, component),
+            "type": "Opaque", "stringData": {field: value}}
+
+
 def internal_token_secret(cluster: Cluster, token: str) -> Manifest:
     """The token every worker of the cluster requires of its callers, and its gateways send.
 
     Like the system key: created once with a random value, never rewritten, owned by the
     cluster (deleted with it).
     """
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(cluster, internal_token_secret_name(cluster.name), "worker"),
-        "type": "Opaque",
-        "stringData": {INTERNAL_TOKEN_FIELD: token},
-    }
+    return _secret(cluster, internal_token_secret_name(cluster.name), "worker",
+                   INTERNAL_TOKEN_FIELD, token)
 
 
 def system_key_secret(cluster: Cluster, key: str) -> Manifest:
@@ -497,20 +497,15 @@ def system_key_secret(cluster: Cluster, key: str) -> Manifest:
     Created once with a random key and never rewritten (the reconciler only creates it), so
     it is not one of `children()`: those are re-applied from the spec on every pass.
     """
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(cluster, system_key_secret_name(cluster.name), "gateway"),
-        "type": "Opaque",
-        "stringData": {SYSTEM_KEY_FIELD: key},
-    }
+    return _secret(cluster, system_key_secret_name(cluster.name), "gateway", SYSTEM_KEY_FIELD,
+                   key)
 
 
 def children(cluster: Cluster, options: Options = Options()) -> list[Manifest]:
     """Every object the operator keeps in place for `cluster`, in apply order."""
     objects = [config_map(cluster), *gateway_rbac(cluster), worker_network_policy(cluster),
-               worker_service(cluster), worker_deployment(cluster), gateway_service(cluster), gateway_deployment(cluster),
-               *disruption_budgets(cluster)]
+               worker_service(cluster), worker_deployment(cluster), gateway_service(cluster),
+               gateway_deployment(cluster), *disruption_budgets(cluster)]
     if options.service_monitor:
         objects.append(service_monitor(cluster))
     return objects
