@@ -1,4 +1,5 @@
-"""Keeps API keys out of log lines, whatever their spelling.
+"""Gateway logging: API keys kept out of log lines whatever their spelling, and polls kept
+out of the access log.
 
 A key may travel in `?api_key=` (browsers cannot set WebSocket headers), in any percent-
 encoding (`api%5Fkey=`, `%61pi_key=`, a double-encoded value); uvicorn logs the path with its
@@ -30,8 +31,28 @@ class HideQueryStrings(logging.Filter):
 
 
 def install_log_redaction() -> None:
-    """On every logger whose records can carry a request path (filters do not propagate)."""
+    """Query strings hidden on every logger whose records can carry a request path (filters
+    do not propagate); polls in the access log at DEBUG."""
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "orpheus_gateway"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, HideQueryStrings) for f in logger.filters):
             logger.addFilter(HideQueryStrings())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QuietPolls) for f in access.filters):
+        access.addFilter(QuietPolls())
+
+
+# Paths that pollers and probes hit every few seconds (autoscaler, Prometheus, kubelet).
+POLL_PATHS = ("/v1/system", "/metrics", "/healthz", "/readyz")
+
+
+class QuietPolls(logging.Filter):
+    """Access-log lines of polls and probes are DEBUG: kept only when the access logger is
+    set to DEBUG, so they do not bury the requests that matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith(POLL_PATHS):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True

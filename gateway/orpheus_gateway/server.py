@@ -6,7 +6,8 @@ Bounds (docs/gateway.md, "Hostile clients"):
   of the previous response — uvicorn has no such deadline, so `HeadDeadlineH11Protocol` adds
   it; a connection that sends nothing is closed after the same time;
 - request body: complete within `BODY_TIMEOUT_S` (408) and at most 1 MiB (413), in
-  `routes.common.read_json`; a connection answered before its body was all in is closed;
+  `routes.common.read_json`; a connection answered before its body was all in (401, 408,
+  413) is closed unless the body completes within `ANSWERED_GRACE_S`;
 - idle keep-alive: `KEEP_ALIVE_S`; WebSocket messages: at most `WS_MAX_MESSAGE_BYTES`.
 """
 
@@ -24,6 +25,7 @@ from .config import HEADER_TIMEOUT_S
 MAX_HEAD_BYTES = 16 * 1024
 KEEP_ALIVE_S = 5
 WS_MAX_MESSAGE_BYTES = 256 * 1024
+ANSWERED_GRACE_S = 1.0  # for the rest of a body the app answered without reading
 
 
 class HeadDeadlineH11Protocol(H11Protocol):
@@ -33,6 +35,7 @@ class HeadDeadlineH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_limit: float | None = None
         super().connection_made(transport)
         self._watch_head()
 
@@ -41,11 +44,6 @@ class HeadDeadlineH11Protocol(H11Protocol):
         self._watch_head()
 
     def on_response_complete(self) -> None:
-        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
-            # Answered before the body was all in (401, 408, 413): the rest would be read and
-            # dropped for as long as the client cares to send it. Close instead.
-            self.transport.close()
-            return
         super().on_response_complete()
         self._watch_head()
 
@@ -53,22 +51,37 @@ class HeadDeadlineH11Protocol(H11Protocol):
         self._stop_head_timer()
         super().connection_lost(exc)
 
+    def _waiting(self) -> float | None:
+        """How long the connection may stay as it is: waiting for a request head, or answered
+        before its body was all in (401, 408, 413: the rest would be read and dropped for as
+        long as the client cares to send it); None when a request is being served."""
+        if self.transport.is_closing():
+            return None
+        if self.conn.their_state is h11.IDLE:
+            return self.head_timeout_s
+        if self.conn.their_state is h11.SEND_BODY and self.conn.our_state is h11.DONE:
+            return ANSWERED_GRACE_S
+        return None
+
     def _watch_head(self) -> None:
-        """Armed while the connection waits for a request head, disarmed once one arrived."""
-        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-        if waiting and self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
-        elif not waiting:
+        """Armed while the connection waits (see `_waiting`), disarmed once it serves; data
+        that trickles in does not push the deadline back."""
+        limit = self._waiting()
+        if limit != self._head_limit:
             self._stop_head_timer()
+        if limit is not None and self._head_timer is None:
+            self._head_timer = self.loop.call_later(limit, self._head_timed_out)
+            self._head_limit = limit
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._head_limit = None
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        self._head_timer = self._head_limit = None
+        if self._waiting() is not None:
             self.transport.close()
 
 

@@ -3,6 +3,10 @@
 A worker's load is what this gateway knows for sure (its own streams to it) combined with the
 hints the worker reports (`/v1/system`, response headers, `metrics` frames), divided by its
 capacity when it reports one.
+
+`WorkerPool.lease()` is the only way a request holds a worker: the `Lease` counts the request in
+the worker's `local_inflight`, takes the breaker's half-open trial if that is the state, and
+gives exactly one verdict when it ends (success, a failure, or neither), however it ends.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN
-from orpheus_tts.protocol import WorkerState
+from orpheus_tts.protocol import ErrorCode, LoadHints, SystemSnapshot, WorkerState
 
 from .breakers import WorkerBreakers
 
@@ -63,6 +67,19 @@ class Worker:
             breaker=self.breaker.state,  # type: ignore[arg-type]
         )
 
+    def polled(self, snap: SystemSnapshot | None) -> None:
+        """The answer to a `/v1/system` poll; None when there was none (unreachable)."""
+        self.reachable = snap is not None
+        if snap is None:
+            return
+        self.ready = snap.ready
+        self.update_hints(inflight=snap.inflight, queue_depth=snap.queue_depth,
+                          capacity=snap.capacity)
+        self.voices = list(snap.voices)
+        self.model = snap.model
+        if snap.worker_id:
+            self.name = snap.worker_id
+
     def update_hints(self, *, inflight: int | None = None, queue_depth: int | None = None,
                      capacity: int | None = None) -> None:
         if inflight is not None and inflight >= 0:
@@ -73,16 +90,110 @@ class Worker:
             self.capacity = int(capacity)
 
 
+class Lease:
+    """One request's hold on one worker, from `WorkerPool.lease()` to its verdict.
+
+    Exactly one of `succeeded()`, `failed(code)` or `release()` takes effect (the first one
+    called; the others do nothing), so every exit path may call one without double counting.
+    """
+
+    __slots__ = ("worker", "key", "_pool", "_accepted", "_ended")
+
+    def __init__(self, pool: WorkerPool, worker: Worker, key: str | None = None):
+        self.worker = worker
+        self.key = key  # whose request: stream failures count against (worker, key) first
+        self._pool = pool
+        self._accepted = False
+        self._ended = False
+        worker.local_inflight += 1
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def accepted(self) -> None:
+        """The worker took the stream (HTTP 200): its own inflight count includes it now."""
+        self._accepted = True
+
+    def note_hints(self, hints: LoadHints) -> None:
+        """Load hints the worker sent with this request (headers or a `metrics` frame)."""
+        self.worker.update_hints(inflight=hints.inflight, queue_depth=hints.queue_depth)
+        if hints.worker_id:
+            self.worker.name = hints.worker_id
+
+    def cool_down(self, seconds: float) -> None:
+        """The worker asked not to be sent anything for `seconds` (`Retry-After`)."""
+        self.worker.cooldown_until = self._pool.now() + seconds
+
+    def succeeded(self) -> None:
+        if self._end():
+            self.worker.breaker.success(self.key)
+
+    def failed(self, code: ErrorCode, *, blame: bool | None = None,
+               connection: bool = False) -> None:
+        """The request failed with `code`: a failure for the breaker when the code is an
+        endpoint fault (or `blame` says so); a lost worker is also suspected unreachable.
+
+        `connection`: the worker failed before it answered (refused, reset), or answered what
+        only a misconfigured worker would — its own fault whatever the request, so its breaker
+        for every key. Otherwise the stream failed, which a request can cause too: the
+        failure counts against the caller's key on this worker first (see `breakers`).
+        """
+        if not self._end():
+            return
+        breaker = self.worker.breaker
+        if not (code.endpoint_fault if blame is None else blame):
+            breaker.release_trial(self.key)
+        elif connection or self.key is None:
+            breaker.failure(self.key)
+        else:
+            breaker.stream_failure(self.key)
+        if code is ErrorCode.UPSTREAM_LOST:
+            self._pool.suspect(self.worker)
+
+    def release(self) -> None:
+        """Ended with no verdict on the worker's health (client gone, deadline)."""
+        if self._end():
+            self.worker.breaker.release_trial(self.key)
+
+    def _end(self) -> bool:
+        if self._ended:
+            return False
+        self._ended = True
+        worker = self.worker
+        worker.local_inflight -= 1
+        if self._accepted:  # the worker's reported inflight counted it; do not wait for a poll
+            worker.hint_inflight = max(0, worker.hint_inflight - 1)
+        return True
+
+
 class WorkerPool:
     """The current set of workers and the choice among them."""
 
     def __init__(self, breaker_failures: int = 3, breaker_reset_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 on_suspect: Callable[[Worker], None] = lambda w: None):
         self._workers: dict[str, Worker] = {}
         self._breaker_failures = breaker_failures
         self._breaker_reset_s = breaker_reset_s
         self._clock = clock
         self._rng = rng or random.Random()
+        self._on_suspect = on_suspect
+
+    def now(self) -> float:
+        return self._clock()
+
+    def suspect(self, worker: Worker) -> None:
+        """A connection to `worker` failed: no new streams for it until a poll answers."""
+        worker.reachable = False
+        self._on_suspect(worker)
+
+    def lease(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
+              key: str | None = None) -> Lease | None:
+        """Hold the worker `pick()` chooses for `key`'s request, or None when none is
+        eligible."""
+        worker = self.pick(exclude, key)
+        return Lease(self, worker, key) if worker is not None else None
 
     def __iter__(self):
         return iter(list(self._workers.values()))
