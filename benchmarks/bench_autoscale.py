@@ -1,6 +1,6 @@
 """`make bench-autoscale`: our autoscaling policy against two baselines on simulated traces.
 
-Runs `orpheus_operator.autoscaler.simulator` (no cluster, no GPU) over four trace shapes x
+Runs `benchmarks/autoscale_sim.py` (no cluster, no GPU) over four trace shapes x
 six seeds with three policies (ours uses the OrpheusCluster CRD's default parameters),
 writes the table into docs/benchmarks.md (section `autoscale`), the raw numbers into
 docs/benchmarks/autoscale.json and a plot into docs/img/autoscale.png.
@@ -19,10 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from orpheus_operator.autoscaler import simulator as sim  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks import autoscale_sim as sim  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 
 PLOT = ROOT / "docs" / "img" / "autoscale.png"

@@ -21,12 +21,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import create_app
     from .logs import install_log_redaction
+    from .server import server_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tracing.configure("orpheus-gateway")
     server_config = uvicorn.Config(
         create_app(config), host=config.host, port=config.port, log_level="info",
-        ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s)
+        ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s,
+        **server_settings())
     install_log_redaction()  # after uvicorn configured its loggers
     if not config.auth_enabled:
         logging.getLogger("orpheus_gateway").warning("authentication is OFF (--no-auth)")

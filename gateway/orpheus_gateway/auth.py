@@ -32,6 +32,13 @@ class KeyStore:
     def __init__(self, keys: list[str]):
         self._digests = [_digest(k) for k in dict.fromkeys(keys)]
 
+    def replace(self, keys: list[str]) -> None:
+        """Swap in a new key set (rotation) in one assignment: a check sees the old set or the
+        new one, never a mix. An empty set is refused: rotation never switches auth off."""
+        if not keys:
+            raise ValueError("a key rotation needs at least one key")
+        self._digests = [_digest(k) for k in dict.fromkeys(keys)]
+
     @property
     def enabled(self) -> bool:
         return bool(self._digests)
@@ -48,7 +55,7 @@ class KeyStore:
             return None
         candidate = _digest(presented)
         match = None
-        for digest in self._digests:
+        for digest in self._digests:  # one list object: a concurrent `replace` does not tear
             if hmac.compare_digest(candidate, digest):
                 match = digest
         return match.hex()[:12] if match is not None else None
@@ -139,7 +146,18 @@ class KeyLimiter:
         self._on_reject = on_reject or (lambda _reason: None)
 
     def admit(self, key_id: str) -> StreamSlot:
-        """Count one stream request against `key_id`; raises a 429 `RequestError` when over."""
+        """Count one stream request against `key_id`; raises a 429 `RequestError` when over.
+
+        The concurrency limit is checked first: a request refused for it takes no token from
+        the per-minute budget (only admitted requests spend it).
+        """
+        active = self._streams.get(key_id, 0)
+        if self.max_streams > 0 and active >= self.max_streams:
+            self._on_reject("streams")
+            raise RequestError(
+                ErrorCode.RATE_LIMITED,
+                f"Too many concurrent streams: the limit is {self.max_streams} for this key.",
+                retry_after_s=1.0)
         if self.rpm > 0:
             bucket = self._buckets.get(key_id)
             if bucket is None:
@@ -151,13 +169,6 @@ class KeyLimiter:
                     ErrorCode.RATE_LIMITED,
                     f"Rate limit reached: {self.rpm} requests per minute for this key.",
                     retry_after_s=max(1.0, math.ceil(wait)))
-        active = self._streams.get(key_id, 0)
-        if self.max_streams > 0 and active >= self.max_streams:
-            self._on_reject("streams")
-            raise RequestError(
-                ErrorCode.RATE_LIMITED,
-                f"Too many concurrent streams: the limit is {self.max_streams} for this key.",
-                retry_after_s=1.0)
         self._streams[key_id] = active + 1
         return StreamSlot(self, key_id)
 

@@ -15,11 +15,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orpheus_tts.protocol import DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from orpheus_tts.protocol import (DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S,
+                                  DEFAULT_TIMEOUT_S, INTERNAL_TOKEN_ENV)
+
+from .browser import normalize_origin
 
 from .pools import PoolConfig, PoolConfigError, validate_pools
 
 API_KEYS_ENV = "ORPHEUS_API_KEYS"
+
+# Bounds on what one client may hold (docs/gateway.md, "Hostile clients").
+HEADER_TIMEOUT_S = 10.0  # a request head must arrive within this (and a silent socket closes)
+BODY_TIMEOUT_S = 10.0  # a request body must arrive within this: 408
+WS_MAX_QUEUED = 16  # utterances one WebSocket session may have waiting; beyond: `overloaded`
+# Key rotation: the keys file is re-read this often; a change takes effect within the bound.
+KEY_RELOAD_INTERVAL_S = 1.0
+KEY_RELOAD_BOUND_S = 2.0
 
 
 class ConfigError(ValueError):
@@ -33,6 +44,10 @@ class GatewayConfig:
     workers: list[str] = field(default_factory=list)  # static worker base URLs
     discover: str | None = None  # "NAMESPACE/SERVICE": ready EndpointSlice endpoints
     api_keys: list[str] = field(default_factory=list)
+    api_keys_file: str | None = None  # watched: a changed file swaps the keys without a restart
+    env_api_keys: list[str] = field(default_factory=list)  # from ORPHEUS_API_KEYS, kept on reload
+    allowed_origins: list[str] = field(default_factory=list)  # besides the gateway's own
+    worker_token: str | None = field(default=None, repr=False)  # sent to workers
     no_auth: bool = False
     rate_limit_rpm: int = 600  # per key; 0 disables
     max_streams_per_key: int = 32  # concurrent streams per key; 0 disables
@@ -57,6 +72,8 @@ class GatewayConfig:
     ws_idle_timeout_s: float = 120.0
     ws_auth_timeout_s: float = 10.0
     ws_ping_interval_s: float = 20.0
+    ws_max_queued: int = WS_MAX_QUEUED
+    body_timeout_s: float = BODY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         self.validate()
@@ -99,6 +116,11 @@ class GatewayConfig:
                               "positive")
         if self.rate_limit_rpm < 0 or self.max_streams_per_key < 0:
             raise ConfigError("--rate-limit-rpm and --max-streams-per-key must be >= 0")
+        for origin in self.allowed_origins:
+            if normalize_origin(origin) is None:
+                raise ConfigError(f"--allowed-origins wants scheme://host[:port], got {origin!r}")
+        if self.ws_max_queued < 0:
+            raise ConfigError("ws_max_queued must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be >= 1")
         if self.poll_interval_s <= 0 or self.poll_timeout_s <= 0:
@@ -120,6 +142,18 @@ def read_api_keys(path: str | os.PathLike[str] | None, env: str | None) -> list[
     if env:
         keys += [k.strip() for k in env.split(",") if k.strip()]
     return keys
+
+
+def read_worker_token(path: str | None, environ: dict[str, str]) -> str | None:
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read worker token file {path!r}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"worker token file {path!r} is empty")
+        return token
+    return environ.get(INTERNAL_TOKEN_ENV, "").strip() or None
 
 
 def read_json_file(path: str | os.PathLike[str], what: str) -> object:
@@ -185,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="the served model's name for the OpenAI/Groq `model` "
                    "parameter (default: what the workers report)")
     p.add_argument("--default-voice", help="voice used when a request names none")
+    p.add_argument("--allowed-origins", default="", metavar="ORIGIN,ORIGIN",
+                   help="web origins, besides the gateway's own, whose pages may open a "
+                   "WebSocket with a key the browser holds")
+    p.add_argument("--worker-token-file", metavar="FILE",
+                   help=f"the internal token workers require (default: ${INTERNAL_TOKEN_ENV})")
     return p
 
 
@@ -199,12 +238,17 @@ def config_from_args(argv: list[str], environ: dict[str, str] | None = None) -> 
     if pools and (args.voice_aliases or args.model_name or args.default_voice):
         raise ConfigError("with --pools-file, set model, voice aliases and default voice per "
                           "pool in the file")
+    env_keys = read_api_keys(None, environ.get(API_KEYS_ENV))
     return GatewayConfig(
         host=args.host,
         port=args.port,
         workers=workers,
         discover=args.discover,
-        api_keys=read_api_keys(args.api_keys_file, environ.get(API_KEYS_ENV)),
+        api_keys=read_api_keys(args.api_keys_file, None) + env_keys,
+        api_keys_file=args.api_keys_file,
+        env_api_keys=env_keys,
+        allowed_origins=[o.strip() for o in args.allowed_origins.split(",") if o.strip()],
+        worker_token=read_worker_token(args.worker_token_file, environ),
         no_auth=args.no_auth,
         rate_limit_rpm=args.rate_limit_rpm,
         max_streams_per_key=args.max_streams_per_key,

@@ -22,8 +22,10 @@ from orpheus_tts import protocol as p
 from orpheus_tts import tracing
 
 from .auth import KeyLimiter, KeyStore, StreamSlot
+from .browser import OriginPolicy
 from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList
+from .keyfile import KeyFileWatcher
 from .metrics import GatewayMetrics, percentiles
 from .pools import Pool, PoolRouter
 from .relay import CONNECTION_ERRORS, ClientGone, Upstream, UpstreamStream
@@ -100,6 +102,10 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.keys = KeyStore(config.api_keys)
+        self.key_watcher = (KeyFileWatcher(config.api_keys_file, config.env_api_keys,
+                                           self.keys.replace)
+                            if config.api_keys_file and self.keys.enabled else None)
+        self.origins = OriginPolicy(config.allowed_origins)
         self.limiter = KeyLimiter(
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
@@ -127,6 +133,8 @@ class Gateway:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        internal = ({p.HEADER_INTERNAL_TOKEN: self.config.worker_token}
+                    if self.config.worker_token else {})
         self.session = aiohttp.ClientSession(
             # Idle worker connections are dropped before the worker's own keep-alive timeout
             # (uvicorn: 5 s) could close one just as a request goes out on it.
@@ -134,7 +142,9 @@ class Gateway:
                                            keepalive_timeout=WORKER_KEEPALIVE_S),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"))
+            skip_auto_headers=("User-Agent", "Accept-Encoding"), headers=internal)
+        if self.key_watcher is not None:
+            self.key_watcher.start()
         for pool in self.pools:
             upstream = Upstream(pool.workers, self.session, max_attempts=self.config.max_attempts,
                                 on_failover=self.metrics.failovers.inc)
@@ -142,6 +152,8 @@ class Gateway:
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
 
     async def stop(self) -> None:
+        if self.key_watcher is not None:
+            await self.key_watcher.stop()
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
@@ -222,7 +234,7 @@ class Gateway:
         try:
             with tracing.span("gateway.upstream", parent=span, kind="client") as upstream_span, \
                     tracing.use(upstream_span):  # the worker request carries its traceparent
-                upstream = await pool.upstream.open(payload, request_id, deadline)
+                upstream = await pool.upstream.open(payload, request_id, deadline, key_id)
                 upstream_span.set_attribute("orpheus.worker_id", upstream.worker.id)
         except BaseException as exc:
             slot.release()
@@ -288,11 +300,11 @@ class Gateway:
 
     def refresh_gauges(self) -> None:
         """Gauges computed from state, updated right before a scrape."""
-        self.metrics.breaker_state.clear()  # workers that left drop their series
+        self.metrics.breaker_state.clear()  # workers that left take their series with them
         for pool in self.pools:
             self.metrics.queue_depth.labels(pool.name).set(pool.queue_depth())
             self.metrics.workers_ready.labels(pool.name).set(len(pool.workers.eligible()))
             self.metrics.capacity.labels(pool.name).set(pool.capacity() or 0)
-            for w in pool.workers:  # by the worker's own id once it told us, never its URL
-                self.metrics.breaker_state.labels(w.name or w.id).set(
+            for w in pool.workers:
+                self.metrics.breaker_state.labels(w.label).set(
                     BREAKER_STATE_VALUE[w.breaker.state])

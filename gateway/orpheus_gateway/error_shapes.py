@@ -15,7 +15,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orpheus_tts import protocol as p
@@ -83,6 +84,11 @@ def install_error_handlers(app: FastAPI, count_error) -> None:
         return json_error(p.RequestError(
             p.ErrorCode.INVALID_REQUEST, f"Invalid value for '{loc}': {err.get('msg', 'invalid')}.",
             param=loc or None), request.scope.get(REQUEST_ID_SCOPE))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left while sending its body: an ordinary event, nobody to answer.
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,33 +1,42 @@
-"""Gateway logging: API keys kept out of log lines (uvicorn logs WebSocket paths with their
-query), and polls kept out of the access log."""
+"""Gateway logging: API keys kept out of log lines whatever their spelling, and polls kept
+out of the access log.
+
+A key may travel in `?api_key=` (browsers cannot set WebSocket headers), in any percent-
+encoding (`api%5Fkey=`, `%61pi_key=`, a double-encoded value); uvicorn logs the path with its
+query for the access log and for WebSocket upgrades. Matching the key's many spellings is a
+losing game, so every query string is dropped from every path a log line carries.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
+
+_QUERY = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")
 
 
-class RedactKeys(logging.Filter):
-    """Removes `api_key=...` from log lines."""
+def _scrub(value: Any) -> Any:
+    return _QUERY.sub(r"\1?[query hidden]", value) if isinstance(value, str) else value
 
-    _pattern = re.compile(r"(api_key=)[^&\s\"']+")
 
+class HideQueryStrings(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(self._pattern.sub(r"\1REDACTED", a) if isinstance(a, str) else a
-                                for a in (record.args if isinstance(record.args, tuple)
-                                          else (record.args,)))
-        if isinstance(record.msg, str):
-            record.msg = self._pattern.sub(r"\1REDACTED", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_scrub(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _scrub(v) for k, v in record.args.items()}
+        record.msg = _scrub(record.msg)
         return True
 
 
 def install_log_redaction() -> None:
-    """Key redaction on the gateway's and uvicorn's loggers; polls in the access log at DEBUG."""
+    """Query strings hidden on every logger whose records can carry a request path (filters
+    do not propagate); polls in the access log at DEBUG."""
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "orpheus_gateway"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactKeys) for f in logger.filters):
-            logger.addFilter(RedactKeys())
+        if not any(isinstance(f, HideQueryStrings) for f in logger.filters):
+            logger.addFilter(HideQueryStrings())
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, QuietPolls) for f in access.filters):
         access.addFilter(QuietPolls())

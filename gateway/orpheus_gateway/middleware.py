@@ -52,6 +52,13 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         is_ws = scope["type"] == "websocket"
+        if is_ws and not self.gateway.origins.allows(headers):
+            # A page on another site, riding on credentials the browser holds for this one.
+            self.gateway.count_error(p.ErrorCode.FORBIDDEN_ORIGIN)
+            await _deny_websocket(scope, send, json_error(p.RequestError(
+                p.ErrorCode.FORBIDDEN_ORIGIN,
+                "WebSocket connections from this web origin are not allowed."), request_id))
+            return
         key = presented_key(headers, QueryParams(scope.get("query_string", b"")) if is_ws else None)
         key_id = self.gateway.keys.identify(key)
         if key_id is None and not (is_ws and key is None):

@@ -42,9 +42,10 @@ class VoiceObject(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model: str = Field(min_length=1, description="A served model name (GET /v1/models).")
+    model: str = Field(min_length=1, max_length=256,
+                       description="A served model name (GET /v1/models).")
     input: str = Field(min_length=1, description="Text to speak.")
     voice: str | VoiceObject = Field(
         description="A model voice, an OpenAI or Groq voice name, or {\"id\": voice}.")
@@ -82,7 +83,7 @@ def parse_speech_request(body: Any) -> SpeechRequest:
         if loc == "response_format" and err.get("type") == "literal_error":
             raise p.RequestError(
                 p.ErrorCode.UNSUPPORTED_FORMAT,
-                f"Unsupported response_format {body.get('response_format')!r}; "
+                f"Unsupported response_format {p.clip(repr(body.get('response_format')))}; "
                 f"supported: {', '.join(FORMATS)}.", param="response_format") from None
         raise p.validation_to_request_error(exc) from None
     if not req.voice_name.strip():

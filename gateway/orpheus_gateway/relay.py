@@ -209,9 +209,14 @@ class Upstream:
         self.waiting = 0  # requests no worker has accepted yet (the gateway's own queue)
         self._on_failover = on_failover
 
-    async def open(self, payload: dict[str, Any], request_id: str, deadline: float) -> UpstreamStream:
+    async def open(self, payload: dict[str, Any], request_id: str, deadline: float,
+                   key: str | None = None) -> UpstreamStream:
         """A committed stream, or `RequestError` (a worker's request fault, the deadline, or
-        `no_workers` when none could take it)."""
+        `no_workers` when none could take it).
+
+        `key` is the caller's key id: breakers keep one key's failures from closing workers to
+        every other key. Refusals name no worker (its address is nobody's business outside);
+        the log does, at INFO."""
         tried: set[str] = set()
         last_problem = "no worker is available"
         queued = [True]
@@ -225,7 +230,7 @@ class Upstream:
         self.waiting += 1
         try:
             for attempt in range(self.max_attempts):
-                lease = self.pool.lease(exclude=tried)
+                lease = self.pool.lease(exclude=tried, key=key)
                 if lease is None:
                     break
                 if attempt:
@@ -239,6 +244,7 @@ class Upstream:
                 outcome = await self._attempt(lease, body, request_id, deadline, accepted)
                 if isinstance(outcome, UpstreamStream):
                     return outcome
+                log.info("request %s: worker %s: %s", request_id, lease.worker.id, outcome)
                 last_problem = outcome
         finally:
             accepted()
@@ -275,9 +281,9 @@ class Upstream:
                     reader = LineReader(response.content.iter_any())
                     first = await reader.readline()
             except CONNECTION_ERRORS as exc:
-                lease.failed(p.ErrorCode.UPSTREAM_LOST)
+                lease.failed(p.ErrorCode.UPSTREAM_LOST, connection=response is None)
                 when = "connecting" if response is None else "before the first frame"
-                return f"{worker.id}: lost {when} ({type(exc).__name__})"
+                return f"lost {when} ({type(exc).__name__})"
             except TimeoutError:
                 if response is None or response.status != 200:
                     return "the deadline passed while connecting"
@@ -285,13 +291,13 @@ class Upstream:
                 first = p.error_line(p.ErrorCode.DEADLINE_EXCEEDED, _DEADLINE_MESSAGE)
             if first is None:
                 lease.failed(p.ErrorCode.UPSTREAM_LOST, blame=True)
-                return f"{worker.id}: empty stream"
+                return "empty stream"
             if p.line_type(first) == "error":
                 frame = p.decode_frame(first)
                 code = frame.error_code if isinstance(frame, p.ErrorFrame) else None
                 if code is not None and code.retryable:
                     lease.failed(code)
-                    return f"{worker.id}: {code} before the first chunk"
+                    return f"{code} before the first chunk"
             committed = True
             return UpstreamStream(lease, response, reader, first, deadline)
         finally:
@@ -322,8 +328,9 @@ class Upstream:
         if retry_after is not None or (code.retryable and not code.endpoint_fault):  # busy
             lease.cool_down(_retry_after(retry_after))
         # A worker refusing what only the gateway decides (auth, routes) is misconfigured.
-        lease.failed(code, blame=None if code.retryable else True)
-        return f"{lease.worker.id}: HTTP {status} {code}"
+        lease.failed(code, blame=None if code.retryable else True,
+                     connection=not code.retryable)
+        return f"HTTP {status} {code}"
 
 
 def _retry_after(value: str | None) -> float:

@@ -10,7 +10,7 @@ so Groq's Arabic names need no entry on a cluster whose model serves them.
 
 from __future__ import annotations
 
-from orpheus_tts.protocol import ErrorCode, RequestError
+from orpheus_tts.protocol import ErrorCode, RequestError, clip
 
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
                  "shimmer", "verse", "marin", "cedar")
@@ -57,10 +57,10 @@ class VoiceMap:
                 return served[target.lower()]
             names = ", ".join(sorted(known))
             if target != voice:
-                msg = (f"Voice '{voice}' is an alias for '{target}', which the workers do not "
-                       f"serve. Available voices: {names}.")
+                msg = (f"Voice '{clip(voice)}' is an alias for '{clip(target)}', which the "
+                       f"workers do not serve. Available voices: {names}.")
             else:
-                msg = f"Unknown voice '{voice}'. Available voices: {names}; aliases: " \
+                msg = f"Unknown voice '{clip(voice)}'. Available voices: {names}; aliases: " \
                       f"{', '.join(sorted(self.aliases))}."
             raise RequestError(ErrorCode.UNKNOWN_VOICE, msg, param="voice")
         return target

@@ -11,14 +11,17 @@ gives exactly one verdict when it ends (success, a failure, or neither), however
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN
 from orpheus_tts.protocol import ErrorCode, LoadHints, SystemSnapshot, WorkerState
+
+from .breakers import WorkerBreakers
 
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
@@ -32,7 +35,7 @@ def worker_id_for(url: str) -> str:
 class Worker:
     url: str
     id: str
-    breaker: CircuitBreaker
+    breaker: WorkerBreakers  # the worker's own, and one per key (see `breakers`)
     ready: bool = True  # from discovery and /v1/system; not-ready workers get no new streams
     reachable: bool = True  # the last /v1/system poll answered
     local_inflight: int = 0  # streams this gateway has open to it
@@ -43,6 +46,14 @@ class Worker:
     model: str | None = None
     name: str | None = None  # the worker's own id (X-Orpheus-Worker / metrics frames)
     cooldown_until: float = 0.0  # after a 503/429 with Retry-After
+
+    @property
+    def label(self) -> str:
+        """How the public `/metrics` names the worker: its own id (`--worker-id`; the pod name
+        in a cluster) once it said it, else a digest of its URL — never its address."""
+        if self.name:
+            return self.name[:64]
+        return "worker-" + hashlib.sha256(self.url.encode()).hexdigest()[:8]
 
     def load(self) -> float:
         busy = max(self.local_inflight, self.hint_inflight) + self.hint_queue_depth
@@ -86,10 +97,11 @@ class Lease:
     called; the others do nothing), so every exit path may call one without double counting.
     """
 
-    __slots__ = ("worker", "_pool", "_accepted", "_ended")
+    __slots__ = ("worker", "key", "_pool", "_accepted", "_ended")
 
-    def __init__(self, pool: WorkerPool, worker: Worker):
+    def __init__(self, pool: WorkerPool, worker: Worker, key: str | None = None):
         self.worker = worker
+        self.key = key  # whose request: stream failures count against (worker, key) first
         self._pool = pool
         self._accepted = False
         self._ended = False
@@ -115,24 +127,34 @@ class Lease:
 
     def succeeded(self) -> None:
         if self._end():
-            self.worker.breaker.success()
+            self.worker.breaker.success(self.key)
 
-    def failed(self, code: ErrorCode, *, blame: bool | None = None) -> None:
+    def failed(self, code: ErrorCode, *, blame: bool | None = None,
+               connection: bool = False) -> None:
         """The request failed with `code`: a failure for the breaker when the code is an
-        endpoint fault (or `blame` says so); a lost worker is also suspected unreachable."""
+        endpoint fault (or `blame` says so); a lost worker is also suspected unreachable.
+
+        `connection`: the worker failed before it answered (refused, reset), or answered what
+        only a misconfigured worker would — its own fault whatever the request, so its breaker
+        for every key. Otherwise the stream failed, which a request can cause too: the
+        failure counts against the caller's key on this worker first (see `breakers`).
+        """
         if not self._end():
             return
-        if code.endpoint_fault if blame is None else blame:
-            self.worker.breaker.failure()
+        breaker = self.worker.breaker
+        if not (code.endpoint_fault if blame is None else blame):
+            breaker.release_trial(self.key)
+        elif connection or self.key is None:
+            breaker.failure(self.key)
         else:
-            self.worker.breaker.release_trial()
+            breaker.stream_failure(self.key)
         if code is ErrorCode.UPSTREAM_LOST:
             self._pool.suspect(self.worker)
 
     def release(self) -> None:
         """Ended with no verdict on the worker's health (client gone, deadline)."""
         if self._end():
-            self.worker.breaker.release_trial()
+            self.worker.breaker.release_trial(self.key)
 
     def _end(self) -> bool:
         if self._ended:
@@ -166,10 +188,12 @@ class WorkerPool:
         worker.reachable = False
         self._on_suspect(worker)
 
-    def lease(self, exclude: set[str] = frozenset()) -> Lease | None:  # type: ignore[assignment]
-        """Hold the worker `pick()` chooses, or None when none is eligible."""
-        worker = self.pick(exclude)
-        return Lease(self, worker) if worker is not None else None
+    def lease(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
+              key: str | None = None) -> Lease | None:
+        """Hold the worker `pick()` chooses for `key`'s request, or None when none is
+        eligible."""
+        worker = self.pick(exclude, key)
+        return Lease(self, worker, key) if worker is not None else None
 
     def __iter__(self):
         return iter(list(self._workers.values()))
@@ -197,23 +221,27 @@ class WorkerPool:
             if url not in self._workers:
                 self._workers[url] = Worker(
                     url=url, id=wid or worker_id_for(url),
-                    breaker=CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock))
+                    breaker=WorkerBreakers(self._breaker_failures, self._breaker_reset_s,
+                                           self._clock))
 
     def eligible(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
-                 include_unreachable: bool = False) -> list[Worker]:
+                 include_unreachable: bool = False, key: str | None = None) -> list[Worker]:
+        """Workers that may take a new stream (for `key`'s request, when given)."""
         now = self._clock()
         return [w for w in self._workers.values()
                 if w.url not in exclude and w.ready and (w.reachable or include_unreachable)
-                and w.cooldown_until <= now and w.breaker.available()]
+                and w.cooldown_until <= now and w.breaker.available(key)]
 
-    def pick(self, exclude: set[str] = frozenset()) -> Worker | None:  # type: ignore[assignment]
+    def pick(self, exclude: set[str] = frozenset(),  # type: ignore[assignment]
+             key: str | None = None) -> Worker | None:
         """Power of two choices: the less loaded of two random eligible workers.
 
         Workers whose last poll or connection failed are tried only when no other is left
         (their breaker still guards them): a failed attempt costs little, and a lone worker
         that dropped one connection should not refuse the next request.
         """
-        candidates = self.eligible(exclude) or self.eligible(exclude, include_unreachable=True)
+        candidates = (self.eligible(exclude, key=key)
+                      or self.eligible(exclude, include_unreachable=True, key=key))
         if not candidates:
             return None
         if len(candidates) == 1:
@@ -221,12 +249,13 @@ class WorkerPool:
         else:
             a, b = self._rng.sample(candidates, 2)
             chosen = a if a.load() <= b.load() else b
-        chosen.breaker.acquire()
+        chosen.breaker.acquire(key)
         return chosen
 
     def retry_after_s(self) -> float:
         """When a worker might be available again (for `Retry-After` on a 503)."""
         now = self._clock()
         waits = [w.cooldown_until - now for w in self._workers.values() if w.cooldown_until > now]
-        waits += [self._breaker_reset_s for w in self._workers.values() if w.breaker.state == OPEN]
+        waits += [self._breaker_reset_s for w in self._workers.values()
+                  if w.breaker.worker.state == OPEN]
         return max(1.0, min(waits)) if waits else 1.0

@@ -140,6 +140,11 @@ class WsSession:
             return
         try:
             request = self.gateway.validate(msg.tts_body())
+            limit = self.gateway.config.ws_max_queued
+            if not msg.interrupt and len(self._queue) >= limit:
+                raise p.RequestError(p.ErrorCode.OVERLOADED,
+                                     f"This session already has {limit} utterances waiting; "
+                                     f"send more once some are done.")
         except p.RequestError as exc:
             # Refused before it was ever open: this error is its one terminal message.
             self.gateway.count_error(exc.code)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import random
@@ -13,7 +11,6 @@ from typing import Any
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DEFAULT_METRICS = "0.0.0.0:8081"
-AUTOSCALER_HANDLERS = "orpheus_operator.autoscaler.handlers"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,17 +52,6 @@ def peering_priority(requested: int | None) -> int:
     return random.SystemRandom().randint(1, 2**31 - 1)
 
 
-def load_autoscaler() -> bool:
-    """Import the autoscaler's kopf handlers when this build has them."""
-    try:
-        present = importlib.util.find_spec(AUTOSCALER_HANDLERS) is not None
-    except ModuleNotFoundError:
-        present = False
-    if present:
-        importlib.import_module(AUTOSCALER_HANDLERS)
-    return present
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -76,11 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     import kopf
 
     from . import handlers, kube, reconcile
+    from .autoscaler import handlers as _autoscaler  # noqa: F401 - registers its daemon
 
     registry = kopf.get_default_registry()
     handlers.register(registry, args.resync_seconds)
-    with_autoscaler = load_autoscaler()
-    logging.getLogger(__name__).info("autoscaler %s", "loaded" if with_autoscaler else "absent")
     reconcile.configure(kube.load_config(args.kubeconfig))
     if args.metrics != "none":
         from .metrics import serve

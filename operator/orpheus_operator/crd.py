@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-from orpheus_operator.autoscaler.policy import DEFAULT_INTERVAL_S, AutoscalingSpec
-
 GROUP = "tts.orpheus.dev"
 VERSION = "v1alpha1"
 KIND = "OrpheusCluster"
@@ -29,6 +27,25 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 DEFAULT_WORKER_IMAGE = "orpheus-tts-worker:latest"
 DEFAULT_GATEWAY_IMAGE = "orpheus-tts-gateway:latest"
 DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
+
+# The autoscaler's defaults: the parameters `make bench-autoscale` measured. The policy's own
+# dataclass defaults (`orpheus_operator.autoscaler.policy.AutoscalingSpec`) match these; a unit
+# test keeps them equal, so the API's defaults do not depend on importing the implementation.
+AUTOSCALING_DEFAULTS: dict[str, Any] = {
+    "targetQueueDepthPerWorker": 1.0,
+    "targetTTFAp95Ms": 1000,
+    "scaleUpStabilizationSeconds": 0,
+    "scaleDownStabilizationSeconds": 90,
+    "maxScaleUpStep": 10,
+    "maxScaleDownStep": 4,
+    "intervalSeconds": 10,
+    "targetUtilization": 0.8,
+    "scaleDownUtilization": 0.6,
+    "tolerance": 0.1,
+    "workerCapacity": 8,
+}
+# (old spelling, new spelling): still accepted, reported in the `Deprecated` condition.
+DEPRECATED_FIELDS = (("targetTTFBp95Ms", "targetTTFAp95Ms"),)
 
 PACKAGE_CRD_PATH = Path(__file__).parent / "crds" / "orpheusclusters.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +197,8 @@ def spec_schema() -> Schema:
         {
             "replicas": _int("Worker count when the autoscaler is off; the scale subresource "
                              "(`kubectl scale`, KEDA, HPA) drives it.", 1, 0),
-            "minReplicas": _int("Autoscaler lower bound.", 1, 0),
+            "minReplicas": _int("Autoscaler lower bound; 0 scales to zero when idle (the "
+                                "gateway holds requests until a worker is ready).", 1, 0),
             "maxReplicas": _int("Autoscaler upper bound.", 4, 1),
             "image": _str("Worker image.", DEFAULT_WORKER_IMAGE),
             "imagePullPolicy": _str("Image pull policy.", "IfNotPresent",
@@ -243,8 +261,16 @@ def spec_schema() -> Schema:
             "defaultVoice": _str("Voice used when a request names none."),
             "limits": _obj(
                 {
-                    "requestsPerMinute": _int("Requests per minute per API key.", 600, 1),
-                    "concurrentStreams": _int("Concurrent streams per API key.", 16, 1),
+                    "requestsPerMinute": _int("Requests per minute per API key, for the whole "
+                                              "cluster: each of the N gateway replicas "
+                                              "enforces ceil(limit / N) (status.gateway."
+                                              "limitsPerReplica).", 600, 1),
+                    "concurrentStreams": _int("Concurrent streams per API key, for the whole "
+                                              "cluster (divided among gateway replicas like "
+                                              "requestsPerMinute).", 16, 1),
+                    "pendingRequests": _int("Requests the gateway holds while no worker can "
+                                            "take them (scale from zero); beyond: 429 with "
+                                            "Retry-After.", 64, 0, 100000),
                 },
                 description="Per-key limits.",
                 default={},
@@ -253,28 +279,47 @@ def spec_schema() -> Schema:
         description="The gateway in front of the workers.",
         default={},
     )
-    tuned = AutoscalingSpec()  # the defaults the autoscaling benchmark measured
+    d = AUTOSCALING_DEFAULTS
     autoscaling = _obj(
         {
-            "enabled": _bool("Let the operator's autoscaler set the worker count.", False),
+            "enabled": _bool("Let the operator's autoscaler drive the scale subresource "
+                             "(spec.workers.replicas). Off: `kubectl scale`, KEDA or an HPA "
+                             "does; the operator still reports queue and TTFA.", False),
             "targetQueueDepthPerWorker": _num("Queued requests per ready worker to aim for.",
-                                              tuned.target_queue_depth_per_worker, 0.0,
+                                              d["targetQueueDepthPerWorker"], 0.0,
                                               exclusive_minimum=True),
-            "targetTTFBp95Ms": _int("Target p95 time to first audio, milliseconds.",
-                                    int(tuned.target_ttfa_p95_ms), 1),
+            # No schema default: it would hide whether the deprecated spelling was meant.
+            "targetTTFAp95Ms": _int(f"Target p95 time to first audio, milliseconds (default "
+                                    f"{d['targetTTFAp95Ms']}).", None, 1),
+            "targetTTFBp95Ms": _int("Deprecated spelling of targetTTFAp95Ms (still read; the "
+                                    "Deprecated condition says so).", None, 1),
             "scaleUpStabilizationSeconds": _int("Window before scaling up.",
-                                                int(tuned.scale_up_stabilization_s), 0, 3600),
-            "scaleDownStabilizationSeconds": _int("Both signals must stay under target this "
-                                                  "long before scaling down.",
-                                                  int(tuned.scale_down_stabilization_s), 0, 86400),
-            "maxScaleUpStep": _int("Most workers added per decision.", tuned.max_scale_up_step, 1),
+                                                d["scaleUpStabilizationSeconds"], 0, 3600),
+            "scaleDownStabilizationSeconds": _int(
+                "Both signals must stay under target this long before scaling down; with "
+                "minReplicas 0, the idle time before the last worker goes.",
+                d["scaleDownStabilizationSeconds"], 0, 86400),
+            "maxScaleUpStep": _int("Most workers added per decision.", d["maxScaleUpStep"], 1),
             "maxScaleDownStep": _int("Most workers removed per decision.",
-                                     tuned.max_scale_down_step, 1),
-            "intervalSeconds": _int("Seconds between autoscaler decisions.",
-                                    int(DEFAULT_INTERVAL_S), 1, 3600),
+                                     d["maxScaleDownStep"], 1),
+            "intervalSeconds": _int("Seconds between autoscaler decisions (and metric reads).",
+                                    d["intervalSeconds"], 1, 3600),
+            "targetUtilization": _num("Fraction of a worker's concurrent streams to aim for.",
+                                      d["targetUtilization"], 0.0, 1.0, exclusive_minimum=True),
+            "scaleDownUtilization": _num("Utilization a shrunk fleet may run at (hysteresis: "
+                                         "below targetUtilization).",
+                                         d["scaleDownUtilization"], 0.0, 1.0,
+                                         exclusive_minimum=True),
+            "tolerance": _num("Relative deviation from target ignored by both signals.",
+                              d["tolerance"], 0.0, 1.0),
+            "workerCapacity": _int("Concurrent streams per worker when the gateway reports "
+                                   "none.", d["workerCapacity"], 1, 4096),
         },
         description="Autoscaling on queue depth and p95 time to first audio.",
         default={},
+        rules=[("!(has(self.targetTTFAp95Ms) && has(self.targetTTFBp95Ms))",
+                "set autoscaling.targetTTFAp95Ms only (targetTTFBp95Ms is its deprecated "
+                "spelling)")],
     )
     return _obj(
         {"model": model, "engine": engine, "workers": workers, "gateway": gateway,
@@ -292,13 +337,13 @@ def spec_schema() -> Schema:
 
 
 # --- the status --------------------------------------------------------------------------------
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "ScalingActive")
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "ScalingActive", "Deprecated")
 
 
 def status_schema() -> Schema:
     condition = _obj(
         {
-            "type": _str("Ready, Progressing, Degraded or ScalingActive."),
+            "type": _str("Ready, Progressing, Degraded, ScalingActive or Deprecated."),
             "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
             "reason": _str("CamelCase reason."),
             "message": _str("Human-readable detail."),
@@ -324,18 +369,25 @@ def status_schema() -> Schema:
                 "ready": {"type": "boolean"},
                 "readyReplicas": _int("Ready gateway pods."),
                 "endpoint": _str("URL clients use."),
+                "limitsPerReplica": _obj({
+                    "replicas": _int("Gateway replicas the limits are divided among."),
+                    "requestsPerMinute": _int("Per key, enforced by each replica."),
+                    "concurrentStreams": _int("Per key, enforced by each replica."),
+                }, description="spec.gateway.limits as each gateway replica enforces them."),
             }),
             "metrics": _obj({
                 "queueDepth": _int("Requests queued at the gateway."),
-                "ttfbP95Ms": {"type": "number",
+                "ttfaP95Ms": {"type": "number",
                               "description": "p95 time to first audio, milliseconds."},
+                "observedAt": _str("When the gateway was last read.", format="date-time"),
                 "lastScaleTime": _str("Time of the last scale decision.", format="date-time"),
                 "lastScaleReason": _str("Why the last scale decision was made."),
             }),
             "autoscaler": {
                 "type": "object",
-                "description": "Autoscaler state (written by the autoscaler only).",
-                "properties": {"desiredReplicas": _int("Worker count the autoscaler wants.")},
+                "description": "Autoscaler state: its policy state and recent decisions (written "
+                               "by the autoscaler only; the replica count itself is "
+                               "spec.workers.replicas).",
                 "x-kubernetes-preserve-unknown-fields": True,
             },
         },
@@ -348,7 +400,7 @@ PRINTER_COLUMNS = [
      "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Workers", "type": "string", "jsonPath": ".status.workers.summary"},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.gateway.endpoint"},
-    {"name": "TTFB p95", "type": "number", "jsonPath": ".status.metrics.ttfbP95Ms"},
+    {"name": "TTFA p95", "type": "number", "jsonPath": ".status.metrics.ttfaP95Ms"},
     {"name": "Queue", "type": "integer", "jsonPath": ".status.metrics.queueDepth"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

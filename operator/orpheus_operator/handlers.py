@@ -18,8 +18,8 @@ from kubernetes.client.exceptions import ApiException
 
 from . import crd
 from .kube import plain
-from .manifests import MANAGED_BY
-from .reconcile import TransientError, get_reconciler, reconcile_named
+from .cluster import MANAGED_BY
+from .reconcile import TransientError, get_reconciler
 from .status import Problem, condition, merge_conditions, patch_status
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ def reconcile_or_retry(body: kopf.Body) -> None:
     reconciler = get_reconciler()
     try:
         result = reconciler.reconcile(cluster)
+        log.debug("%s/%s reconciled: %d API calls", cluster["metadata"]["namespace"],
+                  cluster["metadata"]["name"], result.api_calls)
     except TransientError as exc:
         raise kopf.TemporaryError(str(exc), delay=TRANSIENT_RETRY_SECONDS) from exc
     except ApiException as exc:
@@ -59,7 +61,7 @@ def owning_cluster(body: dict[str, Any]) -> str | None:
 def _mark_degraded(body: dict[str, Any], problem: Problem) -> None:
     meta = body["metadata"]
 
-    def mutate(status: dict[str, Any]) -> None:
+    def mutate(status: dict[str, Any], _cluster: dict[str, Any]) -> None:
         status["conditions"] = merge_conditions(
             status.get("conditions") or [],
             [condition("Degraded", "True", problem.reason, problem.message),
@@ -82,16 +84,22 @@ def register(registry: kopf.OperatorRegistry, resync_seconds: float) -> None:
     def on_change(body: kopf.Body, **_: Any) -> None:
         reconcile_or_retry(body)
 
-    # A worker or gateway Deployment changed (pods became ready, someone scaled or edited it):
-    # refresh the owner's status and put any drift back now rather than at the next resync.
+    # A worker or gateway Deployment changed (pods became ready, someone scaled, edited or
+    # deleted it): refresh the owner's status; drift is put back now, not at the next resync.
     @kopf.on.event("apps", "v1", "deployments", registry=registry, id="child-changed",
                    labels={"app.kubernetes.io/managed-by": MANAGED_BY})
-    def child_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
-        owner = owning_cluster(plain(body))
+    def child_changed(body: kopf.Body, namespace: str, type: str | None, **_: Any) -> None:
+        deployment = plain(body)
+        owner = owning_cluster(deployment)
         if owner is None:
             return
+        if type == "DELETED":
+            deployment["metadata"]["generation"] = -1  # never what was applied: a full pass
         try:
-            reconcile_named(namespace, owner)
+            result = get_reconciler().refresh(namespace, owner, deployment)
+            log.debug("%s/%s refreshed after a Deployment event (%s): %d API calls",
+                      namespace, owner, "full pass" if result.full else "status only",
+                      result.api_calls)
         except (TransientError, ApiException) as exc:
             log.warning("refreshing %s/%s after a Deployment change failed (the resync timer "
                         "retries): %s", namespace, owner, exc)

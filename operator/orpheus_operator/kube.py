@@ -7,6 +7,7 @@ no-op on the server (no new resourceVersion), and a field someone else changed i
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from kubernetes import client, config
@@ -24,7 +25,27 @@ _PLURALS = {
     "Role": "roles",
     "RoleBinding": "rolebindings",
     "ServiceMonitor": "servicemonitors",
+    "NetworkPolicy": "networkpolicies",
 }
+
+
+class CallCounter:
+    """Counts the API requests `api` makes, per thread (a reconcile pass runs in one thread,
+    so its count is exact while other threads use the same client)."""
+
+    def __init__(self, api: client.ApiClient):
+        self._local = threading.local()
+        call_api = api.call_api
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._local.count = self.count + 1
+            return call_api(*args, **kwargs)
+
+        api.call_api = counted  # type: ignore[method-assign]
+
+    @property
+    def count(self) -> int:
+        return getattr(self._local, "count", 0)
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:

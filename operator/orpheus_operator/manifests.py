@@ -1,8 +1,16 @@
-"""Pure functions from an `OrpheusCluster` to the Kubernetes objects that run it.
+"""Pure functions from an `OrpheusCluster`'s spec to the Kubernetes objects that run it.
 
-No API calls here: `children(cluster, options)` returns every child object, fully specified,
-and the reconciler applies them. Names and labels are derived from the cluster's name only,
-so the autoscaler and the tests can find children without asking the operator.
+No API calls and nothing read back from status: `children(cluster, options)` returns every
+child object, fully specified, and the reconciler applies them. The worker count is
+`spec.workers.replicas`, the scale subresource, whoever drives it. The inputs that are not
+spec are the system key and the internal token (random, made once): `system_key_secret` and
+`internal_token_secret` take them as arguments.
+
+Pods run as the images' non-root user with a read-only root filesystem, no capabilities and the
+runtime's default seccomp profile (the Kubernetes "restricted" Pod Security Standard); what they
+write goes to volumes: `/tmp` (an emptyDir, also HOME), the model cache (group-writable through
+`fsGroup`, so a root-owned PVC works) and `/dev/shm`. Workers accept connections from their
+cluster's gateway pods only (a NetworkPolicy) and requests carrying the internal token only.
 """
 
 from __future__ import annotations
@@ -14,7 +22,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import crd
-from .defaults import spec_with_defaults
+from .cluster import (
+    MANAGED_BY,
+    INTERNAL_TOKEN_FIELD,
+    SYSTEM_KEY_FIELD,
+    Cluster,
+    config_name,
+    gateway_name,
+    internal_token_secret_name,
+    labels,
+    limits_per_replica,
+    selector_labels,
+    system_key_secret_name,
+    worker_name,
+    worker_service_name,
+)
 
 Manifest = dict[str, Any]
 
@@ -26,28 +48,12 @@ GRACE_MARGIN_SECONDS = 5
 STARTUP_PROBE_PERIOD = 10
 CONFIG_MOUNT = "/etc/orpheus/config"
 KEYS_MOUNT = "/etc/orpheus/keys"
+SYSTEM_KEY_MOUNT = "/etc/orpheus/system-key"
 STAND_IN_DIR = "standin"
-MANAGED_BY = "orpheus-operator"
 CONFIG_HASH_ANNOTATION = f"{crd.GROUP}/config-hash"
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The parts of an `OrpheusCluster` object the manifests depend on."""
-
-    name: str
-    namespace: str
-    uid: str
-    spec: dict[str, Any]  # with defaults applied
-    desired_workers: int
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Cluster:
-        meta = body["metadata"]
-        spec = spec_with_defaults(body.get("spec"))
-        status = body.get("status") or {}
-        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=spec,
-                   desired_workers=desired_worker_replicas(spec, status))
+RUN_AS = 10001  # the user the images are built with (images/*.Dockerfile)
+TMP_MOUNT = "/tmp"
+INTERNAL_TOKEN_ENV = "ORPHEUS_INTERNAL_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -55,61 +61,6 @@ class Options:
     """What the operator learned from the cluster, beyond the spec."""
 
     service_monitor: bool = False  # the monitoring.coreos.com ServiceMonitor CRD exists
-
-
-def desired_worker_replicas(spec: dict[str, Any], status: dict[str, Any]) -> int:
-    """The worker Deployment's replicas.
-
-    With autoscaling on, the autoscaler's `status.autoscaler.desiredReplicas` (clamped to
-    [minReplicas, maxReplicas]); otherwise `spec.workers.replicas`, the scale subresource's knob.
-    """
-    workers = spec["workers"]
-    if spec["autoscaling"]["enabled"]:
-        wanted = (status.get("autoscaler") or {}).get("desiredReplicas")
-        if wanted is None:
-            wanted = workers["replicas"]
-        return max(workers["minReplicas"], min(workers["maxReplicas"], int(wanted)))
-    return int(workers["replicas"])
-
-
-# --- names and labels --------------------------------------------------------------------------
-def worker_name(cluster_name: str) -> str:
-    return f"{cluster_name}-worker"
-
-
-def worker_service_name(cluster_name: str) -> str:
-    return f"{cluster_name}-workers"
-
-
-def gateway_name(cluster_name: str) -> str:
-    return f"{cluster_name}-gateway"
-
-
-def config_name(cluster_name: str) -> str:
-    return f"{cluster_name}-config"
-
-
-def selector_labels(cluster_name: str, component: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "orpheus-tts",
-            "app.kubernetes.io/instance": cluster_name,
-            "app.kubernetes.io/component": component}
-
-
-def labels(cluster_name: str, component: str) -> dict[str, str]:
-    return {**selector_labels(cluster_name, component),
-            "app.kubernetes.io/part-of": "orpheus-tts",
-            "app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-def worker_selector(cluster_name: str) -> str:
-    """The worker pods' label selector as a string (the scale subresource's selector)."""
-    return ",".join(f"{k}={v}" for k, v in selector_labels(cluster_name, "worker").items())
-
-
-def gateway_url(cluster: Cluster) -> str:
-    """In-cluster URL of the gateway Service."""
-    port = cluster.spec["gateway"]["service"]["port"]
-    return f"http://{gateway_name(cluster.name)}.{cluster.namespace}.svc:{port}"
 
 
 def _meta(cluster: Cluster, name: str, component: str,
@@ -166,16 +117,25 @@ def _downward_env() -> list[dict[str, Any]]:
     ]
 
 
-def _probes(port: int, startup_seconds: int) -> dict[str, Any]:
+def _probes(startup_seconds: int, *, startup: str, ready: str, live: str) -> dict[str, Any]:
     return {
-        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+        "startupProbe": {"httpGet": {"path": startup, "port": "http"},
                          "periodSeconds": STARTUP_PROBE_PERIOD,
                          "failureThreshold": math.ceil(startup_seconds / STARTUP_PROBE_PERIOD)},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+        "readinessProbe": {"httpGet": {"path": ready, "port": "http"},
                            "periodSeconds": 5, "failureThreshold": 2},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+        "livenessProbe": {"httpGet": {"path": live, "port": "http"},
                           "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
     }
+
+
+# The worker's endpoints (orpheus_worker.app): startup passes once vLLM and SNAC are loaded (so
+# `startupSeconds` bounds the load and a hung one is restarted), liveness fails when the engine
+# died, readiness is admission (loading, draining or full: not ready).
+WORKER_PROBES = {"startup": "/startupz", "ready": "/readyz", "live": "/livez"}
+# The gateway's readiness is the gateway's own: it holds requests while no worker is ready.
+GATEWAY_PROBES = {"startup": "/healthz", "ready": "/readyz", "live": "/healthz"}
+GATEWAY_STARTUP_SECONDS = 60
 
 
 def _pre_stop() -> dict[str, Any]:
@@ -189,6 +149,33 @@ def termination_grace_seconds(drain_seconds: int) -> int:
 
 def _config_volume(cluster: Cluster) -> dict[str, Any]:
     return {"name": "config", "configMap": {"name": config_name(cluster.name)}}
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Non-root, and the volumes' group is the pod's (a root-owned cache PVC becomes writable)."""
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def _tmp_volume(size: str) -> dict[str, Any]:
+    return {"name": "tmp", "emptyDir": {"sizeLimit": size}}
+
+
+_TMP_MOUNT = {"name": "tmp", "mountPath": TMP_MOUNT}
+# Libraries write caches under HOME / XDG_CACHE_HOME (vLLM, torch, triton): point them at /tmp.
+_TMP_ENV = [{"name": "HOME", "value": TMP_MOUNT},
+            {"name": "XDG_CACHE_HOME", "value": f"{TMP_MOUNT}/cache"}]
+
+
+def _internal_token_env(cluster: Cluster) -> dict[str, Any]:
+    return {"name": INTERNAL_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+        "name": internal_token_secret_name(cluster.name), "key": INTERNAL_TOKEN_FIELD}}}
 
 
 # --- workers -----------------------------------------------------------------------------------
@@ -242,9 +229,11 @@ def worker_deployment(cluster: Cluster) -> Manifest:
     mounts = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": cache_mount},
+        _TMP_MOUNT,
     ]
-    env = _downward_env() + [
+    env = _downward_env() + _TMP_ENV + [
         {"name": "HF_HOME", "value": f"{cache_mount}/hf"},
+        _internal_token_env(cluster),
     ] + list(workers.get("env") or [])
     container: dict[str, Any] = {
         "name": "worker",
@@ -257,14 +246,18 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "resources": workers["resources"],
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
-        **_probes(WORKER_PORT, workers["startupSeconds"]),
+        "securityContext": container_security_context(),
+        **_probes(workers["startupSeconds"], **WORKER_PROBES),
     }
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": termination_grace_seconds(workers["drainSeconds"]),
+        "securityContext": pod_security_context(),
+        "automountServiceAccountToken": False,  # workers never talk to the API server
         "containers": [container],
         "volumes": [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": workers["shmSize"]}},
             _model_volume(cluster),
+            _tmp_volume("4Gi"),
         ],
     }
     if spec["model"]["standIn"]:
@@ -274,7 +267,9 @@ def worker_deployment(cluster: Cluster) -> Manifest:
             "imagePullPolicy": workers["imagePullPolicy"],
             "command": ["orpheus-tts"],
             "args": ["make-tiny-model", f"{cache_mount}/{STAND_IN_DIR}"],
-            "volumeMounts": [{"name": "model-cache", "mountPath": cache_mount}],
+            "env": _TMP_ENV,
+            "volumeMounts": [{"name": "model-cache", "mountPath": cache_mount}, _TMP_MOUNT],
+            "securityContext": container_security_context(),
         }]
     for key in ("nodeSelector", "tolerations", "affinity"):
         if workers.get(key):
@@ -285,7 +280,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "kind": "Deployment",
         "metadata": _meta(cluster, worker_name(cluster.name), "worker"),
         "spec": {
-            "replicas": cluster.desired_workers,
+            "replicas": cluster.worker_replicas,
             "selector": {"matchLabels": selector_labels(cluster.name, "worker")},
             # A new worker must be Ready before an old one drains: capacity never dips.
             "strategy": {"type": "RollingUpdate",
@@ -316,13 +311,15 @@ def worker_service(cluster: Cluster) -> Manifest:
 # --- gateway -----------------------------------------------------------------------------------
 def gateway_args(cluster: Cluster) -> list[str]:
     gateway = cluster.spec["gateway"]
+    per_replica = limits_per_replica(cluster)
     args = [
         "gateway",
         "--host", "0.0.0.0",
         "--port", str(GATEWAY_PORT),
         "--discover", f"{cluster.namespace}/{worker_service_name(cluster.name)}",
-        "--rate-limit-rpm", str(gateway["limits"]["requestsPerMinute"]),
-        "--max-streams-per-key", str(gateway["limits"]["concurrentStreams"]),
+        "--rate-limit-rpm", str(per_replica["requestsPerMinute"]),
+        "--max-streams-per-key", str(per_replica["concurrentStreams"]),
+        "--max-pending", str(gateway["limits"]["pendingRequests"]),
     ]
     if gateway.get("voiceAliases"):
         args += ["--voice-aliases", f"{CONFIG_MOUNT}/{VOICE_ALIASES_FILE}"]
@@ -330,7 +327,8 @@ def gateway_args(cluster: Cluster) -> list[str]:
         args += ["--default-voice", gateway["defaultVoice"]]
     auth = gateway["auth"]
     if auth["enabled"]:
-        args += ["--api-keys-file", f"{KEYS_MOUNT}/{auth['secretRef']['key']}"]
+        args += ["--api-keys-file", f"{KEYS_MOUNT}/{auth['secretRef']['key']}",
+                 "--system-keys-file", f"{SYSTEM_KEY_MOUNT}/{SYSTEM_KEY_FIELD}"]
     else:
         args += ["--no-auth"]
     return args
@@ -339,14 +337,19 @@ def gateway_args(cluster: Cluster) -> list[str]:
 def gateway_deployment(cluster: Cluster) -> Manifest:
     gateway = cluster.spec["gateway"]
     auth = gateway["auth"]
-    mounts = [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}]
-    volumes = [_config_volume(cluster)]
+    mounts = [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}, _TMP_MOUNT]
+    volumes = [_config_volume(cluster), _tmp_volume("256Mi")]
     if auth["enabled"]:
         mounts.append({"name": "api-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
         volumes.append({"name": "api-keys",
                         "secret": {"secretName": auth["secretRef"]["name"],
                                    "items": [{"key": auth["secretRef"]["key"],
                                               "path": auth["secretRef"]["key"]}]}})
+        mounts.append({"name": "system-key", "mountPath": SYSTEM_KEY_MOUNT, "readOnly": True})
+        volumes.append({"name": "system-key",
+                        "secret": {"secretName": system_key_secret_name(cluster.name),
+                                   "items": [{"key": SYSTEM_KEY_FIELD,
+                                              "path": SYSTEM_KEY_FIELD}]}})
     container: dict[str, Any] = {
         "name": "gateway",
         "image": gateway["image"],
@@ -354,16 +357,19 @@ def gateway_deployment(cluster: Cluster) -> Manifest:
         "command": ["orpheus-tts"],
         "args": gateway_args(cluster),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "env": _downward_env() + list(gateway.get("env") or []),
+        "env": _downward_env() + _TMP_ENV + [_internal_token_env(cluster)]
+        + list(gateway.get("env") or []),
         "volumeMounts": mounts,
         "lifecycle": _pre_stop(),
-        **_probes(GATEWAY_PORT, 60),
+        "securityContext": container_security_context(),
+        **_probes(GATEWAY_STARTUP_SECONDS, **GATEWAY_PROBES),
     }
     if gateway.get("resources"):
         container["resources"] = gateway["resources"]
     pod_spec: dict[str, Any] = {
         "serviceAccountName": gateway_name(cluster.name),
         "terminationGracePeriodSeconds": termination_grace_seconds(GATEWAY_DRAIN_SECONDS),
+        "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     }
@@ -447,11 +453,59 @@ def service_monitor(cluster: Cluster) -> Manifest:
     }
 
 
+def worker_network_policy(cluster: Cluster) -> Manifest:
+    """Only this cluster's gateway pods reach the worker port; nothing else reaches a worker.
+
+    Enforced by the CNI (Calico, Cilium, ...: one that implements NetworkPolicy). Kubelet
+    probes come from the node and are allowed by those CNIs regardless. A Prometheus that
+    scrapes workers directly needs a NetworkPolicy of its own added beside this one.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(cluster, worker_name(cluster.name), "worker"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(cluster.name, "worker")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": selector_labels(cluster.name,
+                                                                         "gateway")}}],
+                "ports": [{"protocol": "TCP", "port": WORKER_PORT}],
+            }],
+        },
+    }
+
+
+def _secret(cluster: Cluster, name: str, component: str, field: str, value: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(cluster, name, component),
+            "type": "Opaque", "stringData": {field: value}}
+
+
+def internal_token_secret(cluster: Cluster, token: str) -> Manifest:
+    """The token every worker of the cluster requires of its callers, and its gateways send.
+
+    Like the system key: created once with a random value, never rewritten, owned by the
+    cluster (deleted with it).
+    """
+    return _secret(cluster, internal_token_secret_name(cluster.name), "worker",
+                   INTERNAL_TOKEN_FIELD, token)
+
+
+def system_key_secret(cluster: Cluster, key: str) -> Manifest:
+    """The key the autoscaler reads the gateway's `/v1/system` with (and nothing else).
+
+    Created once with a random key and never rewritten (the reconciler only creates it), so
+    it is not one of `children()`: those are re-applied from the spec on every pass.
+    """
+    return _secret(cluster, system_key_secret_name(cluster.name), "gateway", SYSTEM_KEY_FIELD,
+                   key)
+
+
 def children(cluster: Cluster, options: Options = Options()) -> list[Manifest]:
     """Every object the operator keeps in place for `cluster`, in apply order."""
-    objects = [config_map(cluster), *gateway_rbac(cluster), worker_service(cluster),
-               worker_deployment(cluster), gateway_service(cluster), gateway_deployment(cluster),
-               *disruption_budgets(cluster)]
+    objects = [config_map(cluster), *gateway_rbac(cluster), worker_network_policy(cluster),
+               worker_service(cluster), worker_deployment(cluster), gateway_service(cluster),
+               gateway_deployment(cluster), *disruption_budgets(cluster)]
     if options.service_monitor:
         objects.append(service_monitor(cluster))
     return objects

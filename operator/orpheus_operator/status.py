@@ -5,9 +5,9 @@ autoscaler (`orpheus_operator.autoscaler`), so every status write goes through o
 read-modify-write path that skips writes when nothing changed.
 
 Ownership of status fields: the operator writes `observedGeneration`, `workers`, `gateway` and
-the `Ready`, `Progressing`, `Degraded` conditions; `ScalingActive` too while autoscaling is off
-(or no autoscaler is installed). With autoscaling on, the autoscaler owns `ScalingActive`,
-`metrics` and `autoscaler`.
+the `Ready`, `Progressing`, `Degraded`, `Deprecated` conditions; `ScalingActive` too while
+autoscaling is off. The autoscaler's daemon writes `metrics` (always: observe-only with
+autoscaling off) and, with autoscaling on, `ScalingActive` and `autoscaler`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import crd
-from .manifests import Cluster, gateway_url, worker_selector
+from .cluster import Cluster, gateway_url, limits_per_replica, worker_selector
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ class Observed:
     gateway: DeploymentState = DeploymentState()
     endpoint: str | None = None  # overrides the in-cluster URL (a LoadBalancer's address)
     problems: list[Problem] = field(default_factory=list)
-    autoscaler_installed: bool = False
 
 
 def condition(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
@@ -116,10 +115,14 @@ def compute_conditions(cluster: Cluster, observed: Observed) -> list[dict[str, s
         conditions.append(condition(
             "ScalingActive", FALSE, "AutoscalingDisabled",
             "spec.workers.replicas (the scale subresource) sets the worker count."))
-    elif not observed.autoscaler_installed:
-        conditions.append(condition(
-            "ScalingActive", FALSE, "AutoscalerUnavailable",
-            "autoscaling is enabled but this operator build has no autoscaler."))
+
+    deprecated = cluster.deprecated_fields
+    if deprecated:
+        conditions.append(condition("Deprecated", TRUE, "DeprecatedField",
+                                    "deprecated spelling in use: " + "; ".join(deprecated)))
+    else:
+        conditions.append(condition("Deprecated", FALSE, "NoDeprecatedField",
+                                    "The spec uses current field names only."))
     return conditions
 
 
@@ -132,7 +135,8 @@ def compute_status(cluster: Cluster, observed: Observed, generation: int) -> dic
                     "summary": f"{workers.ready}/{workers.replicas}",
                     "selector": worker_selector(cluster.name)},
         "gateway": {"ready": gateway.ready >= 1, "readyReplicas": gateway.ready,
-                    "endpoint": observed.endpoint or gateway_url(cluster)},
+                    "endpoint": observed.endpoint or gateway_url(cluster),
+                    "limitsPerReplica": limits_per_replica(cluster)},
     }
 
 
@@ -169,8 +173,10 @@ def get_condition(status: dict[str, Any] | None, type_: str) -> dict[str, Any] |
 
 # --- writers -----------------------------------------------------------------------------------
 def patch_status(api: client.CustomObjectsApi, namespace: str, name: str,
-                 mutate: Callable[[dict[str, Any]], None], attempts: int = 4) -> bool:
-    """Read the cluster, let `mutate` edit a copy of its status, write it only if it changed.
+                 mutate: Callable[[dict[str, Any], dict[str, Any]], None],
+                 attempts: int = 4) -> bool:
+    """Read the cluster, let `mutate(status, cluster)` edit a copy of its status, write it only
+    if it changed (`cluster` is the object as read, for mutations that depend on its spec).
 
     The write carries the read's resourceVersion, so concurrent writers (operator handlers, the
     autoscaler) never overwrite each other's fields: a conflict re-reads and re-applies.
@@ -180,7 +186,7 @@ def patch_status(api: client.CustomObjectsApi, namespace: str, name: str,
         body = api.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL,
                                                 name)
         status = copy.deepcopy(body.get("status") or {})
-        mutate(status)
+        mutate(status, body)
         if status == (body.get("status") or {}):
             return False
         patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},

@@ -12,13 +12,15 @@ from .frames import (CHANNELS, CHUNK_LINE_PREFIX, SAMPLE_RATE, SAMPLE_WIDTH, TER
                      ChunkFrame, EosFrame, ErrorFrame, Frame, FrameDecodeError, MetricsFrame,
                      chunk_audio, chunk_line, decode_frame, encode_frame, error_frame, error_line,
                      frame_type, line_type, pcm_seconds)
-from .headers import (GROQ_SPEECH_PATH, HEADER_INFLIGHT, HEADER_QUEUE_DEPTH, HEADER_REQUEST_ID,
-                      HEADER_RETRY_AFTER, HEADER_WORKER_ID, MODELS_PATH, NDJSON,
+from .headers import (GROQ_SPEECH_PATH, HEADER_INFLIGHT, HEADER_INTERNAL_TOKEN,
+                      HEADER_QUEUE_DEPTH, HEADER_REQUEST_ID, HEADER_RETRY_AFTER,
+                      HEADER_WORKER_ID, INTERNAL_TOKEN_ENV, MODELS_PATH, NDJSON,
                       REQUEST_ID_PATTERN, SPEECH_PATH, STREAM_PATH, SYSTEM_PATH, VOICES_PATH,
                       WS_PATH, LoadHints, is_valid_request_id, load_headers)
 from .request import (DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S,
-                      MIN_REPETITION_PENALTY, REQUEST_FIELDS, TTSRequest, parse_json_body,
-                      parse_request, parse_request_bytes, validation_to_request_error)
+                      MIN_REPETITION_PENALTY, REQUEST_FIELDS, TTSRequest, clip,
+                      parse_json_body, parse_request, parse_request_bytes,
+                      validation_to_request_error)
 from .system import PoolState, SystemSnapshot, WorkerState
 from .ws import (WS_CLOSE_IDLE, WS_CLOSE_UNAUTHORIZED, WS_TERMINAL_TYPES, WsAuth, WsCancel,
                  WsCancelled, WsClientMessage, WsClose, WsDone, WsError, WsPing, WsPong, WsReady,
@@ -27,8 +29,9 @@ from .ws import (WS_CLOSE_IDLE, WS_CLOSE_UNAUTHORIZED, WS_TERMINAL_TYPES, WsAuth
 
 __all__ = [
     "CHANNELS", "CHUNK_LINE_PREFIX", "DEFAULT_MAX_TEXT_CHARS", "DEFAULT_MAX_TIMEOUT_S",
-    "DEFAULT_TIMEOUT_S", "GROQ_SPEECH_PATH", "HEADER_INFLIGHT", "HEADER_QUEUE_DEPTH",
-    "HEADER_REQUEST_ID", "HEADER_RETRY_AFTER", "HEADER_WORKER_ID", "MIN_REPETITION_PENALTY", "MODELS_PATH", "NDJSON",
+    "DEFAULT_TIMEOUT_S", "GROQ_SPEECH_PATH", "HEADER_INFLIGHT", "HEADER_INTERNAL_TOKEN",
+    "HEADER_QUEUE_DEPTH", "HEADER_REQUEST_ID", "HEADER_RETRY_AFTER", "HEADER_WORKER_ID",
+    "INTERNAL_TOKEN_ENV", "MIN_REPETITION_PENALTY", "MODELS_PATH", "NDJSON",
     "REQUEST_FIELDS", "REQUEST_ID_PATTERN", "SAMPLE_RATE", "SAMPLE_WIDTH", "SPEECH_PATH",
     "STREAM_PATH", "SYSTEM_PATH", "TERMINAL_TYPES", "VOICES_PATH", "WS_CLOSE_IDLE",
     "WS_CLOSE_UNAUTHORIZED", "WS_PATH", "WS_TERMINAL_TYPES", "ChunkFrame", "EosFrame",
@@ -36,7 +39,7 @@ __all__ = [
     "PoolState", "RequestError", "SystemSnapshot", "TTSRequest", "WorkerState", "WsAuth", "WsCancel",
     "WsCancelled", "WsClientMessage", "WsClose", "WsDone", "WsError", "WsPing", "WsPong",
     "WsReady", "WsServerMessage", "WsSpeak", "WsStarted", "chunk_audio", "chunk_line",
-    "decode_frame", "decode_ws_audio", "encode_frame", "encode_ws_audio", "error_body",
+    "clip", "decode_frame", "decode_ws_audio", "encode_frame", "encode_ws_audio", "error_body",
     "error_frame", "error_line", "frame_type", "is_valid_request_id", "line_type",
     "load_headers", "parse_json_body", "parse_request", "parse_request_bytes", "pcm_seconds",
     "parse_ws_message", "validation_to_request_error",

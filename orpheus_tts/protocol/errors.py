@@ -51,6 +51,9 @@ class ErrorCode(str, Enum):
     TEXT_TOO_LONG = "text_too_long", 400, False, False, True
     UNSUPPORTED_FORMAT = "unsupported_format", 400, False, False, True
     REQUEST_TOO_LARGE = "request_too_large", 413, False, False, True
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, False, False, True
+    REQUEST_TIMEOUT = "request_timeout", 408
+    FORBIDDEN_ORIGIN = "forbidden_origin", 403
     UNAUTHORIZED = "invalid_api_key", 401
     NOT_FOUND = "not_found", 404
     METHOD_NOT_ALLOWED = "method_not_allowed", 405
@@ -99,7 +102,9 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "timeout_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     503: "service_unavailable_error",
     504: "timeout_error",

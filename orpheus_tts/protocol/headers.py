@@ -23,6 +23,10 @@ HEADER_QUEUE_DEPTH = "X-Orpheus-Queue-Depth"
 HEADER_INFLIGHT = "X-Orpheus-Inflight"
 HEADER_WORKER_ID = "X-Orpheus-Worker"
 HEADER_RETRY_AFTER = "Retry-After"
+# Gateway -> worker: the cluster's internal token; workers configured with one refuse requests
+# without it. Both sides read it from this environment variable (or a file flag).
+HEADER_INTERNAL_TOKEN = "X-Orpheus-Internal-Token"
+INTERNAL_TOKEN_ENV = "ORPHEUS_INTERNAL_TOKEN"
 
 REQUEST_ID_PATTERN = r"^[\x21-\x7e]{1,128}$"  # visible ASCII: usable as a header value anywhere
 

@@ -16,10 +16,25 @@ DEFAULT_MAX_TEXT_CHARS = 4_000
 MIN_REPETITION_PENALTY = 1.1  # below this Orpheus audio degrades; the contract rejects it
 
 
-class TTSRequest(BaseModel):
-    """Body of `POST /v1/tts/stream`. Unknown keys are refused by name."""
+ECHO_MAX_CHARS = 64  # how much of a caller's input an error message may repeat
+MAX_TOP_K = 1000
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+def clip(value: object, limit: int = ECHO_MAX_CHARS) -> str:
+    """A caller's value as an error message may quote it: at most `limit` characters."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+class TTSRequest(BaseModel):
+    """Body of `POST /v1/tts/stream`. Unknown keys are refused by name.
+
+    Types are strict: `"5"` or `true` is not an integer, `"0.5"` not a number (an integer is a
+    number); NaN and infinities are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True,
+                              allow_inf_nan=False)
 
     text: str = Field(min_length=1, description="Text to speak; at most the server's limit.")
     voice: str | None = Field(default=None, description="Voice name or OpenAI alias.")
@@ -29,7 +44,7 @@ class TTSRequest(BaseModel):
         "Unset: the pool serving `voice`, else the default pool. Workers ignore it.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0, description="0 disables top-k.")
+    top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K, description="0 disables top-k.")
     max_tokens: int | None = Field(default=None, ge=1, le=65_536)
     repetition_penalty: float | None = Field(default=None, ge=MIN_REPETITION_PENALTY, le=2.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
@@ -57,7 +72,7 @@ REQUEST_FIELDS = frozenset(TTSRequest.model_fields)
 def validation_to_request_error(exc: ValidationError) -> RequestError:
     """Turn pydantic's first complaint into a 400 that names the parameter."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or None
+    loc = clip(".".join(str(p) for p in err.get("loc", ()))) or None
     if err.get("type") == "extra_forbidden":
         return RequestError(ErrorCode.UNKNOWN_PARAMETER, f"Unknown parameter: '{loc}'.",
                             param=loc)
@@ -96,11 +111,15 @@ def parse_request(
 
 
 def parse_json_body(raw: bytes | str) -> Any:
-    """Decode a JSON body; invalid JSON is a 400."""
+    """Decode a JSON body; invalid JSON is a 400, and so is JSON nested too deeply for the
+    parser (thousands of `[`), which must not become a 500."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RequestError(ErrorCode.INVALID_REQUEST, "Request body is not valid JSON.") from None
+    except RecursionError:
+        raise RequestError(ErrorCode.INVALID_REQUEST,
+                           "Request body is nested too deeply.") from None
 
 
 def parse_request_bytes(raw: bytes, **limits: Any) -> TTSRequest:

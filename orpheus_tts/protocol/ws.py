@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ErrorCode, RequestError
-from .request import parse_json_body, validation_to_request_error
+from .request import clip, parse_json_body, validation_to_request_error
 
 WS_CLOSE_UNAUTHORIZED = 4401  # no valid key (header, `?api_key=` or a first `auth` message)
 WS_CLOSE_IDLE = 4408  # nothing happened for the idle timeout
@@ -23,7 +23,7 @@ _WS_ID_MAX_BYTES = 255
 
 
 class _WsMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_utterance_id(v: str) -> str:
@@ -63,6 +63,11 @@ class WsCancel(_WsMessage):
     type: Literal["cancel"]
     utterance_id: str
 
+    @field_validator("utterance_id")
+    @classmethod
+    def _utterance_id_fits(cls, v: str) -> str:
+        return _check_utterance_id(v)
+
 
 class WsClose(_WsMessage):
     type: Literal["close"]
@@ -89,15 +94,16 @@ def parse_ws_message(raw: str | bytes) -> WsClientMessage:
     """One client message; raises `RequestError` (400 semantics) for anything malformed."""
     try:
         obj = parse_json_body(raw)
-    except RequestError:
-        raise RequestError(ErrorCode.INVALID_REQUEST, "Message is not valid JSON.") from None
+    except RequestError as exc:
+        raise RequestError(ErrorCode.INVALID_REQUEST,
+                           exc.message.replace("Request body", "Message")) from None
     if not isinstance(obj, dict):
         raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
     cls = _WS_CLIENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
     if cls is None:
         raise RequestError(
-            ErrorCode.INVALID_REQUEST, f"Unknown message type {obj.get('type')!r}; one of "
-            f"{', '.join(_WS_CLIENT_TYPES)}.", param="type")
+            ErrorCode.INVALID_REQUEST, f"Unknown message type {clip(repr(obj.get('type')))}; "
+            f"one of {', '.join(_WS_CLIENT_TYPES)}.", param="type")
     try:
         return cls.model_validate(obj)  # type: ignore[return-value]
     except ValidationError as exc:

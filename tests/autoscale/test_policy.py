@@ -73,8 +73,7 @@ def test_desired_never_leaves_min_max(data: st.DataObject, spec: AutoscalingSpec
     ticks = data.draw(st.integers(1, 25))
     sequence = [data.draw(observations(t=10.0 * i)) for i in range(ticks)]
     for desired in run(spec, sequence, current):
-        # Never 0, even with min 0: there is no scale-from-zero path.
-        assert max(spec.min_replicas, 1) <= desired <= spec.max_replicas
+        assert spec.min_replicas <= desired <= spec.max_replicas
 
 
 @SETTINGS
@@ -250,25 +249,56 @@ def test_state_survives_a_json_round_trip() -> None:
     assert a == b and a.desired < current
 
 
-def test_spec_from_the_custom_resource_defaults() -> None:
-    spec = spec_with_defaults({"autoscaling": {"enabled": True, "targetTTFBp95Ms": 650,
-                                               "maxScaleUpStep": 3},
-                               "workers": {"minReplicas": 2, "maxReplicas": 9}})
+@pytest.mark.parametrize("name", ["targetTTFAp95Ms", "targetTTFBp95Ms"])
+def test_spec_from_the_custom_resource_defaults(name: str) -> None:
+    spec = spec_with_defaults({"autoscaling": {"enabled": True, name: 650,
+                                               "maxScaleUpStep": 3, "targetUtilization": 0.5,
+                                               "tolerance": 0.2, "workerCapacity": 3,
+                                               "scaleDownUtilization": 0.4},
+                               "workers": {"minReplicas": 0, "maxReplicas": 9}})
     parsed = AutoscalingSpec.from_resource(spec)
-    assert (parsed.min_replicas, parsed.max_replicas) == (2, 9)
+    assert (parsed.min_replicas, parsed.max_replicas) == (0, 9)
     assert parsed.target_ttfa_p95_ms == 650.0 and parsed.max_scale_up_step == 3
+    # Every knob the CRD declares reaches the policy (none is pruned on the way).
+    assert (parsed.target_utilization, parsed.tolerance, parsed.worker_capacity,
+            parsed.scale_down_utilization) == (0.5, 0.2, 3, 0.4)
     assert parsed.target_queue_depth_per_worker == spec["autoscaling"]["targetQueueDepthPerWorker"]
     assert parsed.scale_down_stabilization_s == spec["autoscaling"][
         "scaleDownStabilizationSeconds"]
 
 
-def test_no_load_with_min_zero_keeps_one_worker() -> None:
-    spec = AutoscalingSpec(min_replicas=0, max_replicas=4, scale_down_stabilization_s=0.0)
-    state, current = PolicyState(), 3
-    for i in range(0, 300, 10):
-        decision, state = decide(spec, state, sig(i, ready=current, p95=None), current)
+def test_min_zero_scales_to_zero_after_an_idle_window_and_back_on_demand() -> None:
+    spec = AutoscalingSpec(min_replicas=0, max_replicas=4, scale_down_stabilization_s=60.0)
+    state, current, t = PolicyState(), 1, 0
+    # Busy: one stream in flight keeps the worker however long it lasts.
+    for t in range(0, 300, 10):
+        decision, state = decide(spec, state, sig(t, inflight=1, ready=1, p95=None), current)
         current = decision.desired
     assert current == 1
+    # Idle: the worker goes only after the whole window saw nothing queued or in flight.
+    history = []
+    for t in range(300, 500, 10):
+        decision, state = decide(spec, state, sig(t, ready=current, p95=None), current)
+        current = decision.desired
+        history.append((t, current))
+    gone = next(t for t, n in history if n == 0)
+    assert 350 <= gone <= 400  # the window (60 s) after the last busy tick (290 s)
+    # Nothing waiting: nothing to start.
+    decision, state = decide(spec, state, sig(500, ready=0, p95=None), 0)
+    assert decision.desired == 0
+    # One request held at the gateway with no worker: one worker, at once.
+    decision, state = decide(spec, state, sig(510, queue=1, ready=0, p95=None), 0)
+    assert decision.desired == 1 and "scale up" in decision.reason
+
+
+def test_policy_defaults_are_the_crd_defaults() -> None:
+    """The CRD declares the defaults without importing the policy; they must agree."""
+    from orpheus_operator.crd import AUTOSCALING_DEFAULTS
+    from orpheus_operator.autoscaler.policy import DEFAULT_INTERVAL_S
+
+    crd_spec = AutoscalingSpec.from_resource({"autoscaling": AUTOSCALING_DEFAULTS})
+    assert crd_spec == AutoscalingSpec()
+    assert AUTOSCALING_DEFAULTS["intervalSeconds"] == DEFAULT_INTERVAL_S
 
 
 def test_bad_bounds_are_refused() -> None:
@@ -278,7 +308,7 @@ def test_bad_bounds_are_refused() -> None:
 
 def test_crd_defaults_are_the_benchmarked_parameters():
     """A cluster that sets nothing runs the policy `make bench-autoscale` measured."""
-    from orpheus_operator.autoscaler.simulator import Scenario
+    from benchmarks.autoscale_sim import Scenario
     from orpheus_operator.defaults import spec_with_defaults
 
     scenario = Scenario()

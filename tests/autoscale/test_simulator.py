@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orpheus_operator.autoscaler import simulator as sim
+from benchmarks import autoscale_sim as sim
 from orpheus_operator.autoscaler.policy import Signals
 
 SHORT = 600  # seconds; the benchmark runs an hour

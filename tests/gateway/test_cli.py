@@ -73,7 +73,7 @@ def test_gateway_process_serves_with_file_and_env_keys(fake_server, tmp_path):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text()
-    assert "api_key=REDACTED" in text  # uvicorn logged the WebSocket's path
+    assert "/v1/tts/ws?[query hidden]" in text  # uvicorn logged the WebSocket's path
     assert "file-key-123" not in text and "env-key-456" not in text
 
 

@@ -14,9 +14,12 @@ from kubernetes.client import (DiscoveryV1EndpointPort, V1Endpoint, V1EndpointCo
                                V1EndpointSlice, V1ObjectMeta, V1ObjectReference)
 
 from orpheus_gateway.auth import KeyLimiter, KeyStore, TokenBucket, presented_key
+from orpheus_gateway.breakers import WorkerBreakers
+from orpheus_gateway.browser import OriginPolicy
 from orpheus_gateway.config import ConfigError, GatewayConfig, config_from_args
 from orpheus_gateway.discovery import ready_endpoints
 from orpheus_gateway.encoders import FORMATS, make_encoder, wav_header
+from orpheus_gateway.keyfile import KeyFileWatcher
 from orpheus_gateway.relay import LineReader
 from orpheus_gateway.worker_pool import WorkerPool
 from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
@@ -396,3 +399,78 @@ def test_default_deadline_is_configurable_and_must_be_positive():
     assert config_from_args([*base, "--default-timeout-s", "180"], environ={}).default_timeout_s == 180.0
     with pytest.raises(ConfigError, match="--default-timeout-s"):
         config_from_args([*base, "--default-timeout-s", "0"], environ={})
+
+
+# --- hardening (issue 12) ------------------------------------------------------------------------
+def test_one_key_s_stream_failures_open_its_breaker_only_until_a_second_key_fails():
+    clock = Clock()
+    b = WorkerBreakers(failures=2, reset_s=5, clock=clock)
+    for _ in range(3):
+        b.stream_failure("key-b")
+    assert not b.available("key-b") and b.available("key-a") and b.available()
+    assert b.state == OPEN  # the only key that used it sees it open
+    b.success("key-a")
+    assert b.state == CLOSED and not b.available("key-b")
+    b.stream_failure("key-c")  # a second key failing here: now the worker takes the blame
+    b.stream_failure("key-c")
+    b.stream_failure("key-b")
+    assert b.worker.state == OPEN and not b.available("key-a")
+    clock.t += 5
+    assert b.available("key-a")  # half-open: one trial
+    b.acquire("key-a")
+    assert not b.available("key-d")
+    b.success("key-a")
+    assert b.worker.state == CLOSED and b.available("key-d")
+
+
+def test_connection_failures_open_the_worker_breaker_for_every_key():
+    b = WorkerBreakers(failures=2, reset_s=5, clock=Clock())
+    b.failure("key-a")
+    b.failure("key-a")
+    assert not b.available("key-b") and b.state == OPEN
+
+
+def test_a_concurrency_refusal_spends_no_rate_token():
+    clock = Clock()
+    limiter = KeyLimiter(rpm=3, max_streams=1, clock=clock)
+    slot = limiter.admit("k")
+    for _ in range(10):
+        with pytest.raises(p.RequestError, match="concurrent"):
+            limiter.admit("k")
+    slot.release()
+    limiter.admit("k").release()
+    limiter.admit("k").release()
+    with pytest.raises(p.RequestError, match="per minute"):
+        limiter.admit("k")
+
+
+@pytest.mark.parametrize("origin,host,allowed", [
+    (None, "gw:8000", True),  # not a browser
+    ("http://gw:8000", "gw:8000", True),  # the playground's own page
+    ("https://gw", "gw", True),  # TLS ended in front of the gateway
+    ("http://gw:8001", "gw:8000", False),
+    ("http://evil.example", "gw:8000", False),
+    ("https://app.example", "gw:8000", True),  # configured
+    ("https://app.example:443", "gw:8000", True),
+    ("null", "gw:8000", False),
+])
+def test_origin_policy(origin, host, allowed):
+    headers = {"host": host, **({"origin": origin} if origin else {})}
+    assert OriginPolicy(["https://app.example"]).allows(headers) is allowed
+
+
+def test_key_file_watcher_swaps_keys_and_never_empties_them(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text("old-key\n")
+    store = KeyStore(["old-key", "env-key"])
+    watcher = KeyFileWatcher(path, ["env-key"], store.replace)
+    watcher.prime()
+    assert watcher.check() is False
+    path.write_text("# rotated\nnew-key\n")
+    assert watcher.check() is True
+    assert store.identify("old-key") is None and store.identify("new-key")
+    assert store.identify("env-key")  # keys from the environment stay
+    path.write_text("")
+    assert watcher.check() is False and store.identify("new-key")
+    path.unlink()
+    assert watcher.check() is False and store.identify("new-key")

@@ -72,7 +72,7 @@ def test_operator_children_pass_server_validation(control_plane: ControlPlane, n
     docs = yaml.safe_load_all((ROOT / "examples" / example).read_text())
     body = next(d for d in docs if d and d["kind"] == crd.KIND)
     body["metadata"].update(namespace=namespace, uid="00000000-0000-0000-0000-000000000001")
-    cluster = manifests.Cluster.from_body(body)
+    cluster = Cluster.from_body(body)
     objects = manifests.children(cluster)
     out = dry_run(control_plane, objects)
     assert out.count("serverside-applied (server dry run)") == len(objects), out

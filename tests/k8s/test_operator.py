@@ -27,6 +27,7 @@ RELEASE, RELEASE_NS = "orpheus", "orpheus-system"
 SERVICE_ACCOUNT = "orpheus-orpheus-operator"  # the chart's fullname for release "orpheus"
 CHILDREN = [("configmap", "demo-config"), ("serviceaccount", "demo-gateway"),
             ("role", "demo-gateway"), ("rolebinding", "demo-gateway"),
+            ("networkpolicy", "demo-worker"),
             ("service", "demo-workers"), ("deployment", "demo-worker"),
             ("service", "demo-gateway"), ("deployment", "demo-gateway"),
             ("poddisruptionbudget", "demo-worker"), ("poddisruptionbudget", "demo-gateway")]
@@ -146,6 +147,47 @@ def test_example_cluster_becomes_ready(control_plane: ControlPlane, namespace: s
     assert table.split()[:6] == ["NAME", "READY", "WORKERS", "ENDPOINT", "TTFB", "P95"]
     assert "2/2" in table and "True" in table
     assert any(e["reason"] == "Ready" for e in events(plane, namespace, "demo"))
+    assert not rbac_denials(operator.log()), operator.log_tail()
+
+
+def _pod_names(plane: ControlPlane, namespace: str, match_labels: dict[str, str]) -> set[str]:
+    selector = ",".join(f"{k}={v}" for k, v in match_labels.items())
+    out = plane.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+    return {p["metadata"]["name"] for p in json.loads(out)["items"]}
+
+
+def test_generated_pods_pass_the_restricted_pod_security_standard(
+        control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> None:
+    plane = control_plane
+    plane.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
+                  "pod-security.kubernetes.io/enforce-version=latest")
+    refused = plane.kubectl("run", "as-root", "-n", namespace, "--image=busybox",
+                            "--restart=Never", check=False)  # the label is enforced here
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused
+    apply_example(plane, namespace)
+    wait_ready(plane, namespace, operator)  # Ready: the API server admitted every pod
+
+    workers = _pod_names(plane, namespace, {"app.kubernetes.io/instance": "demo",
+                                            "app.kubernetes.io/component": "worker"})
+    gateways = _pod_names(plane, namespace, {"app.kubernetes.io/instance": "demo",
+                                             "app.kubernetes.io/component": "gateway"})
+    assert len(workers) == 2 and len(gateways) == 1
+    # The NetworkPolicy selects exactly the worker pods, and lets exactly the gateway pods in.
+    policy = get(plane, namespace, "networkpolicy", "demo-worker")["spec"]
+    assert _pod_names(plane, namespace, policy["podSelector"]["matchLabels"]) == workers
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}
+    assert _pod_names(plane, namespace, peer["podSelector"]["matchLabels"]) == gateways
+    assert rule["ports"] == [{"port": 8100, "protocol": "TCP"}]
+    # The internal token: made by the operator, owned by the cluster, read by both pods.
+    token = get(plane, namespace, "secret", "demo-internal-token")
+    assert token["metadata"]["ownerReferences"][0]["name"] == "demo"
+    for dep in ("demo-worker", "demo-gateway"):
+        env = get(plane, namespace, "deployment", dep)["spec"]["template"]["spec"][
+            "containers"][0]["env"]
+        assert any(e["name"] == "ORPHEUS_INTERNAL_TOKEN" and e["valueFrom"]["secretKeyRef"][
+            "name"] == "demo-internal-token" for e in env), dep
     assert not rbac_denials(operator.log()), operator.log_tail()
 
 

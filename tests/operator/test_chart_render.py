@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from orpheus_operator import crd, kube, manifests
+from orpheus_operator.cluster import Cluster
 from tests.operator.helm_render import CHART, crds, notes, render
 from tests.operator.test_crd import _draft4
 
@@ -90,7 +91,7 @@ def test_rbac_covers_every_child_the_operator_writes() -> None:
     rules = [r for role in find(render(), "ClusterRole") for r in role["rules"]]
     body = {"metadata": {"name": "x", "namespace": "n", "uid": "u"},
             "spec": {"model": {"standIn": True}, "gateway": {"auth": {"secretRef": {"name": "k"}}}}}
-    cluster = manifests.Cluster.from_body(body)
+    cluster = Cluster.from_body(body)
     for child in manifests.children(cluster, manifests.Options(service_monitor=True)):
         group = child["apiVersion"].rpartition("/")[0]
         resource = kube.object_path(child).split("/")[-2]
@@ -99,9 +100,12 @@ def test_rbac_covers_every_child_the_operator_writes() -> None:
     for rule in manifests.gateway_rbac(cluster)[1]["rules"]:
         for resource in rule["resources"]:
             assert set(rule["verbs"]) <= _grants(rules, rule["apiGroups"][0], resource)
-    assert _grants(rules, "", "secrets") == {"get"}
+    # Secrets: read (the API keys' existence, the system key) and create (the system key, once);
+    # never list, watch, patch or delete.
+    assert _grants(rules, "", "secrets") == {"get", "create"}
     assert _grants(rules, crd.GROUP, crd.PLURAL) == {"get", "list", "watch", "patch"}
     assert _grants(rules, crd.GROUP, f"{crd.PLURAL}/status") == {"get", "patch"}
+    assert _grants(rules, crd.GROUP, f"{crd.PLURAL}/scale") == {"get", "patch"}
 
 
 def test_single_replica_is_standalone_and_more_peer() -> None:

@@ -7,7 +7,7 @@ from orpheus_gateway.config import build_parser as gateway_parser
 from orpheus_worker.config import parse_args as worker_parse_args
 
 from orpheus_operator import manifests
-from orpheus_operator.manifests import Cluster
+from orpheus_operator.cluster import Cluster
 from tests.operator.test_manifests import body, example
 
 

@@ -43,7 +43,8 @@ def test_children_are_owned_labelled_and_namespaced() -> None:
     kinds = sorted(by_kind(objects))
     assert kinds == sorted([
         "ConfigMap/tts-config", "ServiceAccount/tts-gateway", "Role/tts-gateway",
-        "RoleBinding/tts-gateway", "Service/tts-workers", "Deployment/tts-worker",
+        "RoleBinding/tts-gateway", "NetworkPolicy/tts-worker", "Service/tts-workers",
+        "Deployment/tts-worker",
         "Service/tts-gateway", "Deployment/tts-gateway", "PodDisruptionBudget/tts-worker",
         "PodDisruptionBudget/tts-gateway"])
     for obj in objects:
@@ -68,10 +69,14 @@ def test_worker_pod_template() -> None:
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
     container = spec["containers"][0]
+    # The worker's probes tell the truth: startup passes once the model is loaded (so a hung
+    # load is restarted after startupSeconds), liveness fails when the engine died, readiness
+    # is admission.
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     startup = container["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 900  # model loading
+    assert startup["httpGet"]["path"] == "/startupz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 900  # startupSeconds
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
     drain = int(arg(container["args"], "--drain-seconds"))
     assert spec["terminationGracePeriodSeconds"] >= pre_stop + drain + 5
@@ -133,19 +138,41 @@ def test_gateway_role_only_watches_endpointslices() -> None:
                               "verbs": ["get", "list", "watch"]}]
 
 
-@pytest.mark.parametrize("enabled, desired, expected", [
-    (False, 7, 2),   # autoscaler off: spec.workers.replicas
-    (True, 3, 3),    # autoscaler on: its decision
-    (True, 99, 4),   # clamped to maxReplicas
-    (True, None, 2),  # no decision yet: spec.workers.replicas
-])
-def test_worker_replicas_contract(enabled: bool, desired: int | None, expected: int) -> None:
+@pytest.mark.parametrize("enabled", [False, True])
+def test_worker_replicas_are_the_scale_subresource_whatever_the_status(enabled: bool) -> None:
+    """The manifests are a pure function of spec: `spec.workers.replicas` (which `kubectl
+    scale`, KEDA, an HPA or the built-in autoscaler write through /scale), never status."""
     spec = {"model": {"standIn": True}, "gateway": {"auth": {"enabled": False}},
-            "workers": {"replicas": 2, "minReplicas": 1, "maxReplicas": 4},
+            "workers": {"replicas": 2, "minReplicas": 0, "maxReplicas": 4},
             "autoscaling": {"enabled": enabled}}
-    status = {"autoscaler": {"desiredReplicas": desired}} if desired is not None else {}
-    deployment = manifests.worker_deployment(Cluster.from_body(body(spec, status)))
-    assert deployment["spec"]["replicas"] == expected
+    status = {"autoscaler": {"desiredReplicas": 3, "state": {}}, "metrics": {"queueDepth": 9}}
+    with_status = children(Cluster.from_body(body(spec, status)))
+    assert with_status == children(Cluster.from_body(body(spec)))
+    assert by_kind(with_status)["Deployment/tts-worker"]["spec"]["replicas"] == 2
+    zero = manifests.worker_deployment(Cluster.from_body(body(
+        {**spec, "workers": {**spec["workers"], "replicas": 0}})))
+    assert zero["spec"]["replicas"] == 0
+
+
+def test_gateway_is_given_the_system_key_only_with_auth() -> None:
+    spec = {"model": {"standIn": True},
+            "gateway": {"auth": {"enabled": True, "secretRef": {"name": "keys"}}}}
+    gateway = manifests.gateway_deployment(Cluster.from_body(body(spec)))
+    pod = gateway["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert arg(args, "--system-keys-file") == f"{manifests.SYSTEM_KEY_MOUNT}/key"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["system-key"]["secret"]["secretName"] == "tts-system-key"
+    secret = manifests.system_key_secret(Cluster.from_body(body(spec)), "k3y")
+    assert secret["stringData"] == {"key": "k3y"}
+    assert secret["metadata"]["ownerReferences"][0]["controller"] is True
+    open_gateway = manifests.gateway_deployment(Cluster.from_body(body(
+        {**spec, "gateway": {"auth": {"enabled": False}}})))
+    assert "--system-keys-file" not in open_gateway["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    probes = pod["containers"][0]
+    # The gateway's readiness is its own (it holds requests while no worker is ready).
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 def test_pvc_cache_and_config_hash_rolls_pods() -> None:
@@ -192,3 +219,70 @@ def test_gke_example_targets_gpu_nodes() -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     args = pod["containers"][0]["args"]
     assert arg(args, "--voices") == "tara,leah,jess,leo,dan,mia,zac,zoe"
+
+
+# --- hardening (issue 12) ------------------------------------------------------------------------
+def _pods(cluster_body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    objects = by_kind(children(Cluster.from_body(cluster_body)))
+    return {name: objects[f"Deployment/tts-{name}"]["spec"]["template"]["spec"]
+            for name in ("worker", "gateway")}
+
+
+@pytest.mark.parametrize("stand_in", [False, True])
+def test_pods_are_restricted_non_root_read_only_with_writable_volumes(stand_in: bool) -> None:
+    spec = {"model": {"standIn": True} if stand_in else {"name": "canopylabs/orpheus-3b-0.1-ft"},
+            "gateway": {"auth": {"secretRef": {"name": "api-keys"}}}}
+    for name, pod in _pods(body(spec)).items():
+        ctx = pod["securityContext"]
+        assert ctx["runAsNonRoot"] and ctx["runAsUser"] == ctx["fsGroup"] == manifests.RUN_AS
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+        containers = pod["containers"] + pod.get("initContainers", [])
+        assert len(containers) == (2 if stand_in and name == "worker" else 1)
+        volumes = {v["name"] for v in pod["volumes"]}
+        for c in containers:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            assert mounts["/tmp"] in volumes  # where HOME and the caches point
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            assert env["HOME"] == "/tmp" and env["XDG_CACHE_HOME"].startswith("/tmp/")
+    worker = _pods(body(spec))["worker"]["containers"][0]
+    cache = next(m for m in worker["volumeMounts"] if m["name"] == "model-cache")
+    assert not cache.get("readOnly")  # the model download writes there, as group fsGroup
+
+
+def test_workers_require_the_internal_token_and_only_gateways_reach_them() -> None:
+    objects = by_kind(children(Cluster.from_body(body())))
+    for name, pod in _pods(body()).items():
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        ref = env["ORPHEUS_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "tts-internal-token", "key": "token"}, name
+    secret = manifests.internal_token_secret(Cluster.from_body(body()), "t0ken")
+    assert secret["metadata"]["name"] == "tts-internal-token"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert "Secret/tts-internal-token" not in objects  # made once, never re-applied
+    policy = objects["NetworkPolicy/tts-worker"]["spec"]
+    worker_labels = objects["Deployment/tts-worker"]["spec"]["template"]["metadata"]["labels"]
+    gateway_labels = objects["Deployment/tts-gateway"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert not policy["podSelector"]["matchLabels"].items() <= gateway_labels.items()
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}  # same namespace, gateway pods only
+    assert peer["podSelector"]["matchLabels"].items() <= gateway_labels.items()
+    assert not peer["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert rule["ports"] == [{"protocol": "TCP", "port": manifests.WORKER_PORT}]
+
+
+@pytest.mark.parametrize("replicas,rpm,streams,want", [
+    (1, 600, 16, (600, 16)), (2, 600, 16, (300, 8)), (3, 100, 5, (34, 2)), (4, 1, 1, (1, 1))])
+def test_limits_are_cluster_wide_and_divided_among_gateway_replicas(replicas, rpm, streams,
+                                                                      want) -> None:
+    spec = {"model": {"name": "m"}, "gateway": {
+        "replicas": replicas, "auth": {"secretRef": {"name": "api-keys"}},
+        "limits": {"requestsPerMinute": rpm, "concurrentStreams": streams}}}
+    args = by_kind(children(Cluster.from_body(body(spec))))["Deployment/tts-gateway"][
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (int(arg(args, "--rate-limit-rpm")), int(arg(args, "--max-streams-per-key"))) == want

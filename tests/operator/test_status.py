@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orpheus_operator.manifests import Cluster
+from orpheus_operator.cluster import Cluster
 from orpheus_operator.status import (
     DeploymentState,
     Observed,
@@ -61,11 +61,29 @@ def test_problem_means_degraded_and_not_ready() -> None:
 def test_autoscaler_owns_scaling_active_when_enabled() -> None:
     spec = {"model": {"standIn": True}, "gateway": {"auth": {"enabled": False}},
             "autoscaling": {"enabled": True}}
-    with_autoscaler = conditions_of(Observed(workers=ready(1), gateway=ready(1),
-                                             autoscaler_installed=True), spec)
-    assert "ScalingActive" not in with_autoscaler
-    without = conditions_of(Observed(workers=ready(1), gateway=ready(1)), spec)
-    assert without["ScalingActive"]["reason"] == "AutoscalerUnavailable"
+    assert "ScalingActive" not in conditions_of(Observed(workers=ready(1), gateway=ready(1)),
+                                                spec)
+    off = conditions_of(Observed(workers=ready(1), gateway=ready(1)),
+                        {**spec, "autoscaling": {"enabled": False}})
+    assert off["ScalingActive"]["reason"] == "AutoscalingDisabled"
+
+
+def test_the_deprecated_spelling_is_reported() -> None:
+    spec = {"model": {"standIn": True}, "gateway": {"auth": {"enabled": False}},
+            "autoscaling": {"enabled": True, "targetTTFBp95Ms": 700}}
+    old = conditions_of(Observed(workers=ready(1), gateway=ready(1)), spec)
+    assert old["Deprecated"]["status"] == "True"
+    assert "targetTTFBp95Ms (use targetTTFAp95Ms)" in old["Deprecated"]["message"]
+    assert old["Ready"]["status"] == "True"  # a warning, not a failure
+    new = conditions_of(Observed(workers=ready(1), gateway=ready(1)),
+                        {**spec, "autoscaling": {"enabled": True, "targetTTFAp95Ms": 700}})
+    assert new["Deprecated"]["status"] == "False"
+
+
+def test_scaled_to_zero_is_not_ready_and_says_so() -> None:
+    conds = conditions_of(Observed(workers=DeploymentState(replicas=0, exists=True),
+                                   gateway=ready(1)))
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "ScaledToZero")
 
 
 def test_status_fields_feed_the_scale_subresource() -> None:
@@ -76,8 +94,9 @@ def test_status_fields_feed_the_scale_subresource() -> None:
         "replicas": 3, "readyReplicas": 3, "summary": "3/3",
         "selector": "app.kubernetes.io/name=orpheus-tts,app.kubernetes.io/instance=tts,"
                     "app.kubernetes.io/component=worker"}
-    assert status["gateway"] == {"ready": True, "readyReplicas": 1,
-                                 "endpoint": "http://tts-gateway.voice.svc:8000"}
+    assert status["gateway"] == {
+        "ready": True, "readyReplicas": 1, "endpoint": "http://tts-gateway.voice.svc:8000",
+        "limitsPerReplica": {"replicas": 1, "requestsPerMinute": 600, "concurrentStreams": 16}}
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:

@@ -17,6 +17,8 @@ Routes
   (a not-ready server also answers streams with 503 `draining` + `Retry-After`).
 - `GET /v1/voices`: `{"voices": [...], "aliases": {...}}`.
 - `GET /metrics`: Prometheus text with the counters below.
+- `internal_token="..."`: like a worker given one, every route but `/healthz`, `/readyz`,
+  `/metrics` (and `/_fake/*`) answers 401 without `X-Orpheus-Internal-Token`.
 
 Behaviours (`Behaviour`, frozen dataclass; build them with the class methods)
 ---------------------------------------------------------------------------------
@@ -110,6 +112,7 @@ DEFAULT_ALIASES = {
     "alloy": "tara", "echo": "leo", "fable": "dan", "onyx": "zac", "nova": "leah",
     "shimmer": "jess",
 }
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # as orpheus_worker.guard
 KINDS = ("normal", "stall", "drop", "eof", "error", "http_error")
 
 
@@ -244,6 +247,7 @@ class FakeServer:
         capacity: int = 4,
         host: str = "127.0.0.1",
         port: int = 0,
+        internal_token: str | None = None,
     ):
         self.default = default or Behaviour.normal(
             chunks,
@@ -263,6 +267,7 @@ class FakeServer:
         self.capacity = capacity
         self.host = host
         self.port = port
+        self.internal_token = internal_token  # like a worker given one: required but on probes
 
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
@@ -446,6 +451,12 @@ class FakeServer:
                 body = None
         with self._lock:
             self._requests.append(ReceivedRequest(method, path, headers, body))
+        if self.internal_token is not None and path not in _OPEN_PATHS \
+                and not path.startswith("/_fake/") \
+                and headers.get(p.HEADER_INTERNAL_TOKEN.lower()) != self.internal_token:
+            await _json(send, 401, p.error_body(p.ErrorCode.UNAUTHORIZED,
+                                                "internal token missing or wrong"))
+            return
 
         if path == p.STREAM_PATH and method == "POST":
             await self._stream(raw, headers, receive, send)

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from orpheus_tts import protocol as P
 from orpheus_tts import tracing
 
+from .guard import WorkerGuard
 from .service import WorkerService
 
 
@@ -18,6 +19,7 @@ def create_app(service: WorkerService) -> FastAPI:
     app = FastAPI(title="Orpheus TTS worker", docs_url=None, redoc_url=None)
     app.add_middleware(tracing.TraceContextMiddleware)
     app.state.service = service
+    app.add_middleware(WorkerGuard, token=service.cfg.internal_token)
 
     @app.post(P.STREAM_PATH)
     async def stream(request: Request) -> Response:

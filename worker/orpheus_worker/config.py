@@ -10,6 +10,7 @@ from typing import Any
 
 from orpheus_tts.protocol import DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
+from .guard import read_internal_token
 from .snac_stream import DEFAULT_LEFT_CONTEXT, DEFAULT_RIGHT_CONTEXT, SNAC_DTYPES, SNAC_MODES
 from .text import DEFAULT_SEGMENT_CHARS
 
@@ -49,6 +50,8 @@ class WorkerConfig:
     snac_mode: str = "eager"  # eager, compile or cudagraphs (CUDA only); `make bench-gpu`
     snac_dtype: str = "float32"
     engine_args: dict[str, Any] = field(default_factory=dict)
+    # gateways must send it (X-Orpheus-Internal-Token); None: no check (local use)
+    internal_token: str | None = field(default=None, repr=False)
 
     @property
     def capacity(self) -> int:
@@ -128,15 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SNAC weights and activations (bfloat16 costs some SNR, see benchmarks)")
     p.add_argument("--engine-arg", action="append", type=_engine_arg, default=[],
                    metavar="KEY=VALUE", help="extra vLLM AsyncEngineArgs (JSON values)")
+    p.add_argument("--internal-token-file", default=None, metavar="FILE",
+                   help="refuse stream and state requests without this token (default: "
+                   "$ORPHEUS_INTERNAL_TOKEN; neither: no check, for local use)")
     return p
 
 
 def parse_args(argv: list[str]) -> WorkerConfig:
-    ns = build_parser().parse_args(argv)
-    values = vars(ns)
+    parser = build_parser()
+    values = vars(parser.parse_args(argv))
     values["engine_args"] = dict(values.pop("engine_arg"))
     if values["voices"] is None:
         from .engine import checkpoint_config
 
         values["voices"] = checkpoint_config(ns.model).get("orpheus_voices") or WorkerConfig.voices
+    try:
+        values["internal_token"] = read_internal_token(values.pop("internal_token_file"))
+    except (OSError, ValueError) as exc:
+        parser.error(f"--internal-token-file: {exc}")
     return WorkerConfig(**values)

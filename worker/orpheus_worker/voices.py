@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from orpheus_tts.protocol import ErrorCode, RequestError
+from orpheus_tts.protocol import ErrorCode, RequestError, clip
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class VoiceSet:
             return self.aliases[key]
         raise RequestError(
             ErrorCode.UNKNOWN_VOICE,
-            f"Unknown voice '{voice}'. Valid voices: {', '.join(self.voices)}.",
+            f"Unknown voice '{clip(voice)}'. Valid voices: {', '.join(self.voices)}.",
             param="voice",
         )
 

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from orpheus_tts import protocol as p
 
+from ..browser import require_json
 from ..core import ActiveStream, Gateway, StreamAborted
 
 MAX_BODY_BYTES = 1 << 20
@@ -24,14 +25,27 @@ def gateway_of(conn: HTTPConnection) -> Gateway:
 
 
 async def read_json(request: Request) -> Any:
-    """The request body as JSON: at most `MAX_BODY_BYTES` (413), valid JSON (400)."""
-    raw = bytearray()
-    async for part in request.stream():
-        raw += part
-        if len(raw) > MAX_BODY_BYTES:
-            raise p.RequestError(p.ErrorCode.REQUEST_TOO_LARGE,
-                                 f"Request body is over {MAX_BODY_BYTES} bytes.")
-    return p.parse_json_body(bytes(raw))
+    """The request body as JSON: declared `application/json` (415), at most `MAX_BODY_BYTES`
+    (413), complete within the body deadline (408), valid JSON (400)."""
+    require_json(request.headers)
+    gw = gateway_of(request)
+
+    async def read() -> bytes:
+        raw = bytearray()
+        async for part in request.stream():
+            raw += part
+            if len(raw) > MAX_BODY_BYTES:
+                raise p.RequestError(p.ErrorCode.REQUEST_TOO_LARGE,
+                                     f"Request body is over {MAX_BODY_BYTES} bytes.")
+        return bytes(raw)
+
+    try:
+        raw = await asyncio.wait_for(read(), gw.config.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise p.RequestError(p.ErrorCode.REQUEST_TIMEOUT,
+                             f"The request body did not arrive within "
+                             f"{gw.config.body_timeout_s:g} s.") from None
+    return p.parse_json_body(raw)
 
 
 class ClientWatch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
 
 from orpheus_tts import protocol as p
 
@@ -20,13 +21,16 @@ router = APIRouter()
 async def tts_ws(websocket: WebSocket) -> None:
     gw = gateway_of(websocket)
     key_id = websocket.scope.get(KEY_SCOPE)
-    await websocket.accept()
-    if key_id is None:
-        key_id = await first_message_auth(websocket, gw)
+    try:
+        await websocket.accept()
         if key_id is None:
-            await websocket.close(p.WS_CLOSE_UNAUTHORIZED, "unauthorized")
-            return
-    await websocket.send_text(p.WsReady().model_dump_json())
+            key_id = await first_message_auth(websocket, gw)
+            if key_id is None:
+                await websocket.close(p.WS_CLOSE_UNAUTHORIZED, "unauthorized")
+                return
+        await websocket.send_text(p.WsReady().model_dump_json())
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return  # the client left before its session began: an ordinary event
     await WsSession(gw, websocket, key_id, gw.config.ws_idle_timeout_s).run()
 
 

@@ -1,18 +1,22 @@
-"""One autoscaler tick for one `OrpheusCluster`: observe, decide, apply, record.
+"""One autoscaler tick for one `OrpheusCluster`: observe, decide, scale, record.
 
-- observe: the gateway's `/v1/system` (or a Prometheus source) and the worker Deployment;
-- decide: `policy.decide` with the state carried in `status.autoscaler.state`;
-- apply: `status.autoscaler.desiredReplicas`, then an immediate reconcile so the operator
-  sets the worker Deployment's replicas from it (the operator owns the Deployment);
-- record: on a change, a Kubernetes Event and an entry in `status.autoscaler.history` (the
-  last `HISTORY_LENGTH` decisions with time, signals and reason); every tick refreshes
-  `status.metrics` and the `ScalingActive` condition.
+- observe: the gateway's `/v1/system` as deployed (its Service, the cluster's system key), or
+  a Prometheus source; every cluster is observed, so `kubectl get otts` shows queue and TTFA
+  with autoscaling off too (observe-only);
+- decide (autoscaling on): `policy.decide` with the state carried in `status.autoscaler.state`
+  and the current count `spec.workers.replicas`;
+- scale: a merge patch of the cluster's `/scale` subresource (with the resourceVersion the tick
+  read, so a concurrent `kubectl scale` or edit wins and this tick's decision is dropped); the
+  operator's spec handler then sets the worker Deployment, like for any other scaler;
+- record: `status.metrics` and the `ScalingActive` condition every tick; on a change, a
+  Kubernetes Event and an entry in `status.autoscaler.history` (the last `HISTORY_LENGTH`).
 
 Everything the policy needs lives in status, so an operator restart loses nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -21,13 +25,18 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import crd
-from ..manifests import Cluster, gateway_url, worker_name
+from .. import crd, kube
+from ..cluster import SYSTEM_KEY_FIELD, Cluster, gateway_url, system_key_secret_name
 from ..metrics import OPERATOR_METRICS, OperatorMetrics
-from ..reconcile import reconcile_named
 from ..status import condition, emit_event, merge_conditions, patch_status
-from .policy import AutoscalingSpec, Decision, PolicyState, decide
-from .signals import GatewaySource, PrometheusSource, SignalSource, SignalsUnavailable
+from .policy import AutoscalingSpec, Decision, PolicyState, Signals, decide
+from .signals import (
+    GatewaySource,
+    PrometheusSource,
+    SignalSource,
+    SignalsUnauthorized,
+    SignalsUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +49,11 @@ HISTORY_LENGTH = 10
 class TickResult:
     decision: Decision | None
     error: str | None = None
+    signals: Signals | None = None
 
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def signal_source(body: dict[str, Any]) -> SignalSource:
-    """The gateway Service by default; annotations point elsewhere (tests, Prometheus)."""
-    annotations = body["metadata"].get("annotations") or {}
-    if annotations.get(PROMETHEUS_URL_ANNOTATION):
-        return PrometheusSource(annotations[PROMETHEUS_URL_ANNOTATION])
-    url = annotations.get(METRICS_URL_ANNOTATION) or gateway_url(Cluster.from_body(body))
-    return GatewaySource(url)
 
 
 def history_entry(decision: Decision) -> dict[str, Any]:
@@ -65,34 +66,64 @@ def history_entry(decision: Decision) -> dict[str, Any]:
     }
 
 
+class SystemKeys:
+    """The system key of each cluster, read from its Secret once and kept until refused."""
+
+    def __init__(self, core: client.CoreV1Api):
+        self.core = core
+        self._keys: dict[tuple[str, str], str] = {}
+
+    def get(self, cluster: Cluster) -> str:
+        ref = (cluster.namespace, cluster.uid)
+        if ref not in self._keys:
+            name = system_key_secret_name(cluster.name)
+            try:
+                secret = self.core.read_namespaced_secret(name, cluster.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise SignalsUnavailable(f"Secret {cluster.namespace}/{name} (the system "
+                                             f"key) does not exist yet") from exc
+                raise
+            encoded = (secret.data or {}).get(SYSTEM_KEY_FIELD)
+            if not encoded:
+                raise SignalsUnavailable(f"Secret {cluster.namespace}/{name} has no "
+                                         f"{SYSTEM_KEY_FIELD!r}")
+            self._keys[ref] = base64.b64decode(encoded).decode().strip()
+        return self._keys[ref]
+
+    def forget(self, cluster: Cluster) -> None:
+        self._keys.pop((cluster.namespace, cluster.uid), None)
+
+
 class AutoscalerController:
-    """Runs ticks against the API server; `clock`, `source_for` and `apply` are injectable."""
+    """Runs ticks against the API server; `clock` and `source_for` are injectable."""
 
     def __init__(
         self,
         api: client.ApiClient,
         clock: Callable[[], float],
-        source_for: Callable[[dict[str, Any]], SignalSource] = signal_source,
-        apply: Callable[[str, str], Any] = reconcile_named,
+        source_for: Callable[[dict[str, Any]], SignalSource] | None = None,
         metrics: OperatorMetrics = OPERATOR_METRICS,
     ):
+        self.api = api
         self.custom = client.CustomObjectsApi(api)
-        self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.clock = clock
-        self.source_for = source_for
-        self.apply = apply
+        self.keys = SystemKeys(self.core)
+        self._source_for = source_for
         self.metrics = metrics
 
-    def _workers(self, cluster: Cluster) -> tuple[int | None, int]:
-        """(requested replicas, ready replicas) of the worker Deployment, if it exists."""
-        try:
-            dep = self.apps.read_namespaced_deployment(worker_name(cluster.name), cluster.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None, 0
-            raise
-        return dep.spec.replicas, (dep.status.ready_replicas or 0) if dep.status else 0
+    def source_for(self, body: dict[str, Any]) -> SignalSource:
+        """The gateway Service with the system key; annotations point elsewhere (Prometheus,
+        or the gateway's URL when the operator runs outside the cluster, as in tests)."""
+        if self._source_for is not None:
+            return self._source_for(body)
+        annotations = body["metadata"].get("annotations") or {}
+        if annotations.get(PROMETHEUS_URL_ANNOTATION):
+            return PrometheusSource(annotations[PROMETHEUS_URL_ANNOTATION])
+        cluster = Cluster.from_body(body)
+        url = annotations.get(METRICS_URL_ANNOTATION) or gateway_url(cluster)
+        return GatewaySource(url, api_key=self.keys.get(cluster) if cluster.auth else None)
 
     def tick_named(self, namespace: str, name: str) -> TickResult | None:
         """Read the cluster and tick it; None when it is gone."""
@@ -110,61 +141,76 @@ class AutoscalerController:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         cluster = Cluster.from_body(body)
-        spec = AutoscalingSpec.from_resource(cluster.spec)
         status = body.get("status") or {}
-        saved = status.get("autoscaler") or {}
-        requested, ready = self._workers(cluster)
-        current = requested if requested is not None else cluster.desired_workers
+        ready_fallback = int((status.get("workers") or {}).get("readyReplicas") or 0)
         now = self.clock()
-
         try:
-            signals = self.source_for(body).read(now, ready)
+            signals = self.source_for(body).read(now, ready_fallback)
         except SignalsUnavailable as exc:
+            if isinstance(exc, SignalsUnauthorized):
+                self.keys.forget(cluster)
             message = f"cannot read signals: {exc}"
             log.warning("%s/%s: %s", namespace, name, message)
-            self._record_unavailable(namespace, name, meta.get("generation"), message)
+            self._record_unavailable(cluster, meta.get("generation"), message)
             self.metrics.observe_unavailable(namespace, name)
             return TickResult(None, message)
 
-        state = PolicyState.from_dict(saved.get("state"))
-        decision, state = decide(spec, state, signals, current)
-        self._record(namespace, name, meta.get("generation"), decision, state)
+        if not cluster.autoscaling:
+            self._record(cluster, meta.get("generation"), signals)
+            return TickResult(None, signals=signals)
+
+        spec = AutoscalingSpec.from_resource(cluster.spec)
+        state = PolicyState.from_dict((status.get("autoscaler") or {}).get("state"))
+        decision, state = decide(spec, state, signals, cluster.worker_replicas)
+        if decision.changed and not self.scale(cluster, meta["resourceVersion"],
+                                               decision.desired):
+            return TickResult(None, "the cluster changed during the tick; decided again next")
+        self._record(cluster, meta.get("generation"), signals, decision, state)
         self.metrics.observe_tick(namespace, name, decision.desired, decision.direction)
         if decision.changed:
             verb = "ScaledUp" if decision.direction > 0 else "ScaledDown"
-            emit_event(
-                self.core, body, "Normal", verb,
-                f"workers {decision.current} -> {decision.desired}: {decision.reason}",
-            )
+            emit_event(self.core, body, "Normal", verb,
+                       f"workers {decision.current} -> {decision.desired}: {decision.reason}")
             log.info("%s/%s: %d -> %d (%s)", namespace, name, decision.current,
                      decision.desired, decision.reason)
-            self.apply(namespace, name)
-        return TickResult(decision)
+        return TickResult(decision, signals=signals)
 
-    def _record(self, namespace: str, name: str, generation: int | None, decision: Decision,
-                state: PolicyState) -> None:
-        signals = decision.signals
+    def scale(self, cluster: Cluster, resource_version: str, replicas: int) -> bool:
+        """Write `replicas` through the scale subresource; False on a conflict."""
+        path = (f"/apis/{crd.API_VERSION}/namespaces/{cluster.namespace}/{crd.PLURAL}/"
+                f"{cluster.name}/scale")
+        try:
+            kube.request(self.api, "PATCH", path,
+                         body={"metadata": {"resourceVersion": resource_version},
+                               "spec": {"replicas": replicas}},
+                         content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
 
-        def mutate(status: dict[str, Any]) -> None:
+    def _record(self, cluster: Cluster, generation: int | None, signals: Signals,
+                decision: Decision | None = None, state: PolicyState | None = None) -> None:
+        def mutate(status: dict[str, Any], _cluster: dict[str, Any]) -> None:
+            metrics = dict(status.get("metrics") or {})
+            metrics["queueDepth"] = signals.queue_depth
+            if signals.ttfa_p95_ms is not None:
+                metrics["ttfaP95Ms"] = round(signals.ttfa_p95_ms, 1)
+            else:
+                metrics.pop("ttfaP95Ms", None)
+            if decision is None or state is None:
+                status["metrics"] = metrics
+                return
             auto = dict(status.get("autoscaler") or {})
             history = list(auto.get("history") or [])
             if decision.changed:
                 history = (history + [history_entry(decision)])[-HISTORY_LENGTH:]
-            auto.update(
-                desiredReplicas=decision.desired,
-                lastReason=decision.reason,
-                lastTick=_iso(signals.time),
-                history=history,
-                state=state.to_dict(),
-            )
-            status["autoscaler"] = auto
-            metrics = dict(status.get("metrics") or {})
-            metrics["queueDepth"] = signals.queue_depth
-            if signals.ttfa_p95_ms is not None:
-                metrics["ttfbP95Ms"] = round(signals.ttfa_p95_ms, 1)
-            if decision.changed:
                 metrics["lastScaleTime"] = _iso(signals.time)
                 metrics["lastScaleReason"] = decision.reason
+            auto.update(lastReason=decision.reason, lastTick=_iso(signals.time),
+                        history=history, state=state.to_dict())
+            status["autoscaler"] = auto
             status["metrics"] = metrics
             status["conditions"] = merge_conditions(
                 status.get("conditions") or [],
@@ -172,18 +218,24 @@ class AutoscalerController:
                 generation,
             )
 
-        patch_status(self.custom, namespace, name, mutate)
+        patch_status(self.custom, cluster.namespace, cluster.name, mutate)
 
-    def _record_unavailable(self, namespace: str, name: str, generation: int | None,
+    def _record_unavailable(self, cluster: Cluster, generation: int | None,
                             message: str) -> None:
-        def mutate(status: dict[str, Any]) -> None:
-            status["conditions"] = merge_conditions(
-                status.get("conditions") or [],
-                [condition("ScalingActive", "False", "SignalsUnavailable", message[:900])],
-                generation,
-            )
+        def mutate(status: dict[str, Any], _cluster: dict[str, Any]) -> None:
+            metrics = dict(status.get("metrics") or {})
+            for stale in ("queueDepth", "ttfaP95Ms"):  # columns show nothing rather than old
+                metrics.pop(stale, None)
+            status["metrics"] = metrics
+            if cluster.autoscaling:
+                status["conditions"] = merge_conditions(
+                    status.get("conditions") or [],
+                    [condition("ScalingActive", "False", "SignalsUnavailable", message[:900])],
+                    generation,
+                )
 
         try:
-            patch_status(self.custom, namespace, name, mutate)
+            patch_status(self.custom, cluster.namespace, cluster.name, mutate)
         except ApiException as exc:
-            log.warning("%s/%s: could not record the failure: %s", namespace, name, exc.reason)
+            log.warning("%s/%s: could not record the failure: %s", cluster.namespace,
+                        cluster.name, exc.reason)

@@ -1,8 +1,9 @@
-"""kopf glue: one daemon per `OrpheusCluster` with `spec.autoscaling.enabled`.
+"""kopf glue: one daemon per `OrpheusCluster`.
 
 Importing this module registers the daemon on kopf's default registry (the operator's entry
-point imports it when present). The daemon ticks every `spec.autoscaling.intervalSeconds`
-(re-read each time) and stops when autoscaling is switched off or the cluster is deleted.
+point imports it). The daemon ticks every `spec.autoscaling.intervalSeconds` (re-read each
+time) until the cluster is deleted: it always observes the gateway (status.metrics), and
+decides and scales only while `spec.autoscaling.enabled`.
 """
 
 from __future__ import annotations
@@ -24,17 +25,12 @@ log = logging.getLogger(__name__)
 ERROR_BACKOFF_S = 10.0
 
 
-def _enabled(spec: Any, **_: Any) -> bool:
-    return bool((spec.get("autoscaling") or {}).get("enabled"))
-
-
 def _interval(body: Any) -> float:
     seconds = ((body.get("spec") or {}).get("autoscaling") or {}).get("intervalSeconds")
     return float(seconds) if seconds else DEFAULT_INTERVAL_S
 
 
-@kopf.daemon(crd.GROUP, crd.VERSION, crd.PLURAL, id="autoscaler", when=_enabled,
-             cancellation_timeout=5.0)
+@kopf.daemon(crd.GROUP, crd.VERSION, crd.PLURAL, id="autoscaler", cancellation_timeout=5.0)
 def autoscale(body: kopf.Body, stopped: kopf.DaemonStopped, logger: Any, **_: Any) -> None:
     """Tick until stopped; a failed tick is logged and retried after a short back-off."""
     controller = AutoscalerController(get_reconciler().api, clock=time.time)

@@ -22,7 +22,11 @@ up-stabilization window); down-scaling needs both signals comfortably under targ
 whole down-stabilization window and then follows the highest down recommendation seen in that
 window, which aims lower than the up one: the count that would run at `scale_down_utilization`
 (hysteresis, so a fleet that just shrank is not at the edge of growing again). Both directions
-are step-limited, and the result stays within [max(min, 1), max].
+are step-limited, and the result stays within [min, max].
+
+Scale to zero (`min_replicas` 0): with no worker, any request the gateway holds is demand for
+one; the last worker goes only after the whole down-stabilization window saw nothing queued or
+in flight (the down recommendation is 0 only for an idle fleet).
 """
 
 from __future__ import annotations
@@ -47,14 +51,14 @@ class AutoscalingSpec:
     scale_down_stabilization_s: float = 90.0
     max_scale_up_step: int = 10
     max_scale_down_step: int = 4
-    # Not (yet) CR fields; read when present (camelCase) and documented in docs/autoscaling.md.
     target_utilization: float = 0.8
     tolerance: float = 0.1
-    comfort: float = 0.7
     scale_down_utilization: float = 0.6
+    worker_capacity: int = 8  # concurrent streams per worker when the gateway reports none
+    # Internal constants (not CR fields), documented in docs/autoscaling.md.
+    comfort: float = 0.7
     max_latency_ratio: float = 1.5
     scale_down_settle_s: float = 30.0  # between two scale-down steps
-    worker_capacity: int = 8  # concurrent streams per worker when the gateway reports none
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):
@@ -75,32 +79,35 @@ class AutoscalingSpec:
 
     @classmethod
     def from_resource(cls, spec: Mapping[str, Any]) -> "AutoscalingSpec":
-        """Build from an OrpheusCluster `spec` (camelCase); missing fields keep their defaults."""
+        """Build from an OrpheusCluster `spec` (camelCase, CRD defaults applied or not);
+        missing fields keep the dataclass defaults (which equal the CRD's)."""
         auto = dict(spec.get("autoscaling") or {})
         workers = dict(spec.get("workers") or {})
-        names = {
-            "min_replicas": (workers, "minReplicas"),
-            "max_replicas": (workers, "maxReplicas"),
-            "target_queue_depth_per_worker": (auto, "targetQueueDepthPerWorker"),
-            "target_ttfa_p95_ms": (auto, "targetTTFBp95Ms"),
-            "scale_up_stabilization_s": (auto, "scaleUpStabilizationSeconds"),
-            "scale_down_stabilization_s": (auto, "scaleDownStabilizationSeconds"),
-            "max_scale_up_step": (auto, "maxScaleUpStep"),
-            "max_scale_down_step": (auto, "maxScaleDownStep"),
-            "target_utilization": (auto, "targetUtilization"),
-            "scale_down_utilization": (auto, "scaleDownUtilization"),
-            "tolerance": (auto, "tolerance"),
-            "worker_capacity": (auto, "workerCapacity"),
-        }
+        if auto.get("targetTTFAp95Ms") is None and auto.get("targetTTFBp95Ms") is not None:
+            auto["targetTTFAp95Ms"] = auto["targetTTFBp95Ms"]  # the deprecated spelling
         kwargs: dict[str, Any] = {}
-        for attr, (src, key) in names.items():
-            if src.get(key) is not None:
-                kwargs[attr] = type(getattr(cls, attr))(src[key])
-        # Accept the TTFA spelling too, whichever the CRD settles on.
-        for alt in ("targetTTFAp95Ms", "targetTtfaP95Ms", "targetTTFBP95Ms"):
-            if auto.get(alt) is not None and "target_ttfa_p95_ms" not in kwargs:
-                kwargs["target_ttfa_p95_ms"] = float(auto[alt])
+        for attr, (src, key) in _RESOURCE_FIELDS.items():
+            value = (workers if src == "workers" else auto).get(key)
+            if value is not None:
+                kwargs[attr] = type(getattr(cls, attr))(value)
         return cls(**kwargs)
+
+
+# dataclass field -> (spec section, camelCase field) of the OrpheusCluster CRD
+_RESOURCE_FIELDS = {
+    "min_replicas": ("workers", "minReplicas"),
+    "max_replicas": ("workers", "maxReplicas"),
+    "target_queue_depth_per_worker": ("autoscaling", "targetQueueDepthPerWorker"),
+    "target_ttfa_p95_ms": ("autoscaling", "targetTTFAp95Ms"),
+    "scale_up_stabilization_s": ("autoscaling", "scaleUpStabilizationSeconds"),
+    "scale_down_stabilization_s": ("autoscaling", "scaleDownStabilizationSeconds"),
+    "max_scale_up_step": ("autoscaling", "maxScaleUpStep"),
+    "max_scale_down_step": ("autoscaling", "maxScaleDownStep"),
+    "target_utilization": ("autoscaling", "targetUtilization"),
+    "scale_down_utilization": ("autoscaling", "scaleDownUtilization"),
+    "tolerance": ("autoscaling", "tolerance"),
+    "worker_capacity": ("autoscaling", "workerCapacity"),
+}
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,10 @@ def resting_count(spec: AutoscalingSpec, signals: Signals) -> int:
     Down-scaling aims here, lower than up-scaling's target (hysteresis), and it counts the
     queue allowance of the smaller fleet: the same queue is more per worker on fewer workers,
     so shrinking never lands on a count the load signal would grow again.
+    An idle service (nothing queued or in flight) rests at 0 (clamped to `min_replicas`).
     """
+    if signals.inflight == 0 and signals.queue_depth == 0:
+        return 0
     per_worker = per_worker_capacity(spec, signals) * min(
         spec.scale_down_utilization, spec.target_utilization)
     for n in range(1, spec.max_replicas + 1):
@@ -213,11 +223,16 @@ def resting_count(spec: AutoscalingSpec, signals: Signals) -> int:
 
 
 def load_desired(spec: AutoscalingSpec, signals: Signals, current: int) -> int:
-    """The queue signal's count, held at `current` inside the tolerance band."""
+    """The queue signal's count, held at `current` inside the tolerance band.
+
+    With no worker at all, one request held at the gateway is demand for a worker."""
     need = load_demand(spec, signals)
     if current > 0 and abs(need / current - 1.0) <= spec.tolerance:
         return current
-    return math.ceil(need - 1e-9)
+    wanted = math.ceil(need - 1e-9)
+    if signals.ready_workers == 0 and (signals.queue_depth > 0 or signals.inflight > 0):
+        wanted = max(wanted, 1)
+    return wanted
 
 
 def latency_is_fresh(state: PolicyState, signals: Signals) -> bool:
@@ -249,9 +264,9 @@ def comfortable(spec: AutoscalingSpec, signals: Signals) -> bool:
 
 
 def floor(spec: AutoscalingSpec) -> int:
-    """The fewest workers the policy asks for. Never zero: scale-to-zero is not implemented
-    (a gateway with no worker refuses requests, so no queue would ever bring one back)."""
-    return max(spec.min_replicas, 1)
+    """The fewest workers the policy asks for: `min_replicas`, zero included (the gateway
+    holds requests while no worker is ready, and those requests bring one back)."""
+    return spec.min_replicas
 
 
 def clamp(spec: AutoscalingSpec, n: int) -> int:

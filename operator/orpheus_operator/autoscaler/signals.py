@@ -25,6 +25,10 @@ class SignalsUnavailable(Exception):
     """The source could not be read or said something unusable; the tick changes nothing."""
 
 
+class SignalsUnauthorized(SignalsUnavailable):
+    """The gateway refused the key: re-read it before the next tick."""
+
+
 class SignalSource(Protocol):
     def read(self, now: float, ready_fallback: int) -> Signals: ...
 
@@ -56,9 +60,14 @@ def signals_from_snapshot(snapshot: SystemSnapshot, now: float, ready_fallback: 
 
 @dataclass
 class GatewaySource:
-    """Reads `{base_url}/v1/system` with a short timeout."""
+    """Reads `{base_url}/v1/system` with a short timeout, with the cluster's system key.
+
+    The key (`api_key`) is the one the operator keeps in the cluster's `NAME-system-key`
+    Secret and the gateway accepts for `/v1/system` only (docs/autoscaling.md, threat model).
+    """
 
     base_url: str
+    api_key: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     transport: httpx.BaseTransport | None = None
 
@@ -70,9 +79,13 @@ class GatewaySource:
     def fetch(self) -> SystemSnapshot:
         try:
             with httpx.Client(timeout=self.timeout_s, transport=self.transport) as http:
-                response = http.get(self.url)
+                headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+                response = http.get(self.url, headers=headers)
         except httpx.HTTPError as exc:
             raise SignalsUnavailable(f"{self.url}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code == 401:
+            raise SignalsUnauthorized(f"{self.url}: HTTP 401 (the gateway refused the system "
+                                      f"key)")
         if response.status_code != 200:
             raise SignalsUnavailable(f"{self.url}: HTTP {response.status_code}")
         try:

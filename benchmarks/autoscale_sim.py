@@ -31,7 +31,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from .policy import DEFAULT_INTERVAL_S, AutoscalingSpec, PolicyState, Signals, decide
+from orpheus_operator.autoscaler.policy import (DEFAULT_INTERVAL_S, AutoscalingSpec, PolicyState,
+                                               Signals, decide)
 
 SLO_WINDOW_S = 10  # callers' p95 is judged over the requests that arrived in the last 10 s
 
