@@ -80,6 +80,7 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.keys = KeyStore(config.api_keys)
+        self.system_keys = KeyStore(config.system_keys)
         self.limiter = KeyLimiter(
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
@@ -101,6 +102,7 @@ class Gateway:
         )
         self.upstream = Upstream(
             self.pool, self.client, max_attempts=self.config.max_attempts,
+            max_pending=self.config.max_pending,
             on_failover=self.metrics.failovers.inc, on_suspect=self._suspect)
         await self.discovery.start(self._on_workers)
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
@@ -118,6 +120,8 @@ class Gateway:
         self._discovered = True
         before = {w.url for w in self.pool}
         self.pool.set_workers(workers)
+        if self.upstream is not None:
+            self.upstream.workers_changed()
         for url in before - {w.url for w in self.pool}:
             try:
                 self.metrics.breaker_state.remove(url)
@@ -138,6 +142,8 @@ class Gateway:
             workers = list(self.pool)
             if workers:
                 await asyncio.gather(*(self.poll_worker(w) for w in workers))
+            if self.upstream is not None:
+                self.upstream.workers_changed()  # held requests look again
             self._poll_now.clear()
             try:
                 await asyncio.wait_for(self._poll_now.wait(), self.config.poll_interval_s)

@@ -30,6 +30,7 @@ from .worker_pool import Worker, WorkerPool
 log = logging.getLogger("orpheus_gateway.relay")
 
 _RETRY_AFTER_CAP_S = 30.0
+HOLD_RECHECK_S = 0.5  # a held request looks for a worker at least this often
 
 
 class LineReader:
@@ -169,12 +170,16 @@ class Upstream:
     """Opens worker streams for the gateway; one per app."""
 
     def __init__(self, pool: WorkerPool, client: httpx.AsyncClient, *, max_attempts: int = 3,
+                 max_pending: int = 0,
                  on_failover: Callable[[], None] = lambda: None,
                  on_suspect: Callable[[Worker], None] = lambda w: None):
         self.pool = pool
         self.client = client
         self.max_attempts = max_attempts
+        self.max_pending = max_pending
         self.waiting = 0  # requests no worker has accepted yet (the gateway's own queue)
+        self.held = 0  # of those, the ones no worker could take: waiting for one to appear
+        self._changed = asyncio.Event()
         self._on_failover = on_failover
         self._on_suspect = on_suspect
 
@@ -197,11 +202,30 @@ class Upstream:
         if hints.worker_id:
             worker.name = hints.worker_id
 
+    def workers_changed(self) -> None:
+        """The pool changed or was polled: held requests try again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_for_workers(self, deadline: float) -> None:
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), max(0.0, min(
+                HOLD_RECHECK_S, deadline - time.monotonic())))
+        except asyncio.TimeoutError:
+            pass
+
     async def open(self, payload: dict[str, Any], request_id: str, deadline: float) -> UpstreamStream:
-        """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it)."""
+        """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it).
+
+        When no worker can take the request (none, all refusing, all unreachable), it is held
+        until one can or its deadline passes, if fewer than `max_pending` are held already (a
+        fleet scaled to zero or still starting); past that, 503 `overloaded` with Retry-After.
+        """
         tried: set[str] = set()
         last_problem = "no worker is available"
         queued = [True]
+        held = False
 
         def accepted() -> None:
             """A worker answered 200: the request no longer waits in the gateway."""
@@ -211,23 +235,39 @@ class Upstream:
 
         self.waiting += 1
         try:
-            for attempt in range(self.max_attempts):
-                worker = self.pool.pick(exclude=tried)
-                if worker is None:
+            while True:
+                for attempt in range(self.max_attempts):
+                    worker = self.pool.pick(exclude=tried)
+                    if worker is None:
+                        break
+                    if attempt:
+                        self._on_failover()
+                    tried.add(worker.url)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        worker.breaker.release_trial()
+                        break
+                    body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
+                    outcome = await self._attempt(worker, body, request_id, deadline, accepted)
+                    if isinstance(outcome, UpstreamStream):
+                        return outcome
+                    last_problem = outcome
+                if time.monotonic() >= deadline or self.max_pending == 0:
                     break
-                if attempt:
-                    self._on_failover()
-                tried.add(worker.url)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    worker.breaker.release_trial()
-                    break
-                body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
-                outcome = await self._attempt(worker, body, request_id, deadline, accepted)
-                if isinstance(outcome, UpstreamStream):
-                    return outcome
-                last_problem = outcome
+                if not held:
+                    if self.held >= self.max_pending:
+                        raise p.RequestError(
+                            p.ErrorCode.OVERLOADED,
+                            f"No worker can take the request and {self.held} requests are "
+                            f"already waiting for one; retry later.",
+                            retry_after_s=self.pool.retry_after_s())
+                    held = True
+                    self.held += 1
+                await self._wait_for_workers(deadline)
+                tried.clear()
         finally:
+            if held:
+                self.held -= 1
             accepted()
         if time.monotonic() >= deadline:
             raise p.RequestError(p.ErrorCode.DEADLINE_EXCEEDED,
