@@ -264,7 +264,7 @@ def spec_schema() -> Schema:
                     "requestsPerMinute": _int("Requests per minute per API key.", 600, 1),
                     "concurrentStreams": _int("Concurrent streams per API key.", 16, 1),
                     "pendingRequests": _int("Requests the gateway holds while no worker can "
-                                            "take them (scale from zero); beyond: 429 with "
+                                            "take them (scale from zero); beyond: 503 with "
                                             "Retry-After.", 64, 0, 100000),
                 },
                 description="Per-key limits.",
