@@ -5,7 +5,6 @@ the address the gateway was given; the held request is served, with exactly one 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from orpheus_tts import protocol as p
+from tests.support.child_proc import stop_group, wait_http_ok
 from tests.support.worker_proc import start_worker
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -50,16 +50,8 @@ def test_a_held_request_is_served_by_the_worker_that_appears(tiny_model: Path,
     url = f"http://127.0.0.1:{port}"
     worker = None
     try:
-        deadline = time.monotonic() + 30
-        while True:  # Ready with no worker at all: its readiness is its own
-            assert gateway.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        # Ready with no worker at all: its readiness is its own.
+        wait_http_ok(url + "/readyz", gateway, log.read_text, "gateway", 30)
 
         result: dict = {}
 
@@ -103,9 +95,4 @@ def test_a_held_request_is_served_by_the_worker_that_appears(tiny_model: Path,
     finally:
         if worker is not None:
             worker.stop(timeout=30)
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(gateway.pid, signal.SIGKILL)
-            gateway.wait(timeout=5)
+        stop_group(gateway)

@@ -15,6 +15,7 @@ would a pod.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,7 +59,7 @@ def operator(control_plane: ControlPlane, namespace: str, tmp_path: Path
     plane.kubectl("wait", "--for=condition=established", "--timeout=60s",
                   f"crd/{crd.PLURAL}.{crd.GROUP}")
     process = OperatorProcess(plane.kubeconfig, tmp_path / "operator.log",
-                              extra_args=["--standalone", "--namespace", namespace])
+                              extra_args=["--standalone", "--namespace", namespace, "-v"])
     process.start()
     try:
         yield process
@@ -213,6 +214,14 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
     reasons = {e["reason"] for e in events(plane, namespace, "demo")}
     assert {"ScaledUp", "ScaledDown"} <= reasons
     wait_until("the Deployment back at one worker", lambda: worker_replicas() == 1, 30, operator)
+
+    # A Deployment event (a pod turned ready, a rollout step) costs a status read and at most
+    # one write; a full pass its applies (docs/operator.md has the numbers).
+    refreshes = [int(m) for m in re.findall(r"Deployment event \(status only\): (\d+) API calls",
+                                            operator.log())]
+    full = [int(m) for m in re.findall(r"reconciled: (\d+) API calls", operator.log())]
+    assert refreshes and max(refreshes) <= 2, refreshes
+    assert full and min(full) >= 10, full
 
 
 def test_min_zero_scales_from_zero_on_pending_demand_and_back_after_idle(
