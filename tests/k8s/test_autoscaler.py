@@ -151,10 +151,23 @@ class HeldStreams:
             thread.join(timeout=10)
 
 
-def printer_row(plane: ControlPlane, namespace: str) -> dict[str, str]:
-    table = plane.kubectl("get", "otts", "demo", "-n", namespace).stdout.splitlines()
-    header = table[0].replace("TTFA P95", "TTFA_P95").split()
-    return dict(zip(header, table[1].split()))
+def printer_row(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    """The cluster's row as `kubectl get otts` prints it: the API server's Table rendering of
+    the CRD's printer columns (column name -> cell; a missing value is None)."""
+    api = plane.api_client()
+    try:
+        request = api.param_serialize(
+            method="GET", resource_path=f"/apis/{crd.API_VERSION}/namespaces/{namespace}/"
+                                        f"{crd.PLURAL}/demo",
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            auth_settings=["BearerToken"])
+        response = api.call_api(*request)
+        response.read()
+        table = json.loads(response.data)
+    finally:
+        api.close()
+    names = [c["name"] for c in table["columnDefinitions"]]
+    return dict(zip(names, table["rows"][0]["cells"]))
 
 
 def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams(
@@ -180,7 +193,7 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
     wait_until("ScalingActive from signals read", lambda: condition(
         cluster(), "ScalingActive").get("reason") == "SignalsRead", 60, operator)
     assert worker_replicas() == 1
-    assert printer_row(plane, namespace)["QUEUE"] == "0"
+    assert printer_row(plane, namespace)["Queue"] == 0
     # No key, or the user's key only where it belongs: the gateway's auth is really on.
     assert httpx.get(gateway.url + p.SYSTEM_PATH, timeout=5).status_code == 401
     system_key = gateway.argv[gateway.argv.index("--system-keys-file") + 1]
@@ -198,9 +211,8 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
             wait_until("the worker Deployment to follow the spec",
                        lambda: worker_replicas() >= 2, 30, operator)
             row = wait_until("queue and TTFA in kubectl get", lambda: (lambda r: r if r.get(
-                "TTFA_P95", "<none>") != "<none>" else None)(printer_row(plane, namespace)),
-                30, operator)
-            assert float(row["TTFA_P95"]) > 0 and row["QUEUE"].isdigit()
+                "TTFA p95") is not None else None)(printer_row(plane, namespace)), 30, operator)
+            assert row["TTFA p95"] > 0 and isinstance(row["Queue"], int)
         finally:
             held.close()
         assert not held.errors, held.errors
@@ -222,6 +234,22 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
     full = [int(m) for m in re.findall(r"reconciled: (\d+) API calls", operator.log())]
     assert refreshes and max(refreshes) <= 2, refreshes
     assert full and min(full) >= 10, full
+
+    # Observe-only: with autoscaling off the columns still follow the gateway, and nothing
+    # scales. The worker is gone; a request the gateway holds shows up as queue.
+    plane.kubectl("patch", f"{crd.PLURAL}/demo", "-n", namespace, "--type=merge",
+                  "-p", json.dumps({"spec": {"autoscaling": {"enabled": False}}}))
+    wait_until("ScalingActive AutoscalingDisabled", lambda: condition(
+        cluster(), "ScalingActive").get("reason") == "AutoscalingDisabled", 30, operator)
+    plane.kubectl("delete", "endpointslice", "demo-workers-test", "-n", namespace)
+    held_alone = threading.Thread(target=lambda: httpx.post(
+        gateway.url + p.STREAM_PATH, json={"text": "Anyone?", "timeout_s": 15},
+        headers={"Authorization": f"Bearer {user_key()}"}, timeout=30), daemon=True)
+    held_alone.start()
+    wait_until("the held request in the Queue column", lambda: printer_row(
+        plane, namespace)["Queue"] == 1, 30, operator)
+    assert cluster()["spec"]["workers"]["replicas"] == 1
+    held_alone.join(30)
 
 
 def test_min_zero_scales_from_zero_on_pending_demand_and_back_after_idle(
