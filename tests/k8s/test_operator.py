@@ -356,3 +356,27 @@ def test_autoscaling_cluster_runs_under_the_chart_rbac(control_plane: ControlPla
     wait_ready(plane, namespace, operator)
     assert get(plane, namespace, "deployment", "demo-worker")["spec"]["replicas"] == 1
     assert not rbac_denials(operator.log()), operator.log_tail()
+
+
+def test_the_old_ttfa_spelling_warns_and_still_works(control_plane: ControlPlane,
+                                                      namespace: str,
+                                                      operator: OperatorProcess) -> None:
+    """kubectl prints the chart's ValidatingAdmissionPolicy warning; the operator reads the
+    value and says so in the Deprecated condition."""
+    plane = control_plane
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    cluster = next(d for d in docs if d["kind"] == crd.KIND)
+    cluster["spec"]["autoscaling"]["targetTTFBp95Ms"] = 700
+    applied = plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [secret, cluster]}))
+    assert "targetTTFBp95Ms is deprecated: rename it to targetTTFAp95Ms (value 700)" in \
+        applied.stderr, applied.stderr
+    deprecated = wait_until("the Deprecated condition", lambda: condition(
+        get(plane, namespace, crd.PLURAL, "demo"), "Deprecated").get("status") == "True" and
+        condition(get(plane, namespace, crd.PLURAL, "demo"), "Deprecated"), 60, operator)
+    assert "targetTTFBp95Ms (use targetTTFAp95Ms)" in deprecated["message"]
+    both = {**cluster["spec"]["autoscaling"], "targetTTFAp95Ms": 700}
+    refused = plane.kubectl("patch", f"{crd.PLURAL}/demo", "-n", namespace, "--type=merge",
+                            "-p", json.dumps({"spec": {"autoscaling": both}}), check=False)
+    assert refused.returncode != 0 and "set autoscaling.targetTTFAp95Ms only" in refused.stderr
