@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -100,6 +102,17 @@ def deployed_gateway(control_plane: ControlPlane, namespace: str, operator: Oper
         gateway.stop()
 
 
+def host_address() -> str:
+    """A non-loopback IPv4 address of this machine: the API server refuses loopback endpoint
+    addresses, as it would a pod's."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith(
+                    ("127.", "169.254.")):
+                return address.address
+    pytest.fail("no non-loopback IPv4 address to publish a worker on")
+
+
 def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer) -> None:
     """An EndpointSlice of the workers' Service with the fake worker's address."""
     plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
@@ -133,11 +146,13 @@ class HeldStreams:
                 if response.status_code != 200:
                     self.errors.append(f"{response.status_code}: {response.read()!r}")
                     return
-                for line in response.iter_lines():
+                lines = response.iter_lines()  # kept: a dropped iterator closes the response
+                for line in lines:
                     if line.encode().startswith(p.CHUNK_LINE_PREFIX):
                         self.first_audio.release()
                         break
                 self.release.wait(120)
+                lines.close()
         except httpx.HTTPError as exc:
             self.errors.append(repr(exc))
 
@@ -149,6 +164,12 @@ class HeldStreams:
         self.release.set()
         for thread in self.threads:
             thread.join(timeout=10)
+
+
+def auth_system(gateway: DeployedGateway) -> dict[str, str]:
+    """The system key, as the gateway process read it from the operator's Secret."""
+    path = Path(gateway.argv[gateway.argv.index("--system-keys-file") + 1])
+    return {"Authorization": f"Bearer {path.read_text().strip()}"}
 
 
 def printer_row(plane: ControlPlane, namespace: str) -> dict[str, Any]:
@@ -196,18 +217,26 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
     assert printer_row(plane, namespace)["Queue"] == 0
     # No key, or the user's key only where it belongs: the gateway's auth is really on.
     assert httpx.get(gateway.url + p.SYSTEM_PATH, timeout=5).status_code == 401
-    system_key = gateway.argv[gateway.argv.index("--system-keys-file") + 1]
-    assert httpx.post(gateway.url + p.STREAM_PATH, json={"text": "hi"}, timeout=5, headers={
-        "Authorization": f"Bearer {Path(system_key).read_text().strip()}"}).status_code == 401
+    assert httpx.post(gateway.url + p.STREAM_PATH, json={"text": "hi"}, timeout=5,
+                      headers=auth_system(gateway)).status_code == 401
 
-    with FakeServer(capacity=CAPACITY, host="127.0.0.1") as worker:
+    with FakeServer(capacity=CAPACITY, host=host_address()) as worker:
         publish_worker(plane, namespace, worker)
         held = HeldStreams(gateway.url, user_key(), 6)
         try:
             held.wait_first_audio()
             # 6 streams on one worker of 4 slots, run at 80 %: 6 / 3.2 -> 2 workers.
-            wait_until("the worker count to grow through /scale", lambda: cluster().get(
-                "spec", {}).get("workers", {}).get("replicas", 1) >= 2, 60, operator)
+            try:
+                wait_until("the worker count to grow through /scale", lambda: cluster().get(
+                    "spec", {}).get("workers", {}).get("replicas", 1) >= 2, 60)
+            except AssertionError as exc:
+                status = cluster().get("status") or {}
+                failures = [line for line in operator.log().splitlines()
+                            if "tick failed" in line or "/scale" in line][-5:]
+                raise AssertionError(f"{exc}\nautoscaler: {status.get('autoscaler')}\n"
+                                     f"metrics: {status.get('metrics')}\n{failures}\n"
+                                     f"{httpx.get(gateway.url + p.SYSTEM_PATH, headers=auth_system(gateway)).text}"
+                                     ) from None
             wait_until("the worker Deployment to follow the spec",
                        lambda: worker_replicas() >= 2, 30, operator)
             row = wait_until("queue and TTFA in kubectl get", lambda: (lambda r: r if r.get(
