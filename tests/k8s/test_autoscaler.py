@@ -257,11 +257,11 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
     wait_until("the Deployment back at one worker", lambda: worker_replicas() == 1, 30, operator)
 
     # A Deployment event (a pod turned ready, a rollout step) costs a status read and at most
-    # one write; a full pass its applies (docs/operator.md has the numbers).
+    # a status write and an Event; a full pass its applies (docs/operator.md has the numbers).
     refreshes = [int(m) for m in re.findall(r"Deployment event \(status only\): (\d+) API calls",
                                             operator.log())]
     full = [int(m) for m in re.findall(r"reconciled: (\d+) API calls", operator.log())]
-    assert refreshes and max(refreshes) <= 2, refreshes
+    assert refreshes and max(refreshes) <= 3, refreshes
     assert full and min(full) >= 10, full
 
     # Observe-only: with autoscaling off the columns still follow the gateway, and nothing
