@@ -150,7 +150,9 @@ METHOD = (
     "gateway queue depth, AverageValue target 2 per replica, 10 % tolerance, 15 s sync, 300 s "
     "scale-down stabilization, default rate limits); kubeai (KubeAI's moving average of active "
     "requests, targetRequests 6 = 0.75 x 8 streams, 10 s interval, 120 s window, 30 s "
-    "scale-down delay, window pre-filled at the opening load)."
+    "scale-down delay, window pre-filled at the opening load). The simulation is seeded and "
+    "deterministic: its numbers do not depend on the machine, which was a 2-core VM shared with "
+    "other jobs."
 )
 
 
