@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from orpheus_operator import crd, manifests
+from orpheus_operator.cluster import Cluster
 from tests.k8s.controlplane import ControlPlane
 from tests.operator.helm_render import CHART, render
 from tests.operator.test_chart_render import VARIANTS
