@@ -289,7 +289,7 @@ def test_restart_writes_nothing_and_drift_is_put_back(control_plane: ControlPlan
 
     def restored() -> bool:
         worker = get(plane, namespace, "deployment", "demo-worker")
-        return (worker["spec"]["replicas"] == 2 and
+        return (worker["spec"]["replicas"] == 1 and  # spec.workers.replicas, as shipped
                 worker["spec"]["template"]["spec"]["containers"][0]["image"]
                 == "orpheus-tts-worker:latest")
 
