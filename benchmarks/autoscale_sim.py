@@ -147,11 +147,31 @@ def diurnal(
     return Trace("diurnal", tuple(rates), seed)
 
 
+def nights(seed: int, duration_s: int = 3600, high: float = 8.0, night: float = 0.4,
+           periods: float = 2.0) -> Trace:
+    """A compressed day (twice over) whose nights are idle: no request for `night` of each
+    period, then a noisy bell of traffic. Scale to zero pays a cold start each morning."""
+    rng = random.Random(seed)
+    rates = []
+    drift = 0.0
+    period = duration_s / periods
+    for t in range(duration_s):
+        phase = (t % period) / period
+        drift = 0.995 * drift + rng.gauss(0, 0.03)
+        if phase < night:
+            rates.append(0.0)
+            continue
+        day = (phase - night) / (1 - night)
+        rates.append(max(0.0, high * math.sin(math.pi * day) ** 2 * (1 + drift)))
+    return Trace("nights", tuple(rates), seed)
+
+
 TRACES: dict[str, Callable[[int], Trace]] = {
     "steady": steady,
     "step": step,
     "burst": burst,
     "diurnal": diurnal,
+    "nights": nights,
 }
 
 

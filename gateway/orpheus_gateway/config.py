@@ -48,9 +48,11 @@ class GatewayConfig:
     env_api_keys: list[str] = field(default_factory=list)  # from ORPHEUS_API_KEYS, kept on reload
     allowed_origins: list[str] = field(default_factory=list)  # besides the gateway's own
     worker_token: str | None = field(default=None, repr=False)  # sent to workers
+    system_keys: list[str] = field(default_factory=list)  # valid for GET /v1/system only
     no_auth: bool = False
     rate_limit_rpm: int = 600  # per key; 0 disables
     max_streams_per_key: int = 32  # concurrent streams per key; 0 disables
+    max_pending: int = 64  # requests held while no worker can take them; 0: refuse at once
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     default_timeout_s: float = DEFAULT_TIMEOUT_S
     max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
@@ -114,8 +116,9 @@ class GatewayConfig:
         if self.max_text_chars < 1 or self.max_timeout_s <= 0 or self.default_timeout_s <= 0:
             raise ConfigError("--max-text-chars, --default-timeout-s and --max-timeout-s must be "
                               "positive")
-        if self.rate_limit_rpm < 0 or self.max_streams_per_key < 0:
-            raise ConfigError("--rate-limit-rpm and --max-streams-per-key must be >= 0")
+        if self.rate_limit_rpm < 0 or self.max_streams_per_key < 0 or self.max_pending < 0:
+            raise ConfigError("--rate-limit-rpm, --max-streams-per-key and --max-pending must "
+                              "be >= 0")
         for origin in self.allowed_origins:
             if normalize_origin(origin) is None:
                 raise ConfigError(f"--allowed-origins wants scheme://host[:port], got {origin!r}")
@@ -210,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve without API keys (local use)")
     p.add_argument("--rate-limit-rpm", type=int, default=600, help="requests per minute per key")
     p.add_argument("--max-streams-per-key", type=int, default=32)
+    p.add_argument("--max-pending", type=int, default=64,
+                   help="requests held (up to their deadline) while no worker can take them, "
+                        "e.g. scaled to zero; beyond: 503 overloaded with Retry-After; 0 "
+                        "refuses at once")
+    p.add_argument("--system-keys-file",
+                   help="keys (one per line) valid for GET /v1/system only: the operator's "
+                        "autoscaler reads the gateway with one"),
     p.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS)
     p.add_argument("--default-timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
                    help="deadline of a request that sets no timeout_s")
@@ -249,9 +259,11 @@ def config_from_args(argv: list[str], environ: dict[str, str] | None = None) -> 
         env_api_keys=env_keys,
         allowed_origins=[o.strip() for o in args.allowed_origins.split(",") if o.strip()],
         worker_token=read_worker_token(args.worker_token_file, environ),
+        system_keys=read_api_keys(args.system_keys_file, None),
         no_auth=args.no_auth,
         rate_limit_rpm=args.rate_limit_rpm,
         max_streams_per_key=args.max_streams_per_key,
+        max_pending=args.max_pending,
         max_text_chars=args.max_text_chars,
         default_timeout_s=args.default_timeout_s,
         max_timeout_s=args.max_timeout_s,

@@ -106,6 +106,7 @@ class Gateway:
                                            self.keys.replace)
                             if config.api_keys_file and self.keys.enabled else None)
         self.origins = OriginPolicy(config.allowed_origins)
+        self.system_keys = KeyStore(config.system_keys)
         self.limiter = KeyLimiter(
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
@@ -147,6 +148,7 @@ class Gateway:
             self.key_watcher.start()
         for pool in self.pools:
             upstream = Upstream(pool.workers, self.session, max_attempts=self.config.max_attempts,
+                                max_pending=self.config.max_pending,
                                 on_failover=self.metrics.failovers.inc)
             await pool.start(upstream, lambda workers, pool=pool: self._on_workers(pool, workers))
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
@@ -165,6 +167,8 @@ class Gateway:
 
     def _on_workers(self, pool: Pool, workers: WorkerList) -> None:
         pool.workers.set_workers(workers)
+        if pool.upstream is not None:
+            pool.upstream.workers_changed()
         self._poll_now.set()
         log.info("pool %s workers: %s", pool.name,
                  ", ".join(w.url for w in pool.workers) or "(none)")
@@ -175,6 +179,9 @@ class Gateway:
             workers = [w for _, w in self.workers()]
             if workers:
                 await asyncio.gather(*(self.poll_worker(w) for w in workers))
+            for pool in self.pools:
+                if pool.upstream is not None:
+                    pool.upstream.workers_changed()  # held requests look again
             self._poll_now.clear()
             try:
                 async with asyncio.timeout(self.config.poll_interval_s):

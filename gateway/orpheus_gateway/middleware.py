@@ -16,6 +16,9 @@ from .error_shapes import REQUEST_ID_SCOPE, json_error
 
 # Reachable without a key: health and metrics only (`/health` is where Canopy's client pings).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/health"})
+# The system keys (`--system-keys-file`, the operator's autoscaler) open this and nothing else.
+SYSTEM_KEY_PATHS = frozenset({("GET", p.SYSTEM_PATH)})
+SYSTEM_KEY_ID = "system"
 # Pages a person opens in a browser, which cannot add a header: their 401 asks the browser for
 # the key (HTTP Basic, the key as password), and the browser then sends it with each request.
 BROWSER_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -61,6 +64,10 @@ class AuthMiddleware:
             return
         key = presented_key(headers, QueryParams(scope.get("query_string", b"")) if is_ws else None)
         key_id = self.gateway.keys.identify(key)
+        if key_id is None and self.gateway.system_keys.enabled and \
+                (scope.get("method"), scope["path"]) in SYSTEM_KEY_PATHS and \
+                self.gateway.system_keys.identify(key) is not None:
+            key_id = SYSTEM_KEY_ID
         if key_id is None and not (is_ws and key is None):
             self.gateway.count_error(p.ErrorCode.UNAUTHORIZED)
             response = json_error(

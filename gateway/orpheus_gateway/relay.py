@@ -37,6 +37,7 @@ _END_OF_BODY_WAIT_S = 0.5  # the worker ends its body right after the terminal f
 _DEADLINE_MESSAGE = "The request's deadline passed."
 # What a broken worker connection raises (aiohttp's connect timeout is a ClientError too).
 CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
+HOLD_RECHECK_S = 0.5  # a held request looks for a worker at least this often
 
 
 class LineReader:
@@ -202,24 +203,46 @@ class Upstream:
     """Opens worker streams for the gateway; one per app."""
 
     def __init__(self, pool: WorkerPool, session: aiohttp.ClientSession, *,
-                 max_attempts: int = 3, on_failover: Callable[[], None] = lambda: None):
+                 max_attempts: int = 3, max_pending: int = 0,
+                 on_failover: Callable[[], None] = lambda: None):
         self.pool = pool
         self.session = session
         self.max_attempts = max_attempts
+        self.max_pending = max_pending
         self.waiting = 0  # requests no worker has accepted yet (the gateway's own queue)
+        self.held = 0  # of those, the ones no worker could take: waiting for one to appear
+        self._changed = asyncio.Event()
         self._on_failover = on_failover
+
+    def workers_changed(self) -> None:
+        """The pool changed or was polled: held requests try again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_for_workers(self, deadline: float) -> None:
+        changed = self._changed
+        try:
+            async with asyncio.timeout(max(0.0, min(HOLD_RECHECK_S,
+                                                    deadline - time.monotonic()))):
+                await changed.wait()
+        except TimeoutError:
+            pass
 
     async def open(self, payload: dict[str, Any], request_id: str, deadline: float,
                    key: str | None = None) -> UpstreamStream:
         """A committed stream, or `RequestError` (a worker's request fault, the deadline, or
         `no_workers` when none could take it).
 
+        When no worker can take the request (none, all refusing, all unreachable), it is held
+        until one can or its deadline passes, if fewer than `max_pending` are held already (a
+        fleet scaled to zero or still starting); past that, 503 `overloaded` with Retry-After.
         `key` is the caller's key id: breakers keep one key's failures from closing workers to
         every other key. Refusals name no worker (its address is nobody's business outside);
         the log does, at INFO."""
         tried: set[str] = set()
         last_problem = "no worker is available"
         queued = [True]
+        held = False
 
         def accepted() -> None:
             """A worker answered 200: the request no longer waits in the gateway."""
@@ -229,24 +252,40 @@ class Upstream:
 
         self.waiting += 1
         try:
-            for attempt in range(self.max_attempts):
-                lease = self.pool.lease(exclude=tried, key=key)
-                if lease is None:
+            while True:
+                for attempt in range(self.max_attempts):
+                    lease = self.pool.lease(exclude=tried, key=key)
+                    if lease is None:
+                        break
+                    if attempt:
+                        self._on_failover()
+                    tried.add(lease.worker.url)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        lease.release()
+                        break
+                    body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
+                    outcome = await self._attempt(lease, body, request_id, deadline, accepted)
+                    if isinstance(outcome, UpstreamStream):
+                        return outcome
+                    log.info("request %s: worker %s: %s", request_id, lease.worker.id, outcome)
+                    last_problem = outcome
+                if time.monotonic() >= deadline or self.max_pending == 0:
                     break
-                if attempt:
-                    self._on_failover()
-                tried.add(lease.worker.url)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    lease.release()
-                    break
-                body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
-                outcome = await self._attempt(lease, body, request_id, deadline, accepted)
-                if isinstance(outcome, UpstreamStream):
-                    return outcome
-                log.info("request %s: worker %s: %s", request_id, lease.worker.id, outcome)
-                last_problem = outcome
+                if not held:
+                    if self.held >= self.max_pending:
+                        raise p.RequestError(
+                            p.ErrorCode.OVERLOADED,
+                            f"No worker can take the request and {self.held} requests are "
+                            f"already waiting for one; retry later.",
+                            retry_after_s=self.pool.retry_after_s())
+                    held = True
+                    self.held += 1
+                await self._wait_for_workers(deadline)
+                tried.clear()
         finally:
+            if held:
+                self.held -= 1
             accepted()
         if time.monotonic() >= deadline:
             raise p.RequestError(p.ErrorCode.DEADLINE_EXCEEDED,

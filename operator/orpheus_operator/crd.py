@@ -269,7 +269,7 @@ def spec_schema() -> Schema:
                                               "cluster (divided among gateway replicas like "
                                               "requestsPerMinute).", 16, 1),
                     "pendingRequests": _int("Requests the gateway holds while no worker can "
-                                            "take them (scale from zero); beyond: 429 with "
+                                            "take them (scale from zero); beyond: 503 with "
                                             "Retry-After.", 64, 0, 100000),
                 },
                 description="Per-key limits.",

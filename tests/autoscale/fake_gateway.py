@@ -1,8 +1,10 @@
 """A tiny real HTTP server on loopback that answers `GET /v1/system` like a gateway.
 
 Tests set `.snapshot` (an `orpheus_tts.protocol.SystemSnapshot`) or `.status` (to fail) at any
-time; `.url` is the base URL; `.hits` counts the requests. Stdlib only, one daemon thread,
-stopped by `close()` (or the context manager).
+time; `.url` is the base URL; `.hits` counts the requests. Like the real gateway with auth on,
+it answers 401 unless the request brings one of `keys` (`Authorization: Bearer`); `keys=None`
+is a gateway run with `--no-auth`. Stdlib only, one daemon thread, stopped by `close()` (or
+the context manager).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def gateway_snapshot(queue: int = 0, inflight: int = 0, ready: int = 1, capacity
 
 
 class FakeGateway:
-    def __init__(self, snapshot: SystemSnapshot | None = None):
+    def __init__(self, snapshot: SystemSnapshot | None = None, keys: list[str] | None = None):
         self.snapshot = snapshot or gateway_snapshot()
+        self.keys = keys
         self.status = 200
         self.body_override: bytes | None = None
         self.hits = 0
@@ -35,6 +38,15 @@ class FakeGateway:
                 fake.hits += 1
                 if self.path != SYSTEM_PATH:
                     self.send_error(404)
+                    return
+                presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                if fake.keys is not None and presented not in fake.keys:
+                    body = b'{"error": {"code": "unauthorized"}}'
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 body = fake.body_override or fake.snapshot.model_dump_json().encode()
                 self.send_response(fake.status)

@@ -14,6 +14,7 @@ import pytest
 from orpheus_operator.autoscaler.signals import (
     GatewaySource,
     PrometheusSource,
+    SignalsUnauthorized,
     SignalsUnavailable,
     signals_from_snapshot,
 )
@@ -33,6 +34,14 @@ def test_reads_the_gateway_snapshot(gateway: FakeGateway) -> None:
     assert (signals.queue_depth, signals.inflight, signals.ready_workers) == (12, 20, 3)
     assert signals.capacity == 24 and signals.ttfa_p95_ms == 1500.0 and signals.time == 42.0
     assert signals.window_s == 30.0
+
+
+def test_reads_an_authenticating_gateway_with_the_system_key() -> None:
+    with FakeGateway(gateway_snapshot(queue=3), keys=["sys-key"]) as fake:
+        assert GatewaySource(fake.url, api_key="sys-key").read(0.0, 0).queue_depth == 3
+        for key in (None, "wrong"):
+            with pytest.raises(SignalsUnauthorized, match="401"):
+                GatewaySource(fake.url, api_key=key).read(0.0, 0)
 
 
 def test_accepts_a_url_that_already_names_the_path(gateway: FakeGateway) -> None:

@@ -201,10 +201,11 @@ def test_no_failover_after_the_first_byte(fake_server, gateway_server, client):
 
 
 def test_all_workers_refusing_is_a_503_with_retry_after(fake_server, gateway_server, client):
+    """With holding off (`--max-pending 0`); tests/gateway/test_hold.py covers holding."""
     a, b = fake_server(), fake_server()
     for srv in (a, b):
         srv.script(Behaviour.http_error(503, p.ErrorCode.OVERLOADED, retry_after_s=3))
-    gw = gateway_server([a.url, b.url])
+    gw = gateway_server([a.url, b.url], max_pending=0)
     gw.wait_polled()
     r = client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert r.status_code == 503
@@ -307,7 +308,7 @@ def test_concurrent_streams_spread_by_own_inflight(fake_server, gateway_server):
 
 def test_not_ready_worker_gets_no_new_streams(fake_server, gateway_server, client):
     draining, other = fake_server(), fake_server()
-    gw = gateway_server([draining.url, other.url])
+    gw = gateway_server([draining.url, other.url], max_pending=0)
     gw.wait_polled()
     draining.ready = False
     assert gw.wait_until(lambda: not gw.gateway.pool.get(draining.url).ready)
@@ -316,7 +317,9 @@ def test_not_ready_worker_gets_no_new_streams(fake_server, gateway_server, clien
     assert not draining.stream_requests and len(other.stream_requests) == 5
     other.ready = False
     assert gw.wait_until(lambda: not gw.gateway.pool.get(other.url).ready)
-    assert client.get(gw.url + "/readyz").status_code == 503
+    # The gateway's readiness is its own: it stays in its Service and answers clearly.
+    ready = client.get(gw.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["workers_ready"] == 0
     r = client.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert r.status_code == 503 and r.json()["error"]["code"] == p.ErrorCode.NO_WORKERS
 
@@ -370,7 +373,7 @@ def test_system_snapshot_for_the_autoscaler(fake_server, gateway_server, client)
 
 def test_gateway_queue_counts_only_requests_no_worker_has_accepted(fake_server, gateway_server):
     srv = fake_server(queue_depth=0, inflight=None)
-    gw = gateway_server([srv.url], max_attempts=1)
+    gw = gateway_server([srv.url], max_attempts=1, max_pending=0)  # a 503 is final here
     gw.wait_polled()
     srv.script(Behaviour.http_error(503, first_delay_s=1.0, retry_after_s=1),  # head delayed
                Behaviour.normal(chunks=2, first_delay_s=3.0))  # accepted, slow first audio

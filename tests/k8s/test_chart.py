@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from orpheus_operator import crd, manifests
+from orpheus_operator.cluster import Cluster
 from tests.k8s.controlplane import ControlPlane
 from tests.operator.helm_render import CHART, render
 from tests.operator.test_chart_render import VARIANTS
@@ -58,7 +59,7 @@ def test_every_rendered_object_passes_server_validation(
 
 def test_examples_pass_server_validation(control_plane: ControlPlane, namespace: str,
                                          crds_installed: None) -> None:
-    for name in ("orpheus-cluster.yaml", "orpheus-cluster-gke.yaml"):
+    for name in ("orpheus-cluster.yaml", "orpheus-cluster-gke.yaml", "orpheus-cluster-hpa.yaml"):
         result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace,
                                        "-f", str(ROOT / "examples" / name), check=False)
         assert result.returncode == 0, f"{name}: {result.stderr}"
@@ -73,6 +74,6 @@ def test_operator_children_pass_server_validation(control_plane: ControlPlane, n
     body = next(d for d in docs if d and d["kind"] == crd.KIND)
     body["metadata"].update(namespace=namespace, uid="00000000-0000-0000-0000-000000000001")
     cluster = Cluster.from_body(body)
-    objects = manifests.children(cluster)
+    objects = [*manifests.children(cluster), manifests.system_key_secret(cluster, "k3y")]
     out = dry_run(control_plane, objects)
     assert out.count("serverside-applied (server dry run)") == len(objects), out

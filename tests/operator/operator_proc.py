@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from tests.support.child_proc import stop_group, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,19 +50,8 @@ class OperatorProcess:
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.process.returncode}:\n"
-                                   f"{self.log_tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"operator not live within {timeout}s:\n{self.log_tail()}")
+        wait_http_ok(f"http://127.0.0.1:{self.port}/healthz", self.process, self.log_tail,
+                     "operator", timeout)
 
     def metrics(self) -> str:
         """The operator's Prometheus exposition (`--metrics`)."""
@@ -72,16 +59,7 @@ class OperatorProcess:
 
     def stop(self, grace: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+        stop_group(process, grace)
 
     def restart(self) -> None:
         self.stop()

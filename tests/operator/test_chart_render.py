@@ -162,3 +162,17 @@ def test_cluster_block_and_examples_validate_against_the_crd_schema() -> None:
 def test_notes_tell_the_next_step() -> None:
     assert "examples/orpheus-cluster.yaml" in notes()
     assert "get orpheusclusters voice" in notes(VARIANTS["with-cluster"])
+
+
+def test_deprecated_spellings_get_a_kubernetes_warning_not_a_refusal() -> None:
+    objects = render()
+    (policy,) = find(objects, "ValidatingAdmissionPolicy")
+    (binding,) = find(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Warn"]
+    assert policy["spec"]["failurePolicy"] == "Ignore"
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["apiGroups"] == [crd.GROUP] and rules[0]["resources"] == [crd.PLURAL]
+    old, new = crd.DEPRECATED_FIELDS[0]
+    assert old in policy["spec"]["validations"][0]["expression"]
+    assert new in policy["spec"]["validations"][0]["messageExpression"]

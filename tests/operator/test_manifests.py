@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from orpheus_operator import crd, manifests
-from orpheus_operator.manifests import Cluster, Options, children
+from orpheus_operator.cluster import Cluster
+from orpheus_operator.manifests import Options, children
 
 ROOT = Path(__file__).resolve().parents[2]
 

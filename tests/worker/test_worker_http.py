@@ -165,6 +165,10 @@ async def test_admission_queues_then_refuses_with_503_overloaded(worker):
                 assert r.status_code == 200
             snap = (await client.get(worker.url + P.SYSTEM_PATH)).json()
             assert snap["inflight"] == CAPACITY and snap["queue_depth"] == QUEUE
+            # Readiness is admission: a full worker leaves the Service's endpoints.
+            full = await client.get(worker.url + "/readyz")
+            assert (full.status_code, full.json()["status"]) == (503, "full")
+            assert (await client.get(worker.url + "/livez")).status_code == 200
             refused = await client.post(worker.url + P.STREAM_PATH, json=body)
             assert refused.status_code == 503
             assert refused.json()["error"]["code"] == P.ErrorCode.OVERLOADED
@@ -174,6 +178,7 @@ async def test_admission_queues_then_refuses_with_503_overloaded(worker):
                 await ctx.__aexit__(None, None, None)
     snap = await asyncio.to_thread(wait_idle, worker)
     assert snap["engine_requests"] == 0 and snap["inflight"] == 0
+    assert (await asyncio.to_thread(httpx.get, worker.url + "/readyz")).status_code == 200
 
 
 def test_system_voices_metrics(worker):

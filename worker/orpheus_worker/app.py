@@ -33,17 +33,29 @@ def create_app(service: WorkerService) -> FastAPI:
             return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
         return StreamingResponse(opened.lines, media_type=P.NDJSON, headers=opened.headers)
 
+    # Probes (the operator's pod template wires them): /startupz passes once vLLM and SNAC are
+    # loaded, /livez fails once the engine died, /readyz is admission. /healthz only says the
+    # HTTP server answers (for humans and scripts; no probe uses it).
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/startupz")
+    async def startupz() -> Response:
+        if service.engine is None:
+            return _probe(503, "loading")
+        return _probe(200, "started")
+
+    @app.get("/livez")
+    async def livez() -> Response:
+        if service.engine is not None and not service.engine.healthy:
+            return _probe(503, "engine_dead")
+        return _probe(200, "alive")
+
     @app.get("/readyz")
     async def readyz() -> Response:
-        if service.ready:
-            return JSONResponse({"status": "ready"})
-        reason = "draining" if service.draining else "loading"
-        return JSONResponse({"status": reason}, status_code=503,
-                            headers={P.HEADER_RETRY_AFTER: "1"})
+        state = service.admission_state
+        return _probe(200 if state == "ready" else 503, state)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -58,3 +70,8 @@ def create_app(service: WorkerService) -> FastAPI:
         return service.voices_body()
 
     return app
+
+
+def _probe(status: int, state: str) -> JSONResponse:
+    headers = {P.HEADER_RETRY_AFTER: "1"} if status == 503 else None
+    return JSONResponse({"status": state}, status_code=status, headers=headers)

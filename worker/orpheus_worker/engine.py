@@ -48,6 +48,11 @@ def default_max_tokens(chars: int, min_audio_s: float, audio_s_per_char: float) 
     return math.ceil(seconds * FRAMES_PER_SECOND) * T.FRAME_TOKENS
 
 
+def vllm_top_k(top_k: int | None) -> int:
+    """The request's `top_k` (None or 0: no top-k) as vLLM >= 0.9 spells "disabled": 0."""
+    return top_k or 0
+
+
 def engine_args_for(cfg: WorkerConfig) -> dict[str, Any]:
     """AsyncEngineArgs keyword arguments for the configured model."""
     args: dict[str, Any] = {
@@ -305,7 +310,7 @@ class OrpheusEngine:
         return SamplingParams(
             temperature=cfg.temperature if req.temperature is None else req.temperature,
             top_p=cfg.top_p if req.top_p is None else req.top_p,
-            top_k=req.top_k or 0,
+            top_k=vllm_top_k(req.top_k),
             repetition_penalty=req.repetition_penalty or cfg.repetition_penalty,
             max_tokens=min(max_tokens, room),
             seed=req.seed,

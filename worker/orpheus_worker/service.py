@@ -61,6 +61,22 @@ class WorkerService:
     def ready(self) -> bool:
         return self.engine is not None and self.engine.healthy and not self.draining
 
+    @property
+    def admission_state(self) -> str:
+        """Whether a new stream would be admitted now: `ready`, or why not (`loading`,
+        `engine_dead`, `draining`, `full`: every slot busy and the wait queue full)."""
+        if self.engine is None:
+            return "loading"
+        if not self.engine.healthy:
+            return "engine_dead"
+        if self.draining:
+            return "draining"
+        admission = self.admission
+        if admission.inflight >= admission.capacity and \
+                admission.queue_depth >= admission.max_queue:
+            return "full"
+        return "ready"
+
     def start_drain(self) -> None:
         self.admission.draining = True
 

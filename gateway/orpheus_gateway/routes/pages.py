@@ -11,7 +11,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orpheus_tts import protocol as p
 
-from ..error_shapes import json_error
 from .common import gateway_of
 
 router = APIRouter()
@@ -41,12 +40,16 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: at least one worker can take a stream")
+@router.get("/readyz", summary="Readiness: the gateway itself serves (with or without workers)")
 async def readyz(request: Request) -> Response:
-    if gateway_of(request).ready():
-        return JSONResponse({"ready": True})
-    return json_error(p.RequestError(p.ErrorCode.NO_WORKERS, "No worker is available.",
-                                     retry_after_s=1))
+    """The gateway's own readiness: it answers, and holds requests while no worker is ready
+    (scale from zero) or refuses them with a clear 503, so its Service keeps its endpoints and
+    the autoscaler its signals. Whether a worker is ready is in the body and `/v1/system`."""
+    gw = gateway_of(request)
+    return JSONResponse({"ready": True,
+                         "workers_ready": sum(len(pool.workers.eligible()) for pool in gw.pools),
+                         "held": sum(pool.upstream.held for pool in gw.pools
+                                     if pool.upstream is not None)})
 
 
 @router.get("/", include_in_schema=False)

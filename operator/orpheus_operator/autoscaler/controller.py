@@ -223,10 +223,11 @@ class AutoscalerController:
     def _record_unavailable(self, cluster: Cluster, generation: int | None,
                             message: str) -> None:
         def mutate(status: dict[str, Any], _cluster: dict[str, Any]) -> None:
-            metrics = dict(status.get("metrics") or {})
-            for stale in ("queueDepth", "ttfaP95Ms"):  # columns show nothing rather than old
-                metrics.pop(stale, None)
-            status["metrics"] = metrics
+            if status.get("metrics"):
+                metrics = dict(status["metrics"])
+                for stale in ("queueDepth", "ttfaP95Ms"):  # empty columns rather than old ones
+                    metrics.pop(stale, None)
+                status["metrics"] = metrics
             if cluster.autoscaling:
                 status["conditions"] = merge_conditions(
                     status.get("conditions") or [],
