@@ -228,6 +228,12 @@ class Upstream:
         except TimeoutError:
             pass
 
+    def _shut_out(self, key: str | None) -> bool:
+        """Workers take other keys' streams but this key's own failures opened its breakers
+        on every one of them: holding would not help, so the request is refused now."""
+        return (key is not None and bool(self.pool.eligible())
+                and not self.pool.eligible(key=key))
+
     async def open(self, payload: dict[str, Any], request_id: str, deadline: float,
                    key: str | None = None) -> UpstreamStream:
         """A committed stream, or `RequestError` (a worker's request fault, the deadline, or
@@ -270,7 +276,8 @@ class Upstream:
                         return outcome
                     log.info("request %s: worker %s: %s", request_id, lease.worker.id, outcome)
                     last_problem = outcome
-                if time.monotonic() >= deadline or self.max_pending == 0:
+                if (time.monotonic() >= deadline or self.max_pending == 0
+                        or self._shut_out(key)):
                     break
                 if not held:
                     if self.held >= self.max_pending:

@@ -49,7 +49,9 @@ def openai_error(code: p.ErrorCode) -> dict:
 def gw(fake_server, gateway_server):
     srv = fake_server(chunks=2, chunk_samples=240)
     # A breaker that never opens: each code is judged on its own, not on the ones before it.
-    gateway = gateway_server([srv.url], breaker_failures=10_000)
+    # No holding: a request no worker takes is answered at once, not at its deadline
+    # (holding is tests/gateway/test_hold.py's subject).
+    gateway = gateway_server([srv.url], breaker_failures=10_000, max_pending=0)
     gateway.wait_polled()
     return gateway
 

@@ -30,7 +30,7 @@ def test_a_held_request_is_served_once_a_worker_is_ready(fake_server, gateway_se
     caller = threading.Thread(target=lambda: result.update(r=client.post(
         gw.url + STREAM, json={"text": "x", "timeout_s": 20}, headers=auth())))
     caller.start()
-    assert gw.wait_until(lambda: gw.gateway.upstream.held == 1)
+    assert gw.wait_until(lambda: gw.gateway.pools.default.upstream.held == 1)
     snapshot = client.get(gw.url + p.SYSTEM_PATH, headers=auth()).json()
     assert snapshot["queue_depth"] == 1  # pending demand, what the autoscaler scales on
     assert not worker.stream_requests
@@ -40,7 +40,7 @@ def test_a_held_request_is_served_once_a_worker_is_ready(fake_server, gateway_se
     frames = lines_of(result["r"])
     assert result["r"].status_code == 200
     assert [f["type"] for f in frames].count("eos") == 1 and frames[-1]["type"] == "eos"
-    assert gw.gateway.upstream.held == 0 and gw.gateway.queue_depth() == 0
+    assert gw.gateway.pools.default.upstream.held == 0 and gw.gateway.queue_depth() == 0
 
 
 def test_over_the_pending_limit_is_503_with_retry_after(fake_server, gateway_server, client):
@@ -49,7 +49,7 @@ def test_over_the_pending_limit_is_503_with_retry_after(fake_server, gateway_ser
     holder = threading.Thread(target=lambda: client.post(
         gw.url + STREAM, json={"text": "x", "timeout_s": 3}, headers=auth()))
     holder.start()
-    assert gw.wait_until(lambda: gw.gateway.upstream.held == 1)
+    assert gw.wait_until(lambda: gw.gateway.pools.default.upstream.held == 1)
     refused = client.post(gw.url + STREAM, json={"text": "y", "timeout_s": 3}, headers=auth())
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == p.ErrorCode.OVERLOADED
@@ -62,7 +62,7 @@ def test_a_held_request_ends_at_its_deadline_with_one_error_frame(gateway_server
     r = client.post(gw.url + STREAM, json={"text": "x", "timeout_s": 1.5}, headers=auth())
     frames = lines_of(r)
     assert len(frames) == 1 and frames[0]["code"] == p.ErrorCode.DEADLINE_EXCEEDED
-    assert gw.gateway.upstream.held == 0 and gw.gateway.upstream.waiting == 0
+    assert gw.gateway.pools.default.upstream.held == 0 and gw.gateway.pools.default.upstream.waiting == 0
 
 
 def test_a_client_that_leaves_while_held_is_no_longer_pending(fake_server, gateway_server):
@@ -73,7 +73,7 @@ def test_a_client_that_leaves_while_held_is_no_longer_pending(fake_server, gatew
             impatient.post(gw.url + STREAM, json={"text": "x", "timeout_s": 30}, headers=auth())
         except httpx.ReadTimeout:
             pass
-    assert gw.wait_until(lambda: gw.gateway.upstream.held == 0)
+    assert gw.wait_until(lambda: gw.gateway.pools.default.upstream.held == 0)
     assert gw.gateway.queue_depth() == 0
 
 

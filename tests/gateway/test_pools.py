@@ -218,11 +218,23 @@ def test_a_full_pool_does_not_hold_up_the_other(two_pools, client):
     ar.default = Behaviour.http_error(429, "overloaded", retry_after_s=1, queue_depth=16)
     arabic = gw.gateway.pools.by_name["arabic"]
     assert gw.wait_until(lambda: arabic.queue_depth() >= 16)
-    r = client.post(gw.url + p.STREAM_PATH, headers=auth(), json={"text": "x", "voice": "noura"})
-    assert r.status_code == 503 and r.json()["error"]["code"] == "no_workers"
+    # A further Arabic request is held by its pool (no Arabic worker takes it) until its
+    # deadline; meanwhile an English one is served at once by the English worker.
+    waiting: list[httpx.Response] = []
+    extra = threading.Thread(target=lambda: waiting.append(httpx.post(
+        gw.url + p.STREAM_PATH, headers=auth(), timeout=10,
+        json={"text": "x", "voice": "noura", "timeout_s": 2})))
+    extra.start()
+    assert gw.wait_until(lambda: arabic.upstream.held == 1)
     r = client.post(gw.url + p.STREAM_PATH, headers=auth(), json={"text": "Hi.", "voice": "tara"})
     assert r.status_code == 200 and r.headers[p.HEADER_WORKER_ID] == "w-en"
     assert isinstance(p.decode_frame(r.text.splitlines()[-1]), p.EosFrame)
+    assert arabic.upstream.held == 1
+    extra.join(10)
+    # v1 carries a gateway-side deadline in-band: one error frame, the stream's only frame.
+    assert waiting[0].status_code == 200
+    assert [json.loads(line)["code"] for line in waiting[0].text.splitlines()] == [
+        "deadline_exceeded"]
     snap = client.get(gw.url + p.SYSTEM_PATH, headers=auth()).json()
     pools = {ps["name"]: ps for ps in snap["pools"]}
     assert pools["arabic"]["queue_depth"] >= 16 and pools["english"]["queue_depth"] == 0

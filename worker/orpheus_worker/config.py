@@ -144,7 +144,7 @@ def parse_args(argv: list[str]) -> WorkerConfig:
     if values["voices"] is None:
         from .engine import checkpoint_config
 
-        values["voices"] = checkpoint_config(ns.model).get("orpheus_voices") or WorkerConfig.voices
+        values["voices"] = checkpoint_config(values["model"]).get("orpheus_voices") or WorkerConfig.voices
     try:
         values["internal_token"] = read_internal_token(values.pop("internal_token_file"))
     except (OSError, ValueError) as exc:
