@@ -144,6 +144,20 @@ def worker_header(stream: ActiveStream) -> dict[str, str]:
 
 
 def schema_body(model: type) -> dict[str, Any]:
-    """OpenAPI `requestBody` for a route that reads its body itself."""
+    """OpenAPI `requestBody` for a route that reads its body itself. Nested models are inlined:
+    pydantic's `#/$defs/...` references do not resolve inside an OpenAPI document."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
     return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
+        "application/json": {"schema": inline(schema)}}}}
