@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser bench bench-worker \
-        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images clean
+.PHONY: setup run test test-unit test-k8s test-e2e test-browser k8s-tools k8s-node browser bench bench-worker \
+        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images images-gpu clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,18 +13,26 @@ setup:
 run: setup
 	$(PY) -m orpheus_tts up
 
-# Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites.
-test: setup k8s-tools browser
+# Everything CI runs: unit, engine, gateway, battery, browser, control-plane and real-node suites.
+test: setup k8s-tools k8s-node images browser
 	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
 
 test-unit: setup
-	$(PYTEST) -q -m "not engine and not k8s and not browser"
+	$(PYTEST) -q -m "not engine and not k8s and not node and not browser"
 
 test-k8s: setup k8s-tools
 	$(PYTEST) -q tests/k8s
 
 k8s-tools:
 	@bash tests/k8s/build.sh
+
+# The real test node: kubelet, kube-proxy, CoreDNS, pause image; containerd, runc, CNI from Debian.
+k8s-node: k8s-tools
+	@bash tests/k8s/node/build.sh
+
+# Our images on a real node, installed as a user does (root; see docs/testing-k8s.md).
+test-e2e: setup k8s-tools k8s-node images
+	$(PYTEST) -q tests/e2e
 
 browser:
 	@bash scripts/install-browser.sh
@@ -49,10 +57,13 @@ bench-e2e: setup
 bench-memory: setup
 	$(PY) benchmarks/bench_memory.py
 
+# gateway, operator and the CPU worker (docker, or buildah where no engine runs); the CUDA
+# worker with `make images-gpu` where its base image can be pulled.
 images:
-	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .
-	docker build -f images/gateway.Dockerfile -t orpheus-tts-gateway .
-	docker build -f images/operator.Dockerfile -t orpheus-tts-operator .
+	@bash scripts/build-images.sh --export $(HOME)/.cache/orpheus-tts/images
+
+images-gpu:
+	@bash scripts/build-images.sh worker
 
 clean:
 	rm -rf $(VENV) build *.egg-info
