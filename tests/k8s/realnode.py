@@ -59,6 +59,7 @@ from tests.k8s.controlplane import (
     _write_key,
     find_bin_dir,
     free_port,
+    serve,
     write_kubeconfig,
     write_pki,
 )
@@ -702,28 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ToolsMissing, ControlPlaneError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    stop_requested = False
-
-    def request_stop(signum: int, frame: Any) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        print(f"node up in {time.monotonic() - started:.1f} s at {node.server}; logs in {node.work_dir}",
-              file=sys.stderr)
-        print(f"export KUBECONFIG={node.kubeconfig} PATH={node.bin_dir}:$PATH", file=sys.stderr)
-        print(node.kubeconfig, flush=True)
-        while not stop_requested:
-            dead = [c for c in node.components if not c.alive()]
-            if dead:
-                print(f"{dead[0].name} exited:\n{dead[0].log_tail()}", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        return 0
-    finally:
-        node.stop()
+    return serve(node, f"node up in {time.monotonic() - started:.1f} s at {node.server}")
 
 
 if __name__ == "__main__":
