@@ -27,7 +27,7 @@ k8s-tools:
 	@bash tests/k8s/build.sh
 
 # The real test node: kubelet, kube-proxy, CoreDNS, pause image; containerd, runc, CNI from Debian.
-k8s-node: k8s-tools
+k8s-node:
 	@bash tests/k8s/node/build.sh
 
 # Our images on a real node, installed as a user does (root; see docs/testing-k8s.md).
