@@ -71,7 +71,7 @@ build_one() {  # name
         # pip inside the build trusts the host's CA bundle (it may add a TLS-intercepting proxy's CA).
         local ca=/etc/ssl/certs/ca-certificates.crt
         [[ -f "$ca" ]] && args+=(--build-arg PIP_CERT=/run/orpheus-host-ca.crt -v "$ca:/run/orpheus-host-ca.crt:ro")
-        buildah build --quiet --layers --isolation chroot --ignorefile "$file.dockerignore" \
+        buildah build --quiet --layers --force-rm --isolation chroot --ignorefile "$file.dockerignore" \
             -f "$file" -t "$tag" "${args[@]}" . >/dev/null
         # The image this build replaced: drop it, or every rebuild keeps its layers on disk.
         if [[ -n "$old" && "$old" != "$(buildah inspect --type image --format '{{.FromImageID}}' "$tag")" ]]; then
