@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser client-venvs prometheus \
-        bench bench-worker bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory \
-        bench-gpu bench-pools dashboard dashboard-picture images clean
+.PHONY: setup run test test-unit test-k8s test-e2e test-browser k8s-tools k8s-node browser \
+        client-venvs prometheus bench bench-worker bench-autoscale bench-gateway bench-hedge \
+        bench-e2e bench-memory bench-gpu bench-pools dashboard dashboard-picture images \
+        images-gpu clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,12 +15,13 @@ setup:
 run: setup
 	$(PY) -m orpheus_tts up
 
-# Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites.
+# Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites. The
+# real-node suite (images on a kubelet) is `make test-e2e`: it does not pass yet (issue 17).
 test: setup k8s-tools browser client-venvs prometheus
-	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
+	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider -m "not node"
 
 test-unit: setup prometheus
-	$(PYTEST) -q -m "not engine and not k8s and not browser"
+	$(PYTEST) -q -m "not engine and not k8s and not node and not browser"
 
 test-k8s: setup k8s-tools
 	$(PYTEST) -q tests/k8s
@@ -31,6 +33,14 @@ k8s-tools:
 # machine, under ~/.cache/orpheus-tts/client-venvs; Canopy's client imports as orpheus_tts).
 client-venvs: setup
 	@$(PY) -m tests.clients.venvs >/dev/null
+
+# The real test node: kubelet, kube-proxy, CoreDNS, pause image; containerd, runc, CNI from Debian.
+k8s-node:
+	@bash tests/k8s/node/build.sh
+
+# Our images on a real node, installed as a user does (root; see docs/testing-k8s.md).
+test-e2e: setup k8s-tools k8s-node images
+	$(PYTEST) -q tests/e2e
 
 browser:
 	@bash scripts/install-browser.sh
@@ -74,10 +84,13 @@ dashboard: setup
 dashboard-picture: setup prometheus
 	$(PY) benchmarks/dashboard_picture.py
 
+# gateway, operator and the CPU worker (docker, or buildah where no engine runs); the CUDA
+# worker with `make images-gpu` where its base image can be pulled.
 images:
-	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .
-	docker build -f images/gateway.Dockerfile -t orpheus-tts-gateway .
-	docker build -f images/operator.Dockerfile -t orpheus-tts-operator .
+	@bash scripts/build-images.sh --export $(HOME)/.cache/orpheus-tts/images
+
+images-gpu:
+	@bash scripts/build-images.sh worker
 
 clean:
 	rm -rf $(VENV) build *.egg-info

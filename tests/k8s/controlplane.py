@@ -638,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
 
+    return serve(plane, f"control plane up in {time.monotonic() - started:.1f} s at {plane.server}")
+
+
+def serve(plane: ControlPlane, banner: str) -> int:
+    """Prints how to reach `plane`, then keeps it up until SIGINT/SIGTERM or a component dies
+    (exit status 1); stops it either way."""
     stop_requested = False
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -647,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        print(f"control plane up in {time.monotonic() - started:.1f} s at {plane.server}", file=sys.stderr)
+        print(banner, file=sys.stderr)
         print(f"logs: {plane.work_dir}; Ctrl-C stops it", file=sys.stderr)
         print(f"export KUBECONFIG={plane.kubeconfig} PATH={plane.bin_dir}:$PATH", file=sys.stderr)
         print(plane.kubeconfig, flush=True)

