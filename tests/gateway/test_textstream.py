@@ -1,0 +1,289 @@
+"""`TextUtterance` with fake upstreams: order, exactly one terminal, pipelining, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orpheus_gateway.segmenter import SegmenterConfig
+from orpheus_gateway.textstream import (Cancelled, Done, Failed, SegmentFailed, TextUtterance,
+                                        UtteranceClosed)
+from orpheus_tts import protocol as p
+
+
+class FakeUpstreams:
+    """`open_segment` for the tests: each segment yields `chunks` chunks tagged (segment, i);
+    counts what is open, so a test can assert every upstream was closed."""
+
+    def __init__(self, chunks: int = 3, chunk_delay: float = 0.002, open_delay: float = 0.002,
+                 fail_on: str | None = None):
+        self.chunks, self.chunk_delay, self.open_delay = chunks, chunk_delay, open_delay
+        self.fail_on = fail_on
+        self.opened: list[str] = []
+        self.open_at: list[float] = []
+        self.closed = 0
+
+    @property
+    def live(self) -> int:
+        return len(self.opened) - self.closed
+
+    async def __call__(self, text: str):
+        await asyncio.sleep(self.open_delay)
+        index = len(self.opened)
+        self.opened.append(text)
+        self.open_at.append(time.monotonic())
+        return _FakeStream(self, index, text)
+
+
+class _FakeStream:
+    def __init__(self, fake: FakeUpstreams, index: int, text: str):
+        self.fake, self.index, self.text = fake, index, text
+        self._closed = False
+
+    async def audio(self):
+        for i in range(self.fake.chunks):
+            await asyncio.sleep(self.fake.chunk_delay)
+            if self.fake.fail_on and self.fake.fail_on in self.text and i == 1:
+                raise SegmentFailed(p.ErrorCode.ENGINE_ERROR, "engine failed", True)
+            yield f"{self.index}:{i};".encode()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.fake.closed += 1
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list = []  # ("audio", bytes, t) / ("end", terminal, t)
+
+    async def audio(self, pcm: bytes) -> bool:
+        self.events.append(("audio", pcm, time.monotonic()))
+        return True
+
+    async def end(self, terminal) -> None:
+        self.events.append(("end", terminal, time.monotonic()))
+
+    @property
+    def terminals(self) -> list:
+        return [e[1] for e in self.events if e[0] == "end"]
+
+    @property
+    def tags(self) -> list[tuple[int, int]]:
+        return [tuple(int(x) for x in e[1].decode().rstrip(";").split(":"))
+                for e in self.events if e[0] == "audio"]
+
+
+FAST = SegmenterConfig(min_chars=4, max_wait_s=0.05)
+
+
+def make(fake: FakeUpstreams, sink: Sink, **kw) -> TextUtterance:
+    utt = TextUtterance(fake, sink.audio, sink.end, segmenter=kw.pop("segmenter", FAST), **kw)
+    utt.start()
+    return utt
+
+
+async def test_text_in_pieces_is_spoken_in_order_and_ends_with_one_done():
+    fake, sink = FakeUpstreams(), Sink()
+    utt = make(fake, sink)
+    for piece in ["Hello there", ", friend. How", " are you", " today? I am", " fine."]:
+        utt.append(piece)
+        await asyncio.sleep(0.001)
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert sink.terminals == [Done({"segments": len(fake.opened),
+                                    "audio_bytes": sum(len(e[1]) for e in sink.events
+                                                       if e[0] == "audio")})]
+    assert sink.events[-1][0] == "end"
+    assert fake.opened == [s.strip() for s in utt.segments]
+    assert "".join(utt.segments) == "Hello there, friend. How are you today? I am fine."
+    assert len(fake.opened) >= 3
+    assert sink.tags == [(s, i) for s in range(len(fake.opened)) for i in range(fake.chunks)]
+    assert fake.live == 0
+
+
+async def test_the_next_segment_is_open_before_the_previous_audio_is_exhausted():
+    fake, sink = FakeUpstreams(chunks=5, chunk_delay=0.01), Sink()
+    utt = make(fake, sink)
+    utt.append("First sentence here. Second sentence here. ")
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    last_audio_of_first = max(e[2] for e in sink.events
+                              if e[0] == "audio" and e[1].startswith(b"0:"))
+    assert len(fake.open_at) == 2 and fake.open_at[1] < last_audio_of_first
+    assert sink.tags == [(s, i) for s in range(2) for i in range(5)]
+
+
+async def test_lookahead_bounds_the_upstreams_open_at_once():
+    fake, sink = FakeUpstreams(chunks=4, chunk_delay=0.005), Sink()
+    utt = make(fake, sink, lookahead=1)
+    peak = 0
+    utt.append("One two three. Four five six. Seven eight nine. Ten eleven twelve. ")
+    utt.end()
+    while not utt.finished:
+        peak = max(peak, fake.live)
+        await asyncio.sleep(0.001)
+    await utt.wait()
+    assert peak == 2 and len(fake.opened) == 4
+
+
+async def test_a_slow_writer_is_heard_after_the_maximum_wait():
+    fake, sink = FakeUpstreams(), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=12, max_wait_s=0.05))
+    utt.append("Hmm ")
+    await asyncio.sleep(0.2)
+    assert fake.opened == ["Hmm"]
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+
+
+async def test_flush_sends_the_buffer_without_ending():
+    fake, sink = FakeUpstreams(), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=50, max_wait_s=10))
+    utt.append("no boundary yet")
+    utt.flush()
+    await asyncio.sleep(0.05)
+    assert fake.opened == ["no boundary yet"] and not utt.finished
+    utt.append(" more")
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert fake.opened == ["no boundary yet", "more"]
+    assert isinstance(sink.terminals[0], Done)
+
+
+async def test_a_failing_segment_ends_the_utterance_with_its_error_and_closes_the_rest():
+    fake, sink = FakeUpstreams(chunks=3, fail_on="Two"), Sink()
+    utt = make(fake, sink)
+    utt.append("One here. Two here. Three here. Four here. ")
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert sink.terminals == [Failed(p.ErrorCode.ENGINE_ERROR, "engine failed", True)]
+    assert sink.events[-1][0] == "end"
+    assert sink.tags == [(0, 0), (0, 1), (0, 2), (1, 0)]  # what came before the failure
+    assert fake.live == 0
+
+
+async def test_an_empty_utterance_is_done_without_any_upstream():
+    fake, sink = FakeUpstreams(), Sink()
+    utt = make(fake, sink)
+    utt.append("   ")
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert sink.terminals == [Done({"segments": 0, "audio_bytes": 0})] and fake.opened == []
+
+
+async def test_text_after_end_is_refused_and_too_much_text_fails():
+    fake, sink = FakeUpstreams(), Sink()
+    utt = make(fake, sink, max_chars=20)
+    utt.append("0123456789")
+    utt.append("0123456789 and more")
+    await asyncio.wait_for(utt.wait(), 5)
+    assert [type(t) for t in sink.terminals] == [Failed]
+    assert sink.terminals[0].code == p.ErrorCode.TEXT_TOO_LONG
+    with pytest.raises(UtteranceClosed):
+        utt.append("x")
+    assert fake.live == 0
+
+
+async def test_cancel_mid_way_aborts_every_upstream_within_100ms():
+    fake, sink = FakeUpstreams(chunks=1000, chunk_delay=0.005), Sink()
+    utt = make(fake, sink, lookahead=2)
+    utt.append("One here. Two here. Three here. Four here. Five")
+    await asyncio.sleep(0.05)
+    assert fake.live == 3
+    t0 = time.monotonic()
+    await utt.cancel()
+    assert time.monotonic() - t0 < 0.1
+    assert fake.live == 0
+    assert sink.terminals == [Cancelled()] and sink.events[-1][0] == "end"
+    n = len(sink.events)
+    await utt.cancel()
+    await asyncio.sleep(0.03)
+    assert len(sink.events) == n
+
+
+async def test_a_client_that_is_gone_cancels_the_utterance():
+    fake, sink = FakeUpstreams(chunks=100), Sink()
+
+    async def gone(pcm: bytes) -> bool:
+        return False
+
+    utt = TextUtterance(fake, gone, sink.end, segmenter=FAST)
+    utt.start()
+    utt.append("Hello there friend. ")
+    await asyncio.wait_for(utt.wait(), 5)
+    assert sink.terminals == [Cancelled()] and fake.live == 0
+
+
+# --- random interleavings ---------------------------------------------------------------------
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("append"), st.sampled_from(
+        ["Hello", " there", ", friend.", " How are", " you? ", "Dr. Who", " paid 1,000.50.",
+         " See https://x.io/a.b ", "\n", " yes"])),
+    st.tuples(st.just("flush"), st.none()),
+    st.tuples(st.just("end"), st.none()),
+    st.tuples(st.just("cancel"), st.none()),
+    st.tuples(st.just("interrupt"), st.none()),
+    st.tuples(st.just("sleep"), st.sampled_from([0, 0.001, 0.005, 0.02])),
+), max_size=25)
+
+
+async def _session(ops, fake: FakeUpstreams):
+    """A session as the WebSocket drives it: `interrupt` cancels the utterance and opens a
+    new one; text after `end` or a terminal is refused, as the router refuses it."""
+    utterances: list[tuple[TextUtterance, Sink]] = []
+
+    def new():
+        sink = Sink()
+        utterances.append((make(fake, sink), sink))
+
+    new()
+    for op, arg in ops:
+        utt = utterances[-1][0]
+        if op == "sleep":
+            await asyncio.sleep(arg)
+        elif op in ("cancel", "interrupt"):
+            await utt.cancel()
+            assert fake.live == 0  # nothing of it (or of an earlier one) is left open
+            live_others = [u for u, _ in utterances[:-1] if not u.finished]
+            assert not live_others
+            if op == "interrupt":
+                new()
+        else:
+            try:
+                getattr(utt, op)(*([arg] if arg is not None else []))
+            except UtteranceClosed:
+                assert utt.finished or op in ("append", "flush", "end")
+    last = utterances[-1][0]
+    if not last.finished:
+        try:
+            last.end()
+        except UtteranceClosed:
+            pass
+    for utt, _ in utterances:
+        await asyncio.wait_for(utt.wait(), 10)
+    return utterances
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=OPS)
+def test_random_interleavings_keep_order_and_exactly_one_terminal(ops):
+    fake = FakeUpstreams(chunks=3, chunk_delay=0.001, open_delay=0.001)
+    utterances = asyncio.run(_session(ops, fake))
+    assert fake.live == 0
+    base = 0
+    for utt, sink in utterances:
+        assert len(sink.terminals) == 1
+        assert sink.events[-1][0] == "end"
+        tags = sink.tags
+        n = len(utt.segments)
+        # Audio comes segment by segment, each segment's chunks in order, with no gap.
+        expected = [(base + s, i) for s in range(n) for i in range(fake.chunks)]
+        assert tags == expected[: len(tags)]
+        if isinstance(sink.terminals[0], Done):
+            assert tags == expected
+        base += n
