@@ -110,11 +110,16 @@ class TextUtterance:
                  on_audio: Callable[[bytes], Awaitable[bool]],
                  on_end: Callable[[Terminal], Awaitable[None]],
                  segmenter: SegmenterConfig | None = None, lookahead: int = 1,
+                 on_segment: Callable[[int, str | None], Awaitable[None]] | None = None,
                  max_chars: int = DEFAULT_MAX_UTTERANCE_CHARS,
                  max_segment_chars: int = p.DEFAULT_MAX_TEXT_CHARS):
         self._open_segment = open_segment
         self._on_audio = on_audio
         self._on_end = on_end
+        # (index, text) as a segment's audio begins, (index, None) when it has all been relayed
+        self._on_segment = on_segment
+        self._relayed = 0  # segments whose audio has been relayed completely
+        self._head_started = False
         self._segmenter = Segmenter(segmenter)
         self._lookahead = lookahead
         self._max_chars = max_chars
@@ -233,9 +238,16 @@ class TextUtterance:
     async def _relay(self) -> None:
         while not self._finished:
             if self._jobs:
-                item = await self._jobs[0].queue.get()
+                head = self._jobs[0]
+                if not self._head_started:
+                    self._head_started = True
+                    await self._note_segment(self._relayed, head.text)
+                item = await head.queue.get()
                 if item is _END:
                     self._jobs.popleft()
+                    await self._note_segment(self._relayed, None)
+                    self._relayed += 1
+                    self._head_started = False
                     self._fill()
                 elif isinstance(item, SegmentFailed):
                     await self._abort(Failed(item.code, item.message, item.retryable))
@@ -248,6 +260,12 @@ class TextUtterance:
             else:
                 self._wake.clear()
                 await self._wake.wait()
+
+    async def _note_segment(self, index: int, text: str | None) -> None:
+        if self._on_segment is not None:
+            async with self._emit_lock:
+                if not self._finished:
+                    await self._on_segment(index, text)
 
     async def _emit_audio(self, pcm: bytes) -> bool:
         async with self._emit_lock:

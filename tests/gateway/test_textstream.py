@@ -49,7 +49,7 @@ class _FakeStream:
             await asyncio.sleep(self.fake.chunk_delay)
             if self.fake.fail_on and self.fake.fail_on in self.text and i == 1:
                 raise SegmentFailed(p.ErrorCode.ENGINE_ERROR, "engine failed", True)
-            yield f"{self.index}:{i};".encode()
+            yield f"{self.index}\x00{i}\x00{self.text}".encode()
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -68,14 +68,25 @@ class Sink:
     async def end(self, terminal) -> None:
         self.events.append(("end", terminal, time.monotonic()))
 
+    async def segment(self, index: int, text: str | None) -> None:
+        self.events.append(("segment", (index, text), time.monotonic()))
+
     @property
     def terminals(self) -> list:
         return [e[1] for e in self.events if e[0] == "end"]
 
+    def _parts(self) -> list[list[str]]:
+        return [e[1].decode().split("\x00") for e in self.events if e[0] == "audio"]
+
     @property
     def tags(self) -> list[tuple[int, int]]:
-        return [tuple(int(x) for x in e[1].decode().rstrip(";").split(":"))
-                for e in self.events if e[0] == "audio"]
+        """(upstream index, chunk index) of each audio chunk relayed."""
+        return [(int(a), int(b)) for a, b, _ in self._parts()]
+
+    @property
+    def text_tags(self) -> list[tuple[str, int]]:
+        """(segment text, chunk index) of each audio chunk relayed."""
+        return [(t, int(b)) for _, b, t in self._parts()]
 
 
 FAST = SegmenterConfig(min_chars=4, max_wait_s=0.05)
@@ -106,6 +117,21 @@ async def test_text_in_pieces_is_spoken_in_order_and_ends_with_one_done():
     assert fake.live == 0
 
 
+async def test_segment_notes_frame_each_segment_audio_in_order():
+    fake, sink = FakeUpstreams(chunks=2), Sink()
+    utt = TextUtterance(fake, sink.audio, sink.end, segmenter=FAST, on_segment=sink.segment)
+    utt.start()
+    utt.append("First one here. Second one here.")
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert [(e[0], e[1]) for e in sink.events] == [
+        ("segment", (0, "First one here.")), ("audio", b"0\x000\x00First one here."),
+        ("audio", b"0\x001\x00First one here."), ("segment", (0, None)),
+        ("segment", (1, "Second one here.")), ("audio", b"1\x000\x00Second one here."),
+        ("audio", b"1\x001\x00Second one here."), ("segment", (1, None)),
+        ("end", Done({"segments": 2, "audio_bytes": 2 * 19 + 2 * 20}))]
+
+
 async def test_the_next_segment_is_open_before_the_previous_audio_is_exhausted():
     fake, sink = FakeUpstreams(chunks=5, chunk_delay=0.01), Sink()
     utt = make(fake, sink)
@@ -113,7 +139,7 @@ async def test_the_next_segment_is_open_before_the_previous_audio_is_exhausted()
     utt.end()
     await asyncio.wait_for(utt.wait(), 5)
     last_audio_of_first = max(e[2] for e in sink.events
-                              if e[0] == "audio" and e[1].startswith(b"0:"))
+                              if e[0] == "audio" and e[1].startswith(b"0\x00"))
     assert len(fake.open_at) == 2 and fake.open_at[1] < last_audio_of_first
     assert sink.tags == [(s, i) for s in range(2) for i in range(5)]
 
@@ -275,15 +301,12 @@ def test_random_interleavings_keep_order_and_exactly_one_terminal(ops):
     fake = FakeUpstreams(chunks=3, chunk_delay=0.001, open_delay=0.001)
     utterances = asyncio.run(_session(ops, fake))
     assert fake.live == 0
-    base = 0
     for utt, sink in utterances:
         assert len(sink.terminals) == 1
         assert sink.events[-1][0] == "end"
-        tags = sink.tags
-        n = len(utt.segments)
+        tags = sink.text_tags
         # Audio comes segment by segment, each segment's chunks in order, with no gap.
-        expected = [(base + s, i) for s in range(n) for i in range(fake.chunks)]
+        expected = [(s.strip(), i) for s in utt.segments for i in range(fake.chunks)]
         assert tags == expected[: len(tags)]
         if isinstance(sink.terminals[0], Done):
             assert tags == expected
-        base += n
