@@ -45,7 +45,17 @@ class SegmenterConfig:
     language: str = "en"
     min_chars: int = 12  # a segment shorter than this waits for more (unless forced)
     long_chars: int = 160  # past this, a later segment may end at a clause boundary too
-    max_wait_s: float = 0.5  # the oldest unsent text waits at most this long
+    max_wait_s: float | None = 0.5  # the oldest unsent text waits at most this long
+    sentences: bool = True  # cut at sentence ends (False: only flushes cut)
+    clauses: str = "first"  # clause cuts: "first" segment (and long ones), "always", "never"
+
+
+# vLLM-Omni's `split_granularity` values, as segmenter configurations.
+GRANULARITIES = {
+    "sentence": SegmenterConfig(clauses="never"),
+    "clause": SegmenterConfig(clauses="always"),
+    "none": SegmenterConfig(sentences=False, clauses="never", max_wait_s=None),
+}
 
 
 def _token_before(text: str, cut: int) -> str:
@@ -114,7 +124,7 @@ class Segmenter:
 
     def due(self) -> float | None:
         """The clock time at which `poll` may force a cut, or None if nothing waits."""
-        if self._since is None:
+        if self._since is None or self.config.max_wait_s is None:
             return None
         return self._since + self.config.max_wait_s
 
@@ -150,18 +160,19 @@ class Segmenter:
     def _next_cut(self, forced: bool) -> int | None:
         text, cfg = self._pending, self.config
         cuts = safe_cuts(text)
-        if not cuts:
+        if not cuts or not (cfg.sentences or cfg.clauses != "never" or forced):
             return None
-        sentences = sentence_cuts(text, cfg.language)
+        sentences = sentence_cuts(text, cfg.language) if cfg.sentences or forced else set()
         # `sentencex` always ends its last segment at the end of the text; there, only a
         # token that ends in sentence punctuation ends a sentence (the rest may still grow).
-        first = self._emitted == 0
+        clauses = cfg.clauses == "always" or (cfg.clauses == "first" and (
+            self._emitted == 0 or len(text.strip()) >= cfg.long_chars))
         long_enough = [c for c in cuts if len(text[:c].strip()) >= cfg.min_chars]
         for cut in long_enough:
-            if cut in sentences and (cut < len(text) or _SENTENCE_END.search(
+            if cfg.sentences and cut in sentences and (cut < len(text) or _SENTENCE_END.search(
                     _token_before(text, cut))):
                 return cut
-            if (first or len(text.strip()) >= cfg.long_chars) and is_clause_cut(text, cut):
+            if clauses and is_clause_cut(text, cut):
                 return cut
         if forced:
             # The best boundary there is: the last sentence or clause end of at least

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orpheus_gateway.segmenter import ABBREVIATIONS, Segmenter, SegmenterConfig
+from orpheus_gateway.segmenter import ABBREVIATIONS, GRANULARITIES, Segmenter, SegmenterConfig
 
 WORDS = ["hello", "world", "the", "quick", "voice", "agent", "speaks", "Orpheus", "yes"]
 NUMBERS = ["3.5", "1,000", "1,000.50", "$12.99", "2026", "10.0.1", "3,14"]
@@ -69,8 +69,9 @@ def run(ops, config=None) -> list[str]:
 def test_segments_concatenate_to_the_input_and_never_split_protected_spans(data):
     text, protected = data.draw(texts())
     ops = data.draw(feeds(text))
+    config = data.draw(st.sampled_from([None, *GRANULARITIES.values()]))
     flushes = {sum(len(x[1]) for x in ops[:i]) for i, x in enumerate(ops) if x[0] == "flush"}
-    segments = run(ops)
+    segments = run(ops, config)
     assert "".join(segments) == text
     assert all(segments)
     pos = 0
@@ -124,3 +125,19 @@ def test_no_cut_after_an_abbreviation_even_when_forced():
     seg.append("Dr. ", 0)
     assert seg.poll(1.0) == []
     assert seg.flush() == ["Dr. "]
+
+
+def test_granularities_of_the_omni_protocol():
+    text = "Well, to be honest, I think so. And you, my friend? "
+    later = "Fine. Yes, more text, with clauses, that goes on and on. "
+
+    def cut(name):
+        seg = Segmenter(GRANULARITIES[name])
+        return seg.append(text, 0) + seg.append(later, 0) + seg.poll(100)
+
+    assert cut("none") == []
+    assert cut("sentence") == ["Well, to be honest, I think so. ", "And you, my friend? ",
+                               "Fine. Yes, more text, with clauses, that goes on and on. "]
+    # Clause ends too, each piece at least `min_chars` long.
+    assert cut("clause") == ["Well, to be honest, ", "I think so. And you, ", "my friend? Fine. ",
+                             "Yes, more text, ", "with clauses, ", "that goes on and on. "]
