@@ -51,6 +51,10 @@ class StreamError(OrpheusError):
         self.endpoint = endpoint
         self.request_id = request_id
 
+    @property
+    def error_code(self) -> ErrorCode:
+        return ErrorCode.of(self.code)
+
 
 class DeadlineExceededError(StreamError, asyncio.TimeoutError):
     """The request's deadline passed (the server said so, or the SDK enforced `timeout_s`)."""
@@ -112,6 +116,11 @@ class HTTPStatusError(OrpheusError, httpx.HTTPStatusError):
     @property
     def param(self) -> str | None:
         return self.error.get("param") if self.error else None
+
+    @property
+    def error_code(self) -> ErrorCode:
+        """The body's code as an `ErrorCode` (classified by the status when unknown)."""
+        return ErrorCode.of(self.code, self.status_code)
 
 
 class CircuitOpenError(OrpheusError, RuntimeError):

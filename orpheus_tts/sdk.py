@@ -39,8 +39,6 @@ __all__ = ["OrpheusTTS", "AudioStream", "StreamInfo"]
 
 _USER_AGENT = "orpheus-tts-sdk/0.1"
 _DRAIN_TIMEOUT_S = 1.0
-# Error-frame codes that say the endpoint itself is unwell (they feed its circuit breaker).
-_ENDPOINT_FAULTS = p.RETRYABLE_CODES - {p.ErrorCode.RATE_LIMITED} | {p.ErrorCode.INTERNAL}
 
 
 @dataclass
@@ -53,13 +51,6 @@ class StreamInfo:
     eos: p.EosFrame | None = None
     attempts: list[str] = field(default_factory=list)  # endpoints tried, in order
     hedged: bool = False  # a backup request was started
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    try:
-        return int(headers[name])
-    except (KeyError, ValueError):
-        return None
 
 
 class _Attempt:
@@ -140,11 +131,8 @@ class _Attempt:
         self.tts._router.record_hints(self.url, frame.queue_depth, frame.inflight)
 
     def _note_hints(self, headers: httpx.Headers) -> None:
-        self.tts._router.record_hints(
-            self.url,
-            _int_header(headers, p.HEADER_QUEUE_DEPTH),
-            _int_header(headers, p.HEADER_INFLIGHT),
-        )
+        hints = p.LoadHints.from_headers(headers)
+        self.tts._router.record_hints(self.url, hints.queue_depth, hints.inflight)
 
     def error_from(self, frame: p.ErrorFrame) -> StreamError:
         if frame.code == p.ErrorCode.DEADLINE_EXCEEDED:
@@ -166,21 +154,18 @@ class _Attempt:
 
     def judge(self, exc: BaseException) -> bool:
         """Give the breaker its verdict for `exc`; True if another endpoint may be tried."""
-        if isinstance(exc, DeadlineExceededError):
+        if isinstance(exc, (HTTPStatusError, StreamError)):
+            code, retryable = exc.error_code, exc.error_code.retryable
+            if isinstance(exc, StreamError):
+                retryable = exc.retryable  # the frame's own word (it defaults to the code's)
+        elif isinstance(exc, httpx.TransportError):  # includes a stream cut short
+            code = p.ErrorCode.UPSTREAM_LOST
+            retryable = code.retryable
+        else:
             return False
-        if isinstance(exc, HTTPStatusError):
-            if exc.status_code >= 500:
-                self.failed()
-                return True
-            return exc.status_code == 429
-        if isinstance(exc, StreamError):
-            if exc.code in _ENDPOINT_FAULTS:
-                self.failed()
-            return exc.retryable
-        if isinstance(exc, httpx.TransportError):
+        if code.endpoint_fault:
             self.failed()
-            return True
-        return False
+        return retryable
 
     async def aclose(self) -> None:
         """Stop the attempt and release its connection (closed if the body is unread)."""

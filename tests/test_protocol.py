@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -106,7 +107,66 @@ def test_raw_body_must_be_json():
 
 
 def test_retry_after_header_is_whole_seconds():
-    err = p.RequestError(503, "busy", p.ErrorCode.OVERLOADED, retry_after_s=0.2)
+    err = p.RequestError(p.ErrorCode.OVERLOADED, "busy", retry_after_s=0.2)
     assert err.headers() == {"Retry-After": "1"}
-    assert p.RequestError(400, "bad").headers() == {}
+    assert p.RequestError(p.ErrorCode.INVALID_REQUEST, "bad").headers() == {}
     assert p.load_headers(3, 1) == {p.HEADER_QUEUE_DEPTH: "3", p.HEADER_INFLIGHT: "1"}
+
+
+def _doc_error_table() -> dict[str, tuple[int, bool, bool, bool]]:
+    """docs/protocol.md's error-code table, as {code: (status, retryable, fault, request)}."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    section = doc.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0].startswith("`"):
+            yes = {"yes": True, "no": False}
+            rows[cells[0].strip("`")] = (int(cells[1]), yes[cells[2]], yes[cells[3]],
+                                         yes[cells[4]])
+    return rows
+
+
+def test_the_documented_error_table_is_the_enum():
+    declared = {c.value: (c.status, c.retryable, c.endpoint_fault, c.request_fault)
+                for c in p.ErrorCode}
+    assert _doc_error_table() == declared
+
+
+@pytest.mark.parametrize("code", list(p.ErrorCode), ids=str)
+def test_error_code_round_trips_through_the_wire_and_its_frame_defaults(code):
+    assert p.ErrorCode.of(code.value) is code
+    frame = p.decode_frame(p.error_line(code, "m"))
+    assert isinstance(frame, p.ErrorFrame) and frame.error_code is code
+    assert frame.retryable is code.retryable
+    err = p.RequestError(code, "m")
+    assert err.status == code.status and err.body()["error"]["code"] == code.value
+
+
+def test_unknown_codes_are_classified_by_status():
+    assert p.ErrorCode.of("brand_new", 502) is p.ErrorCode.UPSTREAM_LOST
+    assert p.ErrorCode.of(None, 503) is p.ErrorCode.OVERLOADED
+    assert p.ErrorCode.of(None, 500) is p.ErrorCode.INTERNAL
+    assert p.ErrorCode.of("brand_new") is p.ErrorCode.INTERNAL
+    assert p.ErrorCode.of(None, 418) is p.ErrorCode.INVALID_REQUEST
+
+
+@given(seq=st.integers(0, 10**6), pcm=st.binary(max_size=64).map(lambda b: b[: len(b) // 2 * 2]))
+def test_chunk_audio_fast_path_reads_what_chunk_line_writes(seq, pcm):
+    assert p.chunk_audio(p.chunk_line(seq, pcm)) == pcm
+
+
+def test_chunk_audio_reads_other_key_orders_through_the_decoder():
+    line = b'{"type":"chunk","audio":"AAEC","seq":0,"samples":1}\n'
+    assert p.line_type(line) == "chunk" and p.chunk_audio(line) == b"\x00\x01\x02"
+    odd = b'{"type":"chunk","seq":0,"audio":"AA\\/E","samples":1}\n'  # an escaped slash
+    assert p.chunk_audio(odd) == p.decode_frame(odd).pcm()
+    with pytest.raises(p.FrameDecodeError):
+        p.chunk_audio(b'{"type":"chunk","seq":"x"}\n')
+
+
+def test_load_hints_parse_headers_once_for_everyone():
+    hints = p.LoadHints.from_headers({p.HEADER_QUEUE_DEPTH: "3", p.HEADER_INFLIGHT: "x",
+                                      p.HEADER_WORKER_ID: "w-1"})
+    assert hints == p.LoadHints(queue_depth=3, inflight=None, worker_id="w-1")
+    assert p.LoadHints.from_headers({p.HEADER_INFLIGHT: "-1"}).inflight is None

@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from .app import create_app, install_log_redaction
+    from .app import create_app
+    from .logs import install_log_redaction
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server_config = uvicorn.Config(

@@ -87,7 +87,7 @@ def _basic_key(credentials: str) -> str | None:
 def unauthorized(present: bool) -> RequestError:
     msg = ("Incorrect API key provided." if present else
            "Missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.")
-    return RequestError(401, msg, ErrorCode.UNAUTHORIZED)
+    return RequestError(ErrorCode.UNAUTHORIZED, msg)
 
 
 class TokenBucket:
@@ -147,14 +147,16 @@ class KeyLimiter:
             if wait > 0:
                 self._on_reject("rpm")
                 raise RequestError(
-                    429, f"Rate limit reached: {self.rpm} requests per minute for this key.",
-                    ErrorCode.RATE_LIMITED, retry_after_s=max(1.0, math.ceil(wait)))
+                    ErrorCode.RATE_LIMITED,
+                    f"Rate limit reached: {self.rpm} requests per minute for this key.",
+                    retry_after_s=max(1.0, math.ceil(wait)))
         active = self._streams.get(key_id, 0)
         if self.max_streams > 0 and active >= self.max_streams:
             self._on_reject("streams")
             raise RequestError(
-                429, f"Too many concurrent streams: the limit is {self.max_streams} for this key.",
-                ErrorCode.RATE_LIMITED, retry_after_s=1.0)
+                ErrorCode.RATE_LIMITED,
+                f"Too many concurrent streams: the limit is {self.max_streams} for this key.",
+                retry_after_s=1.0)
         self._streams[key_id] = active + 1
         return StreamSlot(self, key_id)
 

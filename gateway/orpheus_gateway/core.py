@@ -24,10 +24,15 @@ from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
 from .metrics import GatewayMetrics, TtfaWindow
 from .relay import Upstream, UpstreamStream
-from .routing import BREAKER_STATE_VALUE, Worker, WorkerPool
-from .voices import VoiceMap
+from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
+from .voice_map import VoiceMap
 
 log = logging.getLogger("orpheus_gateway")
+
+
+class StreamAborted(Exception):
+    """Raised inside a response body: the connection is cut so the client sees a truncated
+    transfer instead of a body that silently ends early."""
 
 
 @dataclass
@@ -156,9 +161,8 @@ class Gateway:
                             capacity=snap.capacity)
         worker.voices = list(snap.voices)
         worker.model = snap.model
-        extra = snap.model_extra or {}
-        if isinstance(extra.get("worker_id"), str):
-            worker.name = extra["worker_id"]
+        if snap.worker_id:
+            worker.name = snap.worker_id
 
     # --- what the APIs share -----------------------------------------------------------------
     def known_voices(self) -> list[str]:
@@ -226,7 +230,7 @@ class Gateway:
             model=models[0] if len(models) == 1 else (", ".join(models) or None),
             voices=self.known_voices(),
             workers=[w.state() for w in workers],
-            gateway_inflight=sum(w.local_inflight for w in workers),
+            gateway_inflight=self.pool.local_inflight(),
         )
 
     def refresh_gauges(self) -> None:

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orpheus_tts import protocol as p
 
-from .core import ActiveStream
+from .core import ActiveStream, StreamAborted
 from .encoders import CONTENT_TYPES, FORMATS, Encoder, make_encoder
-from .relay import line_type
+from .error_shapes import refusal_from_frame, sse_error, sse_event
 
 SSE_CONTENT_TYPE = "text/event-stream"
 
@@ -39,7 +39,7 @@ class SpeechRequest(BaseModel):
 
 def parse_speech_request(body: Any) -> SpeechRequest:
     if not isinstance(body, dict):
-        raise p.RequestError(400, "Request body must be a JSON object.")
+        raise p.RequestError(p.ErrorCode.INVALID_REQUEST, "Request body must be a JSON object.")
     try:
         req = SpeechRequest.model_validate(body)
     except ValidationError as exc:
@@ -47,15 +47,16 @@ def parse_speech_request(body: Any) -> SpeechRequest:
         loc = ".".join(str(x) for x in err.get("loc", ()))
         if loc == "response_format" and err.get("type") == "literal_error":
             raise p.RequestError(
-                400, f"Unsupported response_format {body.get('response_format')!r}; "
-                f"supported: {', '.join(FORMATS)}.", p.ErrorCode.UNSUPPORTED_FORMAT,
-                param="response_format") from None
+                p.ErrorCode.UNSUPPORTED_FORMAT,
+                f"Unsupported response_format {body.get('response_format')!r}; "
+                f"supported: {', '.join(FORMATS)}.", param="response_format") from None
         raise p.validation_to_request_error(exc) from None
     if req.speed != 1.0:
-        raise p.RequestError(400, "Only speed 1.0 is supported.", param="speed")
+        raise p.RequestError(p.ErrorCode.INVALID_REQUEST, "Only speed 1.0 is supported.",
+                             param="speed")
     if req.instructions:
         raise p.RequestError(
-            400, "'instructions' is not supported; put emotion tags such as <laugh> or <sigh> "
+            p.ErrorCode.INVALID_REQUEST, "'instructions' is not supported; put emotion tags such as <laugh> or <sigh> "
             "in the input text instead.", param="instructions")
     return req
 
@@ -65,43 +66,20 @@ def tts_body(req: SpeechRequest) -> dict[str, Any]:
     return {"text": req.input, "voice": req.voice}
 
 
-# HTTP status for an `error` frame that arrives before any audio (the response is not sent yet).
-def status_for_code(code: str) -> int:
-    if code == p.ErrorCode.DEADLINE_EXCEEDED:
-        return 504
-    if code in (p.ErrorCode.INVALID_REQUEST, p.ErrorCode.UNKNOWN_PARAMETER,
-                p.ErrorCode.UNKNOWN_VOICE, p.ErrorCode.TEXT_TOO_LONG,
-                p.ErrorCode.UNSUPPORTED_FORMAT):
-        return 400
-    if code in p.RETRYABLE_CODES:
-        return 503
-    return 502
-
-
 def early_error(stream: ActiveStream) -> p.RequestError | None:
-    """The error to answer with when the worker's first frame is already terminal-with-error."""
+    """The refusal to answer with when the worker's first frame is already an error."""
     first = stream.upstream.first_line
-    if first is None or line_type(first) != "error":
+    if first is None or p.line_type(first) != "error":
         return None
     frame = p.decode_frame(first)
     assert isinstance(frame, p.ErrorFrame)
-    status = status_for_code(frame.code)
-    return p.RequestError(status, frame.message, frame.code,
-                          retry_after_s=1.0 if status == 503 else None)
+    return refusal_from_frame(frame)
 
 
-class StreamAborted(Exception):
-    """Raised inside a raw audio response: the connection is cut so the client sees a
-    truncated transfer instead of audio that silently ends early."""
-
-
-def _encoded(encoder: Encoder, line: bytes) -> bytes:
+def _encoded(encoder: Encoder, kind: str | None, line: bytes) -> bytes:
     """Encoded audio for one line (a chunk's PCM, or the encoder's tail at `eos`)."""
-    kind = line_type(line)
     if kind == "chunk":
-        frame = p.decode_frame(line)
-        assert isinstance(frame, p.ChunkFrame)
-        return encoder.encode(frame.pcm())
+        return encoder.encode(p.chunk_audio(line))
     if kind == "eos":
         return encoder.finish()
     return b""
@@ -113,18 +91,15 @@ async def audio_body(stream: ActiveStream, fmt: str) -> AsyncIterator[bytes]:
     try:
         async with aclosing(stream.lines()) as lines:
             async for line in lines:
-                if line_type(line) == "error":
+                kind = p.line_type(line)
+                if kind == "error":
                     raise StreamAborted(json.loads(line).get("code"))
-                data = _encoded(encoder, line)
+                data = _encoded(encoder, kind, line)
                 if data:
                     yield data
                     stream.first_audio_sent()
     finally:
         encoder.close()
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def sse_body(stream: ActiveStream, fmt: str) -> AsyncIterator[bytes]:
@@ -134,21 +109,20 @@ async def sse_body(stream: ActiveStream, fmt: str) -> AsyncIterator[bytes]:
     try:
         async with aclosing(stream.lines()) as lines:
             async for line in lines:
-                data = _encoded(encoder, line)
+                kind = p.line_type(line)
+                data = _encoded(encoder, kind, line)
                 if data:
                     audio = base64.b64encode(data).decode()
-                    yield _sse({"type": "speech.audio.delta", "audio": audio})
+                    yield sse_event({"type": "speech.audio.delta", "audio": audio})
                     stream.first_audio_sent()
-                kind = line_type(line)
                 if kind == "eos":
                     eos = p.decode_frame(line)
                     stats = eos.model_dump(exclude_none=True, exclude={"type"}) if eos else {}
-                    yield _sse({"type": "speech.audio.done", "stats": stats})
+                    yield sse_event({"type": "speech.audio.done", "stats": stats})
                 elif kind == "error":
                     frame = p.decode_frame(line)
                     assert isinstance(frame, p.ErrorFrame)
-                    body = p.error_body(status_for_code(frame.code), frame.message, frame.code)
-                    yield _sse({"type": "error", **body})
+                    yield sse_error(frame.error_code, frame.message)
     finally:
         encoder.close()
 

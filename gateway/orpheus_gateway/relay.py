@@ -25,22 +25,11 @@ import httpx
 
 from orpheus_tts import protocol as p
 
-from .routing import Worker, WorkerPool
+from .worker_pool import Worker, WorkerPool
 
 log = logging.getLogger("orpheus_gateway.relay")
 
 _RETRY_AFTER_CAP_S = 30.0
-
-
-def line_type(line: bytes) -> str | None:
-    """The frame type of an NDJSON line; chunk lines are recognised without parsing."""
-    if line.startswith(p.CHUNK_LINE_PREFIX):
-        return "chunk"
-    return p.frame_type(line)
-
-
-def error_line(code: str, message: str) -> bytes:
-    return p.encode_frame(p.error_frame(code, message))
 
 
 class LineReader:
@@ -106,7 +95,7 @@ class UpstreamStream:
                     line, terminal_if_none = await self._next_line()
                     if line is None:
                         line = terminal_if_none
-                kind = line_type(line)
+                kind = p.line_type(line)
                 if kind == "metrics":
                     self._upstream.note_metrics(self.worker, line)
                 if kind in p.TERMINAL_TYPES:
@@ -114,7 +103,7 @@ class UpstreamStream:
                     yield line
                     return
                 if kind is None and not line.startswith(b"{"):
-                    line = error_line(p.ErrorCode.UPSTREAM_LOST,
+                    line = p.error_line(p.ErrorCode.UPSTREAM_LOST,
                                       "The worker sent a malformed frame.")
                     continue
                 yield line
@@ -132,16 +121,16 @@ class UpstreamStream:
             return None, self._deadline_line()
         except (httpx.HTTPError, OSError) as exc:
             log.info("worker %s lost mid-stream: %s", self.worker.id, type(exc).__name__)
-            return None, error_line(p.ErrorCode.UPSTREAM_LOST,
+            return None, p.error_line(p.ErrorCode.UPSTREAM_LOST,
                                     "The worker was lost in the middle of the stream.")
         if line is None:
-            return None, error_line(p.ErrorCode.UPSTREAM_LOST,
+            return None, p.error_line(p.ErrorCode.UPSTREAM_LOST,
                                     "The worker's stream ended without a terminal frame.")
         return line, b""
 
     @staticmethod
     def _deadline_line() -> bytes:
-        return error_line(p.ErrorCode.DEADLINE_EXCEEDED, "The request's deadline passed.")
+        return p.error_line(p.ErrorCode.DEADLINE_EXCEEDED, "The request's deadline passed.")
 
     def _finish(self, kind: str, line: bytes) -> None:
         if kind == "eos":
@@ -149,17 +138,16 @@ class UpstreamStream:
             self.worker.breaker.success()
             return
         try:
-            code = json.loads(line).get("code") or p.ErrorCode.INTERNAL
-        except ValueError:
+            code = p.ErrorCode.of(json.loads(line).get("code"))
+        except (ValueError, AttributeError):
             code = p.ErrorCode.INTERNAL
         self.outcome = code
-        if code == p.ErrorCode.UPSTREAM_LOST:
-            self.worker.breaker.failure()
-            self._upstream.suspect(self.worker)
-        elif code == p.ErrorCode.ENGINE_ERROR:
+        if code.endpoint_fault:
             self.worker.breaker.failure()
         else:
             self.worker.breaker.release_trial()
+        if code is p.ErrorCode.UPSTREAM_LOST:
+            self._upstream.suspect(self.worker)
 
     async def aclose(self) -> None:
         """Close the worker connection (the worker then aborts generation). Idempotent."""
@@ -204,15 +192,10 @@ class Upstream:
                 worker.name = frame.worker_id
 
     def note_headers(self, worker: Worker, headers: httpx.Headers) -> None:
-        def num(name: str) -> int | None:
-            try:
-                return int(headers[name])
-            except (KeyError, ValueError):
-                return None
-
-        worker.update_hints(inflight=num(p.HEADER_INFLIGHT), queue_depth=num(p.HEADER_QUEUE_DEPTH))
-        if headers.get(p.HEADER_WORKER_ID):
-            worker.name = headers[p.HEADER_WORKER_ID]
+        hints = p.LoadHints.from_headers(headers)
+        worker.update_hints(inflight=hints.inflight, queue_depth=hints.queue_depth)
+        if hints.worker_id:
+            worker.name = hints.worker_id
 
     async def open(self, payload: dict[str, Any], request_id: str, deadline: float) -> UpstreamStream:
         """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it)."""
@@ -247,14 +230,15 @@ class Upstream:
         finally:
             accepted()
         if time.monotonic() >= deadline:
-            raise p.RequestError(503, "The request's deadline passed before a worker took it.",
-                                 p.ErrorCode.DEADLINE_EXCEEDED, retry_after_s=1)
+            raise p.RequestError(p.ErrorCode.DEADLINE_EXCEEDED,
+                                 "The request's deadline passed before a worker took it.")
         if not tried:
-            raise p.RequestError(503, "No worker is available.", p.ErrorCode.NO_WORKERS,
+            raise p.RequestError(p.ErrorCode.NO_WORKERS, "No worker is available.",
                                  retry_after_s=self.pool.retry_after_s())
         raise p.RequestError(
-            503, f"No worker could take the request ({len(tried)} tried; last: {last_problem}).",
-            p.ErrorCode.NO_WORKERS, retry_after_s=self.pool.retry_after_s())
+            p.ErrorCode.NO_WORKERS,
+            f"No worker could take the request ({len(tried)} tried; last: {last_problem}).",
+            retry_after_s=self.pool.retry_after_s())
 
     async def _attempt(self, worker: Worker, body: dict[str, Any], request_id: str,
                        deadline: float, accepted: Callable[[], None]) -> UpstreamStream | str:
@@ -296,12 +280,12 @@ class Upstream:
             if first is None:
                 worker.breaker.failure()
                 return f"{worker.id}: empty stream"
-            if line_type(first) == "error":
+            if p.line_type(first) == "error":
                 frame = p.decode_frame(first)
-                if isinstance(frame, p.ErrorFrame) and frame.code in p.RETRYABLE_CODES \
-                        and frame.code != p.ErrorCode.RATE_LIMITED:
-                    worker.breaker.failure()
-                    return f"{worker.id}: {frame.code} before the first chunk"
+                code = frame.error_code if isinstance(frame, p.ErrorFrame) else None
+                if code is not None and code.retryable:
+                    self._verdict(worker, code)
+                    return f"{worker.id}: {code} before the first chunk"
             committed = True
             return UpstreamStream(self, worker, response, reader, first, deadline)
         finally:
@@ -322,18 +306,27 @@ class Upstream:
             err = json.loads(raw).get("error") or {}
         except (ValueError, AttributeError):
             pass
-        if status in (429, 503):
+        code = p.ErrorCode.of(err.get("code"), status)
+        if code.request_fault:  # the request is wrong: no other worker would take it either
+            worker.breaker.success()
+            raise p.RequestError(code, str(err.get("message") or f"Worker refused: HTTP {status}"),
+                                 param=err.get("param"))
+        if response.headers.get(p.HEADER_RETRY_AFTER) is not None or status in (429, 503):
             retry_after = _retry_after(response.headers.get(p.HEADER_RETRY_AFTER))
             worker.cooldown_until = time.monotonic() + retry_after
+        if code.retryable:
+            self._verdict(worker, code)
+        else:  # a worker refusing what only the gateway decides (auth, routes): misconfigured
+            worker.breaker.failure()
+        return f"{worker.id}: HTTP {status} {code}"
+
+    @staticmethod
+    def _verdict(worker: Worker, code: p.ErrorCode) -> None:
+        """The breaker's verdict on a worker for an error it produced."""
+        if code.endpoint_fault:
+            worker.breaker.failure()
+        else:
             worker.breaker.release_trial()
-            return f"{worker.id}: HTTP {status} {err.get('code') or ''}".strip()
-        if 400 <= status < 500 and status not in (401, 403, 404, 405):
-            worker.breaker.success()
-            raise p.RequestError(status, str(err.get("message") or f"Worker refused: HTTP {status}"),
-                                 str(err.get("code") or p.ErrorCode.INVALID_REQUEST),
-                                 param=err.get("param"))
-        worker.breaker.failure()
-        return f"{worker.id}: HTTP {status}"
 
 
 def _retry_after(value: str | None) -> float:

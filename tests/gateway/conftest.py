@@ -13,7 +13,8 @@ import httpx
 import pytest
 import uvicorn
 
-from orpheus_gateway.app import create_app, install_log_redaction
+from orpheus_gateway.app import create_app
+from orpheus_gateway.logs import install_log_redaction
 from orpheus_gateway.config import GatewayConfig
 from orpheus_gateway.core import Gateway
 

@@ -11,7 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from orpheus_gateway.app import BASIC_CHALLENGE, BROWSER_PATHS, PUBLIC_PATHS
+from orpheus_gateway.middleware import BASIC_CHALLENGE, BROWSER_PATHS, PUBLIC_PATHS
 from orpheus_tts import protocol as p
 from tests.gateway.conftest import API_KEY, OTHER_KEY, auth
 

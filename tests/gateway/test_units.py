@@ -17,10 +17,10 @@ from orpheus_gateway.auth import KeyLimiter, KeyStore, TokenBucket, presented_ke
 from orpheus_gateway.config import ConfigError, GatewayConfig, config_from_args
 from orpheus_gateway.discovery import ready_endpoints
 from orpheus_gateway.encoders import FORMATS, make_encoder, wav_header
-from orpheus_gateway.relay import LineReader, line_type
-from orpheus_gateway.routing import WorkerPool
+from orpheus_gateway.relay import LineReader
+from orpheus_gateway.worker_pool import WorkerPool
 from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from orpheus_gateway.voices import OPENAI_VOICES, VoiceMap
+from orpheus_gateway.voice_map import OPENAI_VOICES, VoiceMap
 from orpheus_tts import protocol as p
 
 
@@ -331,8 +331,8 @@ async def test_line_reader_splits_without_decoding():
 
     reader = LineReader(chunks())
     lines = [await reader.readline() for _ in range(4)]
-    assert lines[0].startswith(b'{"type":"chunk"') and line_type(lines[0]) == "chunk"
-    assert line_type(lines[1]) == "eos"
+    assert lines[0].startswith(b'{"type":"chunk"') and p.line_type(lines[0]) == "chunk"
+    assert p.line_type(lines[1]) == "eos"
     assert lines[2] == b'{"type":"x"}\n' and lines[3] is None
 
 

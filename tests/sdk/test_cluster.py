@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from orpheus_tts import protocol as p
 from orpheus_tts.errors import CircuitOpenError, HTTPStatusError, IncompleteStreamError, StreamError
 from orpheus_tts.sdk import OrpheusTTS
 from tests.support.fake_server import Behaviour, FakeServer
@@ -141,9 +142,28 @@ async def test_never_retries_after_audio_bytes(fake_server, failure, expected):
     assert len(b.stream_requests) == 0  # no second request: it would duplicate audio
 
 
+# A failure that blames the endpoint (`ErrorCode.endpoint_fault`): an internal error.
+SICK = Behaviour.http_error(500, p.ErrorCode.INTERNAL, retry_after_s=None)
+
+
+async def test_busy_is_not_broken_overloaded_and_draining_leave_the_breaker_closed(fake_server):
+    srv = fake_server()
+    srv.script(Behaviour.http_error(503, p.ErrorCode.OVERLOADED),
+               Behaviour.http_error(503, p.ErrorCode.DRAINING),
+               Behaviour.error(p.ErrorCode.OVERLOADED, after=0))
+    async with OrpheusTTS([srv.url], failure_threshold=1, cooldown_s=60) as tts:
+        for _ in range(2):
+            with pytest.raises(HTTPStatusError):
+                await tts.synthesize("Hi.")
+        with pytest.raises(StreamError):
+            await tts.synthesize("Hi.")
+        assert tts.endpoints()[0].breaker == "closed"
+        assert await tts.synthesize("Hi.") == srv.expected_pcm(3)
+
+
 async def test_breaker_opens_then_lets_one_probe_through_and_closes_on_success(fake_server):
     srv = fake_server()
-    srv.script(Behaviour.http_error(503), Behaviour.http_error(503))
+    srv.script(SICK, SICK)
     async with OrpheusTTS([srv.url], failure_threshold=2, cooldown_s=1.5) as tts:
         for _ in range(2):
             with pytest.raises(HTTPStatusError):
@@ -172,7 +192,7 @@ async def test_breaker_opens_then_lets_one_probe_through_and_closes_on_success(f
 
 async def test_failed_probe_reopens_the_breaker(fake_server):
     srv = fake_server()
-    srv.default = Behaviour.http_error(503)
+    srv.default = SICK
     async with OrpheusTTS([srv.url], failure_threshold=1, cooldown_s=1.0) as tts:
         with pytest.raises(HTTPStatusError):
             await tts.synthesize("Hi.")
@@ -187,7 +207,7 @@ async def test_failed_probe_reopens_the_breaker(fake_server):
 async def test_open_breaker_routes_around_the_endpoint(fake_server):
     sick = fake_server()
     well = fake_server()
-    sick.default = Behaviour.http_error(503)
+    sick.default = SICK
     async with OrpheusTTS([sick.url, well.url], hedge_ttfb_ms=None, failure_threshold=1,
                           cooldown_s=60) as tts:
         for _ in range(3):

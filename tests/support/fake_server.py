@@ -28,9 +28,10 @@ Behaviours (`Behaviour`, frozen dataclass; build them with the class methods)
   chunked encoding is never terminated: clients see a protocol error).
 - `Behaviour.eof(after=k)`: k chunks, then a clean end of body with no terminal frame.
 - `Behaviour.error(code, after=k, retryable=None, message=...)`: k chunks, then an `error`
-  frame (retryable defaults to `code in protocol.RETRYABLE_CODES`).
+  frame (retryable defaults to what `protocol.ErrorCode` declares for the code).
 - `Behaviour.http_error(status=503, code="overloaded", message=..., retry_after_s=1)`:
   an HTTP error before streaming with OpenAI's error body (and `Retry-After` if given).
+  The status is played as given, so a test can also script a proxy's odd answer.
 - Every behaviour also takes `first_delay_s` (delay before the first chunk / before the
   response head for `http_error`), `chunk_delay_s`, `chunk_samples`, and `queue_depth` /
   `inflight` to override the load hints of that one response. Fields not given take the
@@ -463,7 +464,8 @@ class FakeServer:
         elif path == "/metrics":
             await _send(send, 200, self._metrics_text().encode(), "text/plain; version=0.0.4")
         else:
-            await _json(send, 404, p.error_body(404, f"No route for {method} {path}."))
+            await _json(send, 404,
+                        p.error_body(p.ErrorCode.NOT_FOUND, f"No route for {method} {path}."))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -486,7 +488,7 @@ class FakeServer:
             script = [Behaviour.from_dict(b) for b in body.get("script", [])]
             default = Behaviour.from_dict(body["default"]) if body.get("default") else None
         except (TypeError, ValueError) as exc:
-            await _json(send, 400, p.error_body(400, str(exc)))
+            await _json(send, 400, p.error_body(p.ErrorCode.INVALID_REQUEST, str(exc)))
             return
         if body.get("clear"):
             self.clear_script()
@@ -548,15 +550,12 @@ class FakeServer:
             known = req.voice is None or req.voice in self.voices or req.voice in self.aliases
             if not known:
                 raise p.RequestError(
-                    400,
-                    f"Unknown voice '{req.voice}'; valid voices: {', '.join(self.voices)}.",
                     p.ErrorCode.UNKNOWN_VOICE,
+                    f"Unknown voice '{req.voice}'; valid voices: {', '.join(self.voices)}.",
                     param="voice",
                 )
             if not self.ready:
-                raise p.RequestError(
-                    503, "Server is draining.", p.ErrorCode.DRAINING, retry_after_s=1
-                )
+                raise p.RequestError(p.ErrorCode.DRAINING, "Server is draining.", retry_after_s=1)
         except p.RequestError as exc:
             await _json(send, exc.status, exc.body(), {p.HEADER_REQUEST_ID: request_id,
                                                         **exc.headers()})
@@ -565,7 +564,8 @@ class FakeServer:
         try:
             directive = Behaviour.from_directive(req.text)
         except (TypeError, ValueError) as exc:
-            await _json(send, 400, p.error_body(400, f"bad fake directive: {exc}"),
+            await _json(send, 400,
+                        p.error_body(p.ErrorCode.INVALID_REQUEST, f"bad fake directive: {exc}"),
                         {p.HEADER_REQUEST_ID: request_id})
             return
         behaviour = directive or self._next_behaviour()
@@ -575,7 +575,9 @@ class FakeServer:
             extra = {p.HEADER_REQUEST_ID: request_id}
             if behaviour.retry_after_s is not None:
                 extra[p.HEADER_RETRY_AFTER] = str(max(1, round(behaviour.retry_after_s)))
-            body = p.error_body(behaviour.status, behaviour.message, behaviour.code)
+            kind = p.ErrorCode.of(behaviour.code, behaviour.status)
+            body = {"error": {"message": behaviour.message, "type": kind.openai_type,
+                              "code": behaviour.code, "param": None}}
             await _json(send, behaviour.status, body, extra)
             return
 

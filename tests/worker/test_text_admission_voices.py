@@ -44,7 +44,7 @@ async def test_admission_caps_queues_and_refuses():
     assert not second.granted and adm.queue_depth == 1
     with pytest.raises(RequestError) as exc:
         adm.admit()
-    assert exc.value.status == 429 and exc.value.code == ErrorCode.OVERLOADED
+    assert exc.value.status == 503 and exc.value.code == ErrorCode.OVERLOADED
     assert "Retry-After" in exc.value.headers()
     waiter = asyncio.create_task(second.wait())
     first.release()

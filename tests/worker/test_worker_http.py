@@ -152,7 +152,7 @@ def test_deadline_ends_with_an_error_frame_and_aborts(worker):
     assert wait_idle(worker)["engine_requests"] == 0
 
 
-async def test_admission_queues_then_refuses_with_429(worker):
+async def test_admission_queues_then_refuses_with_503_overloaded(worker):
     body = {"text": "Hold the line.", "max_tokens": 3000, "timeout_s": 120}
     async with httpx.AsyncClient(timeout=120) as client:
         streams = []
@@ -165,7 +165,7 @@ async def test_admission_queues_then_refuses_with_429(worker):
             snap = (await client.get(worker.url + P.SYSTEM_PATH)).json()
             assert snap["inflight"] == CAPACITY and snap["queue_depth"] == QUEUE
             refused = await client.post(worker.url + P.STREAM_PATH, json=body)
-            assert refused.status_code == 429
+            assert refused.status_code == 503
             assert refused.json()["error"]["code"] == P.ErrorCode.OVERLOADED
             assert int(refused.headers[P.HEADER_RETRY_AFTER]) >= 1
         finally:

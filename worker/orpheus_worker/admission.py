@@ -66,8 +66,8 @@ class Admission:
 
     def admit(self) -> Ticket:
         if self.draining:
-            raise RequestError(503, "Worker is draining; retry on another worker.",
-                               ErrorCode.DRAINING, retry_after_s=self.retry_after_s)
+            raise RequestError(ErrorCode.DRAINING, "Worker is draining; retry on another worker.",
+                               retry_after_s=self.retry_after_s)
         ticket = Ticket(self)
         if self.inflight < self.capacity and not self._queue:
             self.inflight += 1
@@ -76,9 +76,8 @@ class Admission:
             self._queue.append(ticket)
         else:
             raise RequestError(
-                429,
-                f"Worker is at capacity ({self.capacity} streams, {self.max_queue} queued).",
                 ErrorCode.OVERLOADED,
+                f"Worker is at capacity ({self.capacity} streams, {self.max_queue} queued).",
                 retry_after_s=self.retry_after_s,
             )
         return ticket

@@ -118,7 +118,7 @@ class WorkerService:
                                     max_timeout_s=self.cfg.max_timeout_s)
         voice = self.voices.resolve(req.voice)
         if self.engine is None:
-            raise P.RequestError(503, "Worker is still loading its model.", P.ErrorCode.OVERLOADED,
+            raise P.RequestError(P.ErrorCode.OVERLOADED, "Worker is still loading its model.",
                                  retry_after_s=5)
         request_id = req.request_id or header_request_id or uuid.uuid4().hex
         ticket = self.admission.admit()
@@ -141,10 +141,10 @@ class WorkerService:
             inflight=self.admission.inflight,
         ))
 
-    def _error_line(self, code: str, message: str) -> bytes:
+    def _error_line(self, code: P.ErrorCode, message: str) -> bytes:
         self.metrics.errors.labels(code=code).inc()
         self.metrics.streams.labels(outcome=code).inc()
-        return P.encode_frame(P.error_frame(code, message))
+        return P.error_line(code, message)
 
     async def _lines(self, req: P.TTSRequest, voice: str | None, ticket: Ticket,
                      request_id: str, t0: float, deadline: float) -> AsyncIterator[bytes]:

@@ -30,9 +30,8 @@ class VoiceSet:
         if key in self.aliases:
             return self.aliases[key]
         raise RequestError(
-            400,
-            f"Unknown voice '{voice}'. Valid voices: {', '.join(self.voices)}.",
             ErrorCode.UNKNOWN_VOICE,
+            f"Unknown voice '{voice}'. Valid voices: {', '.join(self.voices)}.",
             param="voice",
         )
 

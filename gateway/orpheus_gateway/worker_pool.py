@@ -79,6 +79,10 @@ class WorkerPool:
     def __len__(self) -> int:
         return len(self._workers)
 
+    def local_inflight(self) -> int:
+        """Streams this gateway has open to its workers."""
+        return sum(w.local_inflight for w in self._workers.values())
+
     def get(self, url: str) -> Worker | None:
         return self._workers.get(url)
 

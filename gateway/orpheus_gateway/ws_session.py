@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from orpheus_tts import protocol as p
 
 from .core import ActiveStream, Gateway
-from .relay import line_type
+from .error_shapes import ws_error
 
 log = logging.getLogger("orpheus_gateway.ws")
 
@@ -51,7 +51,7 @@ class WsSession:
         self._shut = False
 
     # --- sending ---------------------------------------------------------------------------
-    async def _send_json(self, message: p._Frame) -> None:
+    async def _send_json(self, message: p.WsServerMessage) -> None:
         if not self._socket_open:
             return
         try:
@@ -59,11 +59,11 @@ class WsSession:
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._socket_open = False
 
-    async def send(self, message: p._Frame) -> None:
+    async def send(self, message: p.WsServerMessage) -> None:
         async with self._send_lock:
             await self._send_json(message)
 
-    async def finish(self, utt: Utterance, message: p._Frame) -> bool:
+    async def finish(self, utt: Utterance, message: p.WsServerMessage) -> bool:
         """Send `utt`'s terminal message unless it already has one. Idempotent."""
         async with self._send_lock:
             if utt.finished:
@@ -117,7 +117,7 @@ class WsSession:
         try:
             msg = p.parse_ws_message(raw)
         except p.RequestError as exc:
-            await self.send(p.WsError(utterance_id=None, code=exc.code, message=exc.message))
+            await self.send(ws_error(None, exc.code, exc.message))
             return
         if isinstance(msg, p.WsSpeak):
             await self._speak(msg)
@@ -128,22 +128,21 @@ class WsSession:
         elif isinstance(msg, p.WsPing):
             await self.send(p.WsPong())
         else:  # a second `auth`
-            await self.send(p.WsError(utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
-                                      message="The session is already authenticated."))
+            await self.send(ws_error(None, p.ErrorCode.INVALID_REQUEST,
+                                     "The session is already authenticated."))
 
     async def _speak(self, msg: p.WsSpeak) -> None:
         if msg.utterance_id in self._open:
-            await self.send(p.WsError(
-                utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
-                message=f"Utterance '{msg.utterance_id}' is already queued or speaking."))
+            await self.send(ws_error(
+                None, p.ErrorCode.INVALID_REQUEST,
+                f"Utterance '{msg.utterance_id}' is already queued or speaking."))
             return
         try:
             request = self.gateway.validate(msg.tts_body())
         except p.RequestError as exc:
             # Refused before it was ever open: this error is its one terminal message.
             self.gateway.count_error(exc.code)
-            await self.send(p.WsError(utterance_id=msg.utterance_id, code=exc.code,
-                                      message=exc.message))
+            await self.send(ws_error(msg.utterance_id, exc.code, exc.message))
             return
         utt = Utterance(msg.utterance_id, request)
         self._open[utt.id] = utt
@@ -155,9 +154,9 @@ class WsSession:
     async def _cancel(self, utterance_id: str) -> None:
         utt = self._open.get(utterance_id)
         if utt is None:
-            await self.send(p.WsError(
-                utterance_id=None, code=p.ErrorCode.INVALID_REQUEST,
-                message=f"No queued or speaking utterance '{utterance_id}' to cancel."))
+            await self.send(ws_error(
+                None, p.ErrorCode.INVALID_REQUEST,
+                f"No queued or speaking utterance '{utterance_id}' to cancel."))
             return
         await self._cancel_one(utt)
 
@@ -223,11 +222,9 @@ class WsSession:
             seq = 0
             async with aclosing(stream.lines()) as lines:
                 async for line in lines:
-                    kind = line_type(line)
+                    kind = p.line_type(line)
                     if kind == "chunk":
-                        frame = p.decode_frame(line)
-                        assert isinstance(frame, p.ChunkFrame)
-                        if not await self._send_audio(utt, seq, frame.pcm()):
+                        if not await self._send_audio(utt, seq, p.chunk_audio(line)):
                             return
                         seq += 1
                         stream.first_audio_sent()
@@ -238,24 +235,20 @@ class WsSession:
                     elif kind == "error":
                         frame = p.decode_frame(line)
                         assert isinstance(frame, p.ErrorFrame)
-                        await self.finish(utt, p.WsError(utterance_id=utt.id, code=frame.code,
-                                                         message=frame.message,
-                                                         retryable=frame.retryable))
+                        await self.finish(utt, ws_error(utt.id, frame.error_code, frame.message,
+                                                        retryable=frame.retryable))
         except p.RequestError as exc:
             self.gateway.count_error(exc.code)
-            await self.finish(utt, p.WsError(utterance_id=utt.id, code=exc.code,
-                                             message=exc.message,
-                                             retryable=exc.code in p.RETRYABLE_CODES))
+            await self.finish(utt, ws_error(utt.id, exc.code, exc.message))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the utterance must still end explicitly
             log.exception("utterance %s failed", utt.id)
-            await self.finish(utt, p.WsError(utterance_id=utt.id, code=p.ErrorCode.INTERNAL,
-                                             message="Internal error while speaking."))
+            await self.finish(utt, ws_error(utt.id, p.ErrorCode.INTERNAL,
+                                            "Internal error while speaking."))
         finally:
             if stream is not None:
                 await stream.close()
             if not utt.finished:  # ended with no terminal (e.g. socket gone): still explicit
-                await self.finish(utt, p.WsError(utterance_id=utt.id,
-                                                 code=p.ErrorCode.UPSTREAM_LOST,
-                                                 message="The utterance ended without a result."))
+                await self.finish(utt, ws_error(utt.id, p.ErrorCode.UPSTREAM_LOST,
+                                                "The utterance ended without a result."))

@@ -45,7 +45,7 @@ class VoiceMap:
             else:
                 msg = f"Unknown voice '{voice}'. Available voices: {names}; aliases: " \
                       f"{', '.join(sorted(self.aliases))}."
-            raise RequestError(400, msg, ErrorCode.UNKNOWN_VOICE, param="voice")
+            raise RequestError(ErrorCode.UNKNOWN_VOICE, msg, param="voice")
         return target
 
     def listing(self, known: list[str]) -> dict:

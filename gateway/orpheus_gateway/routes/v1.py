@@ -1,0 +1,55 @@
+"""`POST /v1/tts/stream`: the v1 NDJSON stream, relayed from a worker line by line."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from orpheus_tts import protocol as p
+
+from ..error_shapes import REQUEST_ID_SCOPE
+from ..middleware import KEY_SCOPE
+from .common import (OwnedStreamingResponse, gateway_of, read_json, schema_body,
+                     unless_disconnected, worker_header)
+
+router = APIRouter()
+
+
+@router.post(p.STREAM_PATH, summary="Stream speech as v1 NDJSON frames",
+             openapi_extra=schema_body(p.TTSRequest),
+             responses={200: {"content": {p.NDJSON: {}}}})
+async def tts_stream(request: Request) -> Response:
+    arrived = time.monotonic()
+    gw = gateway_of(request)
+    req = gw.validate(await read_json(request))
+    request_id = req.request_id or request.scope[REQUEST_ID_SCOPE]
+    opening = asyncio.ensure_future(
+        gw.start_stream(req, request.scope[KEY_SCOPE], "v1", arrived, request_id))
+    try:
+        stream = await unless_disconnected(request, opening)
+    except p.RequestError as exc:
+        if exc.code is not p.ErrorCode.DEADLINE_EXCEEDED:
+            raise
+        gw.count_error(exc.code)
+        # On v1 a deadline is always in-band (a worker can only report it after its 200), so
+        # a client handles it one way: a stream whose one frame is the error.
+        return Response(p.error_line(exc.code, exc.message), media_type=p.NDJSON,
+                        headers={p.HEADER_REQUEST_ID: request_id})
+    if stream is None:
+        return Response(status_code=204)
+
+    async def body():
+        async with aclosing(stream.lines()) as lines:
+            async for line in lines:
+                yield line
+                if line.startswith(p.CHUNK_LINE_PREFIX):
+                    stream.first_audio_sent()
+
+    headers = {p.HEADER_REQUEST_ID: request_id,
+               **p.load_headers(gw.queue_depth(), gw.pool.local_inflight()),
+               **worker_header(stream)}
+    return OwnedStreamingResponse(body(), stream, media_type=p.NDJSON, headers=headers)

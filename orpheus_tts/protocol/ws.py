@@ -1,0 +1,169 @@
+"""WebSocket session (`WS /v1/tts/ws`) messages.
+
+Client -> server: JSON text messages (`speak`, `cancel`, `close`, `auth`, `ping`).
+Server -> client: JSON text messages (`ready`, `started`, `done`, `error`, `cancelled`,
+`pong`) and binary audio frames (see `encode_ws_audio`). Every `speak` that is accepted
+ends with exactly one of `done` / `error` / `cancelled` carrying its `utterance_id`, and no
+audio for an utterance follows its terminal message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ErrorCode, RequestError
+from .request import parse_json_body, validation_to_request_error
+
+WS_CLOSE_UNAUTHORIZED = 4401  # no valid key (header, `?api_key=` or a first `auth` message)
+WS_CLOSE_IDLE = 4408  # nothing happened for the idle timeout
+WS_TERMINAL_TYPES = frozenset({"done", "error", "cancelled"})
+_WS_ID_MAX_BYTES = 255
+
+
+class _WsMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_utterance_id(v: str) -> str:
+    if len(v.encode("utf-8")) > _WS_ID_MAX_BYTES:
+        raise ValueError(f"utterance_id is at most {_WS_ID_MAX_BYTES} bytes of UTF-8")
+    return v
+
+
+class WsSpeak(_WsMessage):
+    """Speak `text`. Queues behind the active utterance unless `interrupt` is true, which
+    cancels the active and queued ones first (each gets its `cancelled`)."""
+
+    type: Literal["speak"]
+    utterance_id: str = Field(min_length=1)
+    text: str
+    voice: str | None = None
+    params: dict[str, Any] | None = None  # any other `TTSRequest` field (temperature, seed...)
+    interrupt: bool = False
+
+    @field_validator("utterance_id")
+    @classmethod
+    def _utterance_id_fits(cls, v: str) -> str:
+        return _check_utterance_id(v)
+
+    def tts_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.params or {})
+        body["text"] = self.text
+        if self.voice is not None:
+            body["voice"] = self.voice
+        return body
+
+
+class WsCancel(_WsMessage):
+    type: Literal["cancel"]
+    utterance_id: str
+
+
+class WsClose(_WsMessage):
+    type: Literal["close"]
+
+
+class WsAuth(_WsMessage):
+    """First message of a browser session that could not send a key in a header."""
+
+    type: Literal["auth"]
+    api_key: str
+
+
+class WsPing(_WsMessage):
+    type: Literal["ping"]
+
+
+WsClientMessage = Union[WsSpeak, WsCancel, WsClose, WsAuth, WsPing]
+_WS_CLIENT_TYPES: dict[str, type[_WsMessage]] = {
+    "speak": WsSpeak, "cancel": WsCancel, "close": WsClose, "auth": WsAuth, "ping": WsPing,
+}
+
+
+def parse_ws_message(raw: str | bytes) -> WsClientMessage:
+    """One client message; raises `RequestError` (400 semantics) for anything malformed."""
+    try:
+        obj = parse_json_body(raw)
+    except RequestError:
+        raise RequestError(ErrorCode.INVALID_REQUEST, "Message is not valid JSON.") from None
+    if not isinstance(obj, dict):
+        raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
+    cls = _WS_CLIENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise RequestError(
+            ErrorCode.INVALID_REQUEST, f"Unknown message type {obj.get('type')!r}; one of "
+            f"{', '.join(_WS_CLIENT_TYPES)}.", param="type")
+    try:
+        return cls.model_validate(obj)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise validation_to_request_error(exc) from None
+
+
+class _WsServerMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class WsReady(_WsServerMessage):
+    type: Literal["ready"] = "ready"
+
+
+class WsStarted(_WsServerMessage):
+    """The utterance left the queue and is being generated (informational)."""
+
+    type: Literal["started"] = "started"
+    utterance_id: str
+
+
+class WsDone(_WsServerMessage):
+    type: Literal["done"] = "done"
+    utterance_id: str
+    stats: dict[str, Any] = Field(default_factory=dict)  # the `eos` frame's totals
+
+
+class WsError(_WsServerMessage):
+    """Ends an utterance with an error; `utterance_id` is null for a message that could not be
+    attributed to an utterance (malformed JSON, duplicate id, cancel of an unknown id)."""
+
+    type: Literal["error"] = "error"
+    utterance_id: str | None
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class WsCancelled(_WsServerMessage):
+    """The acknowledgement of a `cancel` (or of an interrupt / close): the utterance is over."""
+
+    type: Literal["cancelled"] = "cancelled"
+    utterance_id: str
+
+
+class WsPong(_WsServerMessage):
+    type: Literal["pong"] = "pong"
+
+
+WsServerMessage = Union[WsReady, WsStarted, WsDone, WsError, WsCancelled, WsPong]
+
+
+def encode_ws_audio(utterance_id: str, seq: int, pcm: bytes) -> bytes:
+    """A binary audio message: `[u8 n][n bytes utterance_id UTF-8][u32 BE seq][PCM s16le]`.
+
+    The PCM is 24 kHz mono signed 16-bit little-endian, as in `chunk` frames; `seq` counts an
+    utterance's audio messages from 0.
+    """
+    uid = utterance_id.encode("utf-8")
+    if len(uid) > _WS_ID_MAX_BYTES:
+        raise ValueError("utterance_id too long")
+    return b"%c%s%s%s" % (len(uid), uid, seq.to_bytes(4, "big"), pcm)
+
+
+def decode_ws_audio(data: bytes) -> tuple[str, int, bytes]:
+    """(utterance_id, seq, pcm) of a binary audio message."""
+    n = data[0]
+    if len(data) < 1 + n + 4:
+        raise ValueError("truncated audio message")
+    uid = data[1 : 1 + n].decode("utf-8")
+    seq = int.from_bytes(data[1 + n : 5 + n], "big")
+    return uid, seq, data[5 + n :]
