@@ -27,7 +27,6 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from orpheus_tts import _ws_text as wt
 from orpheus_tts import protocol as p
 from orpheus_tts.errors import IncompleteStreamError, StreamError
 
@@ -74,9 +73,9 @@ class Utterance:
         return self._terminal.is_set()
 
     async def send(self, text: str) -> None:
-        for i in range(0, len(text), wt.WS_MAX_APPEND_CHARS):
+        for i in range(0, len(text), p.WS_MAX_APPEND_CHARS):
             await self.session._send({"type": "append", "utterance_id": self.id,
-                                      "text": text[i:i + wt.WS_MAX_APPEND_CHARS]})
+                                      "text": text[i:i + p.WS_MAX_APPEND_CHARS]})
 
     async def flush(self) -> None:
         await self.session._send({"type": "flush", "utterance_id": self.id})

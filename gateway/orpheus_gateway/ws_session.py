@@ -22,6 +22,8 @@ from orpheus_tts import protocol as p
 
 from .core import ActiveStream, Gateway
 from .error_shapes import ws_error
+from .textstream import TextUtterance
+from .ws_text import open_text_utterance, text_message
 
 log = logging.getLogger("orpheus_gateway.ws")
 
@@ -29,8 +31,9 @@ log = logging.getLogger("orpheus_gateway.ws")
 @dataclass
 class Utterance:
     id: str
-    request: p.TTSRequest
+    request: p.TTSRequest | None  # a `speak`; None for an `open` (its text arrives later)
     finished: bool = False
+    text: TextUtterance | None = None  # an `open`'s pipeline
 
 
 class WsSession:
@@ -121,6 +124,12 @@ class WsSession:
             return
         if isinstance(msg, p.WsSpeak):
             await self._speak(msg)
+        elif isinstance(msg, p.WsOpen):
+            await self._open_text(msg)
+        elif isinstance(msg, (p.WsAppend, p.WsFlush, p.WsEnd)):
+            await self._feed_text(msg)
+        elif isinstance(msg, p.WsInterrupt):
+            await self.cancel_all()
         elif isinstance(msg, p.WsCancel):
             await self._cancel(msg.utterance_id)
         elif isinstance(msg, p.WsClose):
@@ -130,6 +139,34 @@ class WsSession:
         else:  # a second `auth`
             await self.send(ws_error(None, p.ErrorCode.INVALID_REQUEST,
                                      "The session is already authenticated."))
+
+    async def _open_text(self, msg: p.WsOpen) -> None:
+        if msg.utterance_id in self._open:
+            await self.send(ws_error(
+                None, p.ErrorCode.INVALID_REQUEST,
+                f"Utterance '{msg.utterance_id}' is already queued or speaking."))
+            return
+        utt = Utterance(msg.utterance_id, None)
+        try:
+            utt.text = open_text_utterance(
+                self.gateway, msg, self.key_id, send=self.send,
+                send_audio=lambda seq, pcm: self._send_audio(utt, seq, pcm),
+                finish=lambda message: self.finish(utt, message))
+        except p.RequestError as exc:
+            self.gateway.count_error(exc.code)
+            await self.send(ws_error(msg.utterance_id, exc.code, exc.message))
+            return
+        self._open[utt.id] = utt
+        if msg.interrupt:
+            await self.cancel_all()
+        self._queue.append(utt)
+        self._wake.set()
+
+    async def _feed_text(self, msg: p.WsAppend | p.WsFlush | p.WsEnd) -> None:
+        utt = self._open.get(msg.utterance_id)
+        problem = text_message(utt.text if utt is not None else None, msg)
+        if problem is not None:
+            await self.send(ws_error(None, p.ErrorCode.INVALID_REQUEST, problem))
 
     async def _speak(self, msg: p.WsSpeak) -> None:
         if msg.utterance_id in self._open:
@@ -166,6 +203,8 @@ class WsSession:
         except ValueError:
             pass
         await self.finish(utt, p.WsCancelled(utterance_id=utt.id))
+        if utt.text is not None:
+            await utt.text.cancel()  # every segment's stream closed before this returns
         if self._active is utt and self._active_task is not None:
             self._active_task.cancel()
 
@@ -212,6 +251,10 @@ class WsSession:
                 self._active_task = None
 
     async def _speak_one(self, utt: Utterance) -> None:
+        if utt.text is not None:
+            await self._speak_text(utt, utt.text)
+            return
+        assert utt.request is not None
         stream: ActiveStream | None = None
         try:
             # The deadline and time to first audio count from here: waiting behind the
@@ -252,3 +295,12 @@ class WsSession:
             if not utt.finished:  # ended with no terminal (e.g. socket gone): still explicit
                 await self.finish(utt, ws_error(utt.id, p.ErrorCode.UPSTREAM_LOST,
                                                 "The utterance ended without a result."))
+
+    async def _speak_text(self, utt: Utterance, text: TextUtterance) -> None:
+        """An `open` utterance: its pipeline sends the audio and the one terminal."""
+        try:
+            await self.send(p.WsStarted(utterance_id=utt.id))
+            text.start()
+            await text.wait()
+        finally:
+            await text.cancel()  # a no-op once finished; on a cancelled task, closes it all

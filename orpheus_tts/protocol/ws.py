@@ -1,10 +1,12 @@
 """WebSocket session (`WS /v1/tts/ws`) messages.
 
-Client -> server: JSON text messages (`speak`, `cancel`, `close`, `auth`, `ping`).
-Server -> client: JSON text messages (`ready`, `started`, `done`, `error`, `cancelled`,
-`pong`) and binary audio frames (see `encode_ws_audio`). Every `speak` that is accepted
-ends with exactly one of `done` / `error` / `cancelled` carrying its `utterance_id`, and no
-audio for an utterance follows its terminal message.
+Client -> server: JSON text messages (`speak`, `open`, `append`, `flush`, `end`, `cancel`,
+`interrupt`, `close`, `auth`, `ping`). Server -> client: JSON text messages (`ready`,
+`started`, `segment`, `done`, `error`, `cancelled`, `pong`) and binary audio frames (see
+`encode_ws_audio`). Every utterance that is accepted (a `speak`, or an `open` whose text then
+arrives in `append` messages until `end`) ends with exactly one of `done` / `error` /
+`cancelled` carrying its `utterance_id`, and no audio for an utterance follows its terminal
+message.
 """
 
 from __future__ import annotations
@@ -56,6 +58,60 @@ class WsSpeak(_WsMessage):
         return body
 
 
+WS_MAX_APPEND_CHARS = 4_000  # one `append` message's text
+
+
+class _UtteranceMessage(_WsMessage):
+    utterance_id: str = Field(min_length=1)
+
+    @field_validator("utterance_id")
+    @classmethod
+    def _utterance_id_fits(cls, v: str) -> str:
+        return _check_utterance_id(v)
+
+
+class WsOpen(_UtteranceMessage):
+    """Open an utterance whose text follows in `append` messages and ends with `end`. Queues
+    behind the active utterance like `speak`; `interrupt` cancels the others first."""
+
+    type: Literal["open"]
+    voice: str | None = None
+    params: dict[str, Any] | None = None  # any other `TTSRequest` field, for every segment
+    interrupt: bool = False
+
+    def tts_body(self) -> dict[str, Any]:
+        """The request every segment is sent as, less its `text`."""
+        body: dict[str, Any] = dict(self.params or {})
+        if self.voice is not None:
+            body["voice"] = self.voice
+        return body
+
+
+class WsAppend(_UtteranceMessage):
+    """More text for an open utterance, exactly as written (spaces included)."""
+
+    type: Literal["append"]
+    text: str = Field(max_length=WS_MAX_APPEND_CHARS)
+
+
+class WsFlush(_UtteranceMessage):
+    """Synthesise what is buffered now, without waiting for a boundary; more text may follow."""
+
+    type: Literal["flush"]
+
+
+class WsEnd(_UtteranceMessage):
+    """No more text: the utterance ends (`done`) once what was sent has been spoken."""
+
+    type: Literal["end"]
+
+
+class WsInterrupt(_WsMessage):
+    """Cancel every queued and speaking utterance of the session (each gets `cancelled`)."""
+
+    type: Literal["interrupt"]
+
+
 class WsCancel(_WsMessage):
     type: Literal["cancel"]
     utterance_id: str
@@ -76,9 +132,12 @@ class WsPing(_WsMessage):
     type: Literal["ping"]
 
 
-WsClientMessage = Union[WsSpeak, WsCancel, WsClose, WsAuth, WsPing]
+WsClientMessage = Union[WsSpeak, WsOpen, WsAppend, WsFlush, WsEnd, WsCancel, WsInterrupt,
+                        WsClose, WsAuth, WsPing]
 _WS_CLIENT_TYPES: dict[str, type[_WsMessage]] = {
-    "speak": WsSpeak, "cancel": WsCancel, "close": WsClose, "auth": WsAuth, "ping": WsPing,
+    "speak": WsSpeak, "open": WsOpen, "append": WsAppend, "flush": WsFlush, "end": WsEnd,
+    "cancel": WsCancel, "interrupt": WsInterrupt, "close": WsClose, "auth": WsAuth,
+    "ping": WsPing,
 }
 
 
@@ -116,6 +175,17 @@ class WsStarted(_WsServerMessage):
     utterance_id: str
 
 
+class WsSegment(_WsServerMessage):
+    """Informational, for a streamed-text utterance: segment `index` (the `text` the server cut)
+    starts its audio; the audio messages that follow, up to the next `segment` or the
+    terminal, are its audio."""
+
+    type: Literal["segment"] = "segment"
+    utterance_id: str
+    index: int
+    text: str
+
+
 class WsDone(_WsServerMessage):
     type: Literal["done"] = "done"
     utterance_id: str
@@ -144,7 +214,7 @@ class WsPong(_WsServerMessage):
     type: Literal["pong"] = "pong"
 
 
-WsServerMessage = Union[WsReady, WsStarted, WsDone, WsError, WsCancelled, WsPong]
+WsServerMessage = Union[WsReady, WsStarted, WsSegment, WsDone, WsError, WsCancelled, WsPong]
 
 
 def encode_ws_audio(utterance_id: str, seq: int, pcm: bytes) -> bytes:
