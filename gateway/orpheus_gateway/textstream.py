@@ -83,13 +83,20 @@ class _Job:
     def __init__(self, text: str, open_segment: OpenSegment):
         self.text = text
         self.queue: asyncio.Queue = asyncio.Queue(_QUEUE_CHUNKS)
+        self.aborted = False
         self.task = asyncio.create_task(self._read(open_segment), name="segment-reader")
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.task.cancel()
 
     async def _read(self, open_segment: OpenSegment) -> None:
         stream: SegmentStream | None = None
         try:
             stream = await open_segment(self.text)
             async for pcm in stream.audio():
+                if self.aborted:  # a cancel that an inner `wait_for` swallowed
+                    return
                 await self.queue.put(pcm)
             await self.queue.put(_END)
         except asyncio.CancelledError:
@@ -293,14 +300,19 @@ class TextUtterance:
         self._ready.clear()
         me = asyncio.current_task()
         for job in self._jobs:
-            job.task.cancel()
+            job.abort()
         if self._driver is not None and self._driver is not me:
             self._driver.cancel()
         await self._finish(terminal)
         await self._reap()
 
     async def _reap(self) -> None:
-        """Wait for every cancelled reader (its `finally` closes its upstream)."""
-        tasks = [job.task for job in self._jobs]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Wait for every reader to end (its `finally` closes its upstream). An aborted reader
+        is cancelled again until it ends: on Python 3.11 `asyncio.wait_for` (the relay's read
+        deadline) can swallow a cancellation that lands as its read completes."""
+        pending = {job.task for job in self._jobs if not job.task.done()}
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.02)
+            for job in self._jobs:
+                if job.aborted and job.task in pending:
+                    job.task.cancel()

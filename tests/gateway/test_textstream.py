@@ -20,9 +20,10 @@ class FakeUpstreams:
     counts what is open, so a test can assert every upstream was closed."""
 
     def __init__(self, chunks: int = 3, chunk_delay: float = 0.002, open_delay: float = 0.002,
-                 fail_on: str | None = None):
+                 fail_on: str | None = None, swallow_cancel: bool = False):
         self.chunks, self.chunk_delay, self.open_delay = chunks, chunk_delay, open_delay
         self.fail_on = fail_on
+        self.swallow_cancel = swallow_cancel  # as 3.11's `wait_for` may, once per stream
         self.opened: list[str] = []
         self.open_at: list[float] = []
         self.closed = 0
@@ -45,8 +46,14 @@ class _FakeStream:
         self._closed = False
 
     async def audio(self):
+        swallow = self.fake.swallow_cancel
         for i in range(self.fake.chunks):
-            await asyncio.sleep(self.fake.chunk_delay)
+            try:
+                await asyncio.sleep(self.fake.chunk_delay)
+            except asyncio.CancelledError:
+                if not swallow:
+                    raise
+                swallow = False
             if self.fake.fail_on and self.fake.fail_on in self.text and i == 1:
                 raise SegmentFailed(p.ErrorCode.ENGINE_ERROR, "engine failed", True)
             yield f"{self.index}\x00{i}\x00{self.text}".encode()
@@ -230,6 +237,17 @@ async def test_cancel_mid_way_aborts_every_upstream_within_100ms():
     await utt.cancel()
     await asyncio.sleep(0.03)
     assert len(sink.events) == n
+
+
+async def test_cancel_closes_upstreams_even_when_a_reader_swallows_the_cancellation():
+    fake, sink = FakeUpstreams(chunks=1000, chunk_delay=0.005, swallow_cancel=True), Sink()
+    utt = make(fake, sink)
+    utt.append("One here. Two here. Three")
+    await asyncio.sleep(0.05)
+    assert fake.live == 2
+    t0 = time.monotonic()
+    await utt.cancel()
+    assert time.monotonic() - t0 < 0.1 and fake.live == 0
 
 
 async def test_a_client_that_is_gone_cancels_the_utterance():

@@ -68,7 +68,8 @@ async def test_cancel_mid_way_aborts_every_segment_stream(fake_server, gateway_s
     assert [m["type"] for m in s.terminals["u"]] == ["cancelled"]
     assert acked < 0.5  # loopback; the pipeline itself is held to 100 ms in test_textstream
     assert not s.violations
-    assert srv.wait_until(lambda: srv.open_streams == 0 and srv.cancelled_streams == 2)
+    assert srv.wait_until(lambda: srv.open_streams == 0 and srv.cancelled_streams == 2), \
+        srv.stats()
     assert len(srv.stream_requests) == 2  # the third segment was never started
     assert gw.wait_until(lambda: all(w.local_inflight == 0 for w in gw.gateway.pool))
     assert gw.wait_until(lambda: gw.gateway.limiter.active_streams(
