@@ -246,7 +246,7 @@ async def test_cancel_closes_upstreams_even_when_a_reader_swallows_the_cancellat
     await asyncio.sleep(0.05)
     assert fake.live == 2
     t0 = time.monotonic()
-    await utt.cancel()
+    await asyncio.wait_for(utt.cancel(), 2)
     assert time.monotonic() - t0 < 0.1 and fake.live == 0
 
 
