@@ -160,7 +160,11 @@ class Session:
         self._closed = False
 
     async def __aenter__(self) -> Session:
-        await self.connect()
+        try:
+            await self.connect()
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
