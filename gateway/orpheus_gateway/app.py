@@ -13,7 +13,7 @@ from .config import GatewayConfig
 from .core import Gateway
 from .error_shapes import install_error_handlers
 from .middleware import AuthMiddleware
-from .routes import pages, speech, v1, websocket
+from .routes import omni, pages, speech, v1, websocket
 
 
 def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI:
@@ -31,6 +31,6 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     app.state.gateway = gw
     app.add_middleware(AuthMiddleware, gateway=gw)
     install_error_handlers(app, gw.count_error)
-    for router in (v1.router, speech.router, websocket.router, pages.router):
+    for router in (v1.router, speech.router, websocket.router, omni.router, pages.router):
         app.include_router(router)
     return app
