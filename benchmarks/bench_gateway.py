@@ -10,6 +10,13 @@ proxy adds shows up directly; time to first audio (TTFA) is the first chunk's ar
 proxy's processes' user+system seconds (psutil) over the level, divided by the stream-seconds
 served (the sum of every stream's duration).
 
+Paths: the workers directly, the gateway as before (`--no-auth`, no limits), the gateway as it
+ships (API keys, the default rate limit and per-key stream cap; the client spreads its streams
+over 16 keys), and nginx. A level runs in rounds of `level` concurrent streams; each round runs
+every path in turn, so a slow moment of the shared machine hits all paths alike. Levels with 3
+or more rounds also report each path's per-round TTFA p50, added TTFA p50 (against the direct
+path of the same round) and CPU, as min / median / max.
+
 Run: `make bench-gateway` (or `.venv/bin/python benchmarks/bench_gateway.py [--quick]`).
 """
 
@@ -20,6 +27,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,8 +51,8 @@ CHUNK_SAMPLES = 2400  # 100 ms of audio per chunk
 CHUNK_DELAY_MS = 100.0  # a real-time stream: one chunk of 100 ms every 100 ms
 FIRST_DELAY_MS = 50.0
 LEVELS = (1, 64, 256)
-ROUNDS = {1: 20, 64: 2, 256: 1}  # streams per level = level x rounds
-PATHS = ("direct", "gateway", "nginx")
+ROUNDS = {1: 20, 64: 3, 256: 3}  # streams per level = level x rounds
+AUTH_KEYS = [f"bench-key-{i:02d}-0123456789" for i in range(16)]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -67,10 +75,11 @@ class LevelResult:
     proxy_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
     wall_s: float = 0.0
+    rounds: list[dict] = field(default_factory=list)  # per round: ttfa_p50_ms, cpu_per_stream_s
 
     def summary(self) -> dict:
         return {
-            "path": self.path, "streams": self.streams, "errors": self.errors,
+            "path": self.path, "streams": self.streams, "errors": self.errors, "rounds": self.rounds,
             "error_kinds": dict(self.error_kinds),
             "ttfa_p50_ms": pct(self.ttfa_ms, 50), "ttfa_p99_ms": pct(self.ttfa_ms, 99),
             "chunk_late_p50_ms": pct(self.lateness_ms, 50),
@@ -112,12 +121,19 @@ def start_fake_workers(n: int, log_dir: Path) -> list[Child]:
     return out
 
 
-def start_gateway(worker_urls: list[str], log_dir: Path) -> Child:
+def start_gateway(worker_urls: list[str], log_dir: Path, *, shipped: bool) -> Child:
+    """`shipped`: keys, the default rate limit and stream cap; else `--no-auth`, no limits."""
     port = free_port()
-    child = spawn("gateway", f"http://127.0.0.1:{port}", [
-        sys.executable, "-m", "orpheus_tts", "gateway", "--port", str(port),
-        "--workers", ",".join(worker_urls), "--no-auth", "--rate-limit-rpm", "0",
-        "--max-streams-per-key", "0"], log_dir)
+    args = [sys.executable, "-m", "orpheus_tts", "gateway", "--port", str(port),
+            "--workers", ",".join(worker_urls)]
+    if shipped:
+        keys = log_dir / "api-keys"
+        keys.write_text("\n".join(AUTH_KEYS) + "\n")
+        args += ["--api-keys-file", str(keys)]
+    else:
+        args += ["--no-auth", "--rate-limit-rpm", "0", "--max-streams-per-key", "0"]
+    child = spawn("gateway+auth" if shipped else "gateway", f"http://127.0.0.1:{port}", args,
+                  log_dir)
     wait_http(child.url, children=[child])
     return child
 
@@ -198,13 +214,15 @@ def tree_cpu(children: list[Child]) -> float:
 
 
 # --- the client ------------------------------------------------------------------------------
-async def one_stream(client: httpx.AsyncClient, url: str, i: int, res: LevelResult) -> None:
+async def one_stream(client: httpx.AsyncClient, url: str, i: int, res: LevelResult,
+                     auth: bool) -> None:
     body = {"text": f"benchmark stream {i}", "timeout_s": 120}
+    headers = {"Authorization": f"Bearer {AUTH_KEYS[i % len(AUTH_KEYS)]}"} if auth else {}
     t0 = time.perf_counter()
     seq = 0
     failure = None
     try:
-        async with client.stream("POST", url + STREAM_PATH, json=body) as r:
+        async with client.stream("POST", url + STREAM_PATH, json=body, headers=headers) as r:
             if r.status_code != 200:
                 failure = f"HTTP {r.status_code}"
                 return
@@ -229,25 +247,81 @@ async def one_stream(client: httpx.AsyncClient, url: str, i: int, res: LevelResu
         res.stream_s += time.perf_counter() - t0
 
 
-async def run_level(path: str, urls: list[str], level: int, proxy: list[Child],
-                    workers: list[Child]) -> LevelResult:
-    res = LevelResult(path, level * ROUNDS[level])
+@dataclass
+class BenchPath:
+    name: str
+    urls: list[str]
+    proxy: list[Child]
+    auth: bool = False
+
+
+async def run_level(paths: list[BenchPath], level: int, workers: list[Child]) -> list[LevelResult]:
+    """`ROUNDS[level]` rounds of `level` concurrent streams; every path in each round."""
+    results = {path.name: LevelResult(path.name, level * ROUNDS[level]) for path in paths}
     limits = httpx.Limits(max_connections=level + 8, max_keepalive_connections=level + 8)
     timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
         # warm the connections up so the level measures streaming, not TCP setup
-        await asyncio.gather(*(client.get(urls[i % len(urls)] + SYSTEM_PATH)
-                               for i in range(min(level, 16))))
-        cpu0, wcpu0, t0 = tree_cpu(proxy), tree_cpu(workers), time.perf_counter()
+        for path in paths:
+            await asyncio.gather(*(client.get(path.urls[i % len(path.urls)] + SYSTEM_PATH)
+                                   for i in range(min(level, 16))))
         n = 0
         for _ in range(ROUNDS[level]):
-            await asyncio.gather(*(one_stream(client, urls[(n + k) % len(urls)], n + k, res)
-                                   for k in range(level)))
+            for path in paths:
+                res = results[path.name]
+                one = LevelResult(path.name, level)
+                cpu0, wcpu0, t0 = tree_cpu(path.proxy), tree_cpu(workers), time.perf_counter()
+                await asyncio.gather(*(one_stream(client, path.urls[(n + k) % len(path.urls)],
+                                                  n + k, one, path.auth)
+                                       for k in range(level)))
+                one.wall_s = time.perf_counter() - t0
+                one.proxy_cpu_s = tree_cpu(path.proxy) - cpu0
+                one.worker_cpu_s = tree_cpu(workers) - wcpu0
+                res.ttfa_ms += one.ttfa_ms
+                res.lateness_ms += one.lateness_ms
+                res.errors += one.errors
+                res.error_kinds += one.error_kinds
+                for attr in ("stream_s", "proxy_cpu_s", "worker_cpu_s", "wall_s"):
+                    setattr(res, attr, getattr(res, attr) + getattr(one, attr))
+                res.rounds.append({"ttfa_p50_ms": pct(one.ttfa_ms, 50),
+                                   "cpu_per_stream_s": (one.proxy_cpu_s / one.stream_s
+                                                        if one.stream_s else None)})
             n += level
-        res.wall_s = time.perf_counter() - t0
-        res.proxy_cpu_s = tree_cpu(proxy) - cpu0
-        res.worker_cpu_s = tree_cpu(workers) - wcpu0
-    return res
+    return list(results.values())
+
+
+def spread(values: list[float]) -> str:
+    values = [v for v in values if v is not None and v == v]
+    if not values:
+        return "–"
+    digits = 4 if max(abs(v) for v in values) < 0.1 else 1
+    return " / ".join(fmt(v, digits) for v in (min(values), statistics.median(values),
+                                               max(values)))
+
+
+def round_table(results: list[dict]) -> str:
+    """Per-round spreads (min / median / max) for the levels run in 3 or more rounds."""
+    by = {(r["streams_concurrent"], r["path"]): r for r in results}
+    lines = ["| concurrent | path | rounds | TTFA p50 (ms) | added TTFA p50 (ms) | "
+             "CPU s per stream-s | CPU ÷ nginx |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        level, rounds = r["streams_concurrent"], r["rounds"]
+        if len(rounds) < 3 or r["path"] == "direct":
+            continue
+        direct = by[(level, "direct")]["rounds"]
+        nginx = by.get((level, "nginx"), {}).get("rounds")
+        added = [a["ttfa_p50_ms"] - d["ttfa_p50_ms"] for a, d in zip(rounds, direct)]
+        cpu = [a["cpu_per_stream_s"] for a in rounds]
+        ratio = ([a / b for a, b in zip(cpu, (x["cpu_per_stream_s"] for x in nginx))
+                  if a is not None and b] if nginx and r["path"] != "nginx" else [])
+        lines.append(f"| {level} | {r['path']} | {len(rounds)} | "
+                     f"{spread([a['ttfa_p50_ms'] for a in rounds])} | {spread(added)} | "
+                     f"{spread(cpu)} | "
+                     + (" / ".join(f"{v:.1f}×" for v in (min(ratio), statistics.median(ratio),
+                                                          max(ratio))) if ratio else "–")
+                     + " |")
+    return "\n".join(lines)
 
 
 def fmt(v: float | None, digits: int = 1) -> str:
@@ -286,21 +360,24 @@ def table(results: list[dict]) -> str:
 
 
 def ratios(results: list[dict]) -> str:
-    out = ["| concurrent | gateway ÷ nginx: added TTFA p50 | added chunk p99 | CPU per stream-s |",
+    out = ["| concurrent (path) | ÷ nginx: added TTFA p50 | added chunk p99 | CPU per stream-s |",
            "| ---: | ---: | ---: | ---: |"]
     by = {(r["streams_concurrent"], r["path"]): r for r in results}
     for level in sorted({r["streams_concurrent"] for r in results}):
-        g, n, d = by.get((level, "gateway")), by.get((level, "nginx")), by[(level, "direct")]
-        if not g or not n:
-            continue
+        n, d = by.get((level, "nginx")), by[(level, "direct")]
+        for name in ("gateway", "gateway+auth"):
+            g = by.get((level, name))
+            if not g or not n:
+                continue
 
-        def ratio(a: float, b: float) -> str:
-            return f"{a / b:.1f}×" if b and b > 0 and a == a and b == b else "–"
+            def ratio(a: float, b: float) -> str:
+                return f"{a / b:.1f}×" if b and b > 0 and a == a and b == b else "–"
 
-        out.append(
-            f"| {level} | {ratio(g['ttfa_p50_ms'] - d['ttfa_p50_ms'], n['ttfa_p50_ms'] - d['ttfa_p50_ms'])}"
-            f" | {ratio(g['chunk_late_p99_ms'] - d['chunk_late_p99_ms'], n['chunk_late_p99_ms'] - d['chunk_late_p99_ms'])}"
-            f" | {ratio(g['proxy_cpu_per_stream_s'] or 0, n['proxy_cpu_per_stream_s'] or 0)} |")
+            out.append(
+                f"| {level} ({name}) | "
+                f"{ratio(g['ttfa_p50_ms'] - d['ttfa_p50_ms'], n['ttfa_p50_ms'] - d['ttfa_p50_ms'])}"
+                f" | {ratio(g['chunk_late_p99_ms'] - d['chunk_late_p99_ms'], n['chunk_late_p99_ms'] - d['chunk_late_p99_ms'])}"
+                f" | {ratio(g['proxy_cpu_per_stream_s'] or 0, n['proxy_cpu_per_stream_s'] or 0)} |")
     return "\n".join(out)
 
 
@@ -310,24 +387,24 @@ async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
         workers = start_fake_workers(2, log_dir)
         children += workers
         worker_urls = [w.url for w in workers]
-        gateway = start_gateway(worker_urls, log_dir)
-        children.append(gateway)
-        paths: dict[str, tuple[list[str], list[Child]]] = {
-            "direct": (worker_urls, []), "gateway": ([gateway.url], [gateway])}
+        gateway = start_gateway(worker_urls, log_dir, shipped=False)
+        shipped = start_gateway(worker_urls, log_dir, shipped=True)
+        children += [gateway, shipped]
+        paths = [BenchPath("direct", worker_urls, []), BenchPath("gateway", [gateway.url], [gateway]),
+                 BenchPath("gateway+auth", [shipped.url], [shipped], auth=True)]
         nginx = ensure_nginx()
         if nginx:
             ng = start_nginx(nginx, worker_urls, log_dir)
             children.append(ng)
-            paths["nginx"] = ([ng.url], [ng])
+            paths.append(BenchPath("nginx", [ng.url], [ng]))
         else:
             print("nginx not found and not installable: its rows are left out", file=sys.stderr)
         results = []
         for level in levels:
-            for name, (urls, proxy) in paths.items():
-                res = await run_level(name, urls, level, proxy, workers)
+            for res in await run_level(paths, level, workers):
                 summary = {**res.summary(), "streams_concurrent": level}
                 results.append(summary)
-                print(f"{level:>4} {name:<8} ttfa p50 {fmt(summary['ttfa_p50_ms'])} p99 "
+                print(f"{level:>4} {res.path:<12} ttfa p50 {fmt(summary['ttfa_p50_ms'])} p99 "
                       f"{fmt(summary['ttfa_p99_ms'])}  late p50 "
                       f"{fmt(summary['chunk_late_p50_ms'])} p99 "
                       f"{fmt(summary['chunk_late_p99_ms'])}  cpu/stream-s "
@@ -345,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     levels = (1, 16) if args.quick else LEVELS
     if args.quick:
-        ROUNDS[16] = 1
+        ROUNDS[16] = 3
         ROUNDS[1] = 5
     log_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     results = asyncio.run(bench(levels, log_dir))
@@ -355,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         f"every {CHUNK_DELAY_MS:.0f} ms. Streams per level: "
         + ", ".join(f"{lv}×{ROUNDS[lv]}" for lv in levels) + ".\n\n"
         + table(results) + "\n\nRatios, same run:\n\n" + ratios(results) + "\n\n"
+        "Per round (min / median / max over the rounds; added and ÷ nginx against the same "
+        "round's direct and nginx rows):\n\n" + round_table(results) + "\n\n"
         "Everything (client, gateway or nginx, both fake workers) shares the machine's cores, so "
         "at 256 streams the client itself is part of what is measured; compare rows, not "
         "absolute numbers."

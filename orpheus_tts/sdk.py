@@ -18,6 +18,7 @@ a terminal frame raises `IncompleteStreamError`).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ __all__ = ["OrpheusTTS", "AudioStream", "StreamInfo"]
 
 _USER_AGENT = "orpheus-tts-sdk/0.1"
 _DRAIN_TIMEOUT_S = 1.0
+
+
+if sys.version_info >= (3, 11):
+    async def _within(deadline: float, aw: Any) -> Any:
+        """Await `aw` until `deadline` (loop time): a timer, not a task per call."""
+        async with asyncio.timeout_at(deadline):
+            return await aw
+else:  # pragma: no cover - Python 3.10
+    async def _within(deadline: float, aw: Any) -> Any:
+        return await asyncio.wait_for(aw, max(0.0, deadline - asyncio.get_running_loop().time()))
 
 
 @dataclass
@@ -418,7 +429,7 @@ class OrpheusTTS:
             # The stream is complete; reading the body's end only lets the connection be
             # reused. If that fails or takes long, the connection is closed instead.
             try:
-                await asyncio.wait_for(attempt.drain(), _DRAIN_TIMEOUT_S)
+                await _within(loop.time() + _DRAIN_TIMEOUT_S, attempt.drain())
             except (asyncio.TimeoutError, httpx.HTTPError):
                 pass
         except BaseException as exc:
@@ -429,12 +440,12 @@ class OrpheusTTS:
 
     @staticmethod
     async def _before(deadline: float | None, aw: Any, url: str) -> Any:
-        """Await `aw`, raising `DeadlineExceededError` if the request's deadline passes first."""
+        """Await `aw`, raising `DeadlineExceededError` if the request's deadline (loop time)
+        passes first. The one deadline is armed around each read, no task per frame."""
         if deadline is None:
             return await aw
-        remaining = deadline - asyncio.get_running_loop().time()
         try:
-            return await asyncio.wait_for(aw, max(0.0, remaining))
+            return await _within(deadline, aw)
         except asyncio.TimeoutError as exc:
             if isinstance(exc, DeadlineExceededError):
                 raise

@@ -12,10 +12,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 
-import httpx
+import aiohttp
 
 from orpheus_tts import protocol as p
 
@@ -23,7 +22,7 @@ from .auth import KeyLimiter, KeyStore, StreamSlot
 from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
 from .metrics import GatewayMetrics, TtfaWindow
-from .relay import Upstream, UpstreamStream
+from .relay import CONNECTION_ERRORS, ClientGone, Upstream, UpstreamStream
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool
 from .voice_map import VoiceMap
 
@@ -35,17 +34,23 @@ class StreamAborted(Exception):
     transfer instead of a body that silently ends early."""
 
 
-@dataclass
 class ActiveStream:
-    """A worker stream plus what the caller holds for it; `close()` is idempotent."""
+    """A worker stream plus what the caller holds for it (its stream slot); `close()` is
+    idempotent. It reports to its owner only through the two callbacks it is given."""
 
-    upstream: UpstreamStream
-    slot: StreamSlot
-    gateway: "Gateway"
-    api: str
-    arrived_at: float
-    first_audio_at: float | None = None
-    _closed: bool = field(default=False, repr=False)
+    __slots__ = ("upstream", "_slot", "_arrived_at", "_on_first_audio", "_on_close",
+                 "first_audio_at", "_closed")
+
+    def __init__(self, upstream: UpstreamStream, slot: StreamSlot, arrived_at: float,
+                 on_first_audio: Callable[[float], None],
+                 on_close: Callable[[str | None], None]):
+        self.upstream = upstream
+        self._slot = slot
+        self._arrived_at = arrived_at
+        self._on_first_audio = on_first_audio  # seconds from arrival to first audio sent
+        self._on_close = on_close  # the outcome: "eos", an error code, or None (abandoned)
+        self.first_audio_at: float | None = None
+        self._closed = False
 
     @property
     def request_id(self) -> str | None:
@@ -58,7 +63,11 @@ class ActiveStream:
         """Call once the first audio byte has been handed to the client."""
         if self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
-            self.gateway.record_ttfa(self.api, self.first_audio_at - self.arrived_at)
+            self._on_first_audio(self.first_audio_at - self._arrived_at)
+
+    def client_gone(self) -> None:
+        """The client left: end the pending read so the relay stops (the owner closes)."""
+        self.upstream.interrupt(ClientGone())
 
     async def close(self) -> None:
         if self._closed:
@@ -67,11 +76,8 @@ class ActiveStream:
         try:
             await self.upstream.aclose()
         finally:
-            self.slot.release()
-            self.gateway.metrics.streams_inflight.dec()
-            outcome = self.upstream.outcome
-            if outcome is not None and outcome != "eos":
-                self.gateway.metrics.errors.labels(outcome).inc()
+            self._slot.release()
+            self._on_close(self.upstream.outcome)
 
 
 class Gateway:
@@ -84,10 +90,11 @@ class Gateway:
             config.rate_limit_rpm, config.max_streams_per_key,
             on_reject=lambda limit: self.metrics.rate_limited.labels(limit).inc())
         self.voices = VoiceMap(config.voice_aliases, config.default_voice)
-        self.pool = WorkerPool(config.breaker_failures, config.breaker_reset_s)
+        self.pool = WorkerPool(config.breaker_failures, config.breaker_reset_s,
+                               on_suspect=lambda _w: self._poll_now.set())
         self.ttfa_window = TtfaWindow(config.ttfa_window_s)
         self.discovery = discovery or discovery_for(config.workers, config.discover)
-        self.client: httpx.AsyncClient | None = None
+        self.session: aiohttp.ClientSession | None = None
         self.upstream: Upstream | None = None
         self._poller: asyncio.Task | None = None
         self._poll_now = asyncio.Event()
@@ -95,13 +102,13 @@ class Gateway:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=self.config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
-        self.upstream = Upstream(
-            self.pool, self.client, max_attempts=self.config.max_attempts,
-            on_failover=self.metrics.failovers.inc, on_suspect=self._suspect)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, use_dns_cache=True),
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        self.upstream = Upstream(self.pool, self.session, max_attempts=self.config.max_attempts,
+                                 on_failover=self.metrics.failovers.inc)
         await self.discovery.start(self._on_workers)
         self._poller = asyncio.create_task(self._poll_loop(), name="worker-poller")
 
@@ -111,8 +118,8 @@ class Gateway:
             await asyncio.gather(self._poller, return_exceptions=True)
             self._poller = None
         await self.discovery.stop()
-        if self.client is not None:
-            await self.client.aclose()
+        if self.session is not None:
+            await self.session.close()
 
     def _on_workers(self, workers: WorkerList) -> None:
         self._discovered = True
@@ -126,12 +133,6 @@ class Gateway:
         self._poll_now.set()
         log.info("workers: %s", ", ".join(w.url for w in self.pool) or "(none)")
 
-    def _suspect(self, worker: Worker) -> None:
-        """A worker's connection failed: no new streams until a `/v1/system` poll (started
-        now rather than at the next tick) answers again."""
-        worker.reachable = False
-        self._poll_now.set()
-
     # --- worker polling ----------------------------------------------------------------------
     async def _poll_loop(self) -> None:
         while True:
@@ -140,17 +141,21 @@ class Gateway:
                 await asyncio.gather(*(self.poll_worker(w) for w in workers))
             self._poll_now.clear()
             try:
-                await asyncio.wait_for(self._poll_now.wait(), self.config.poll_interval_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.config.poll_interval_s):
+                    await self._poll_now.wait()
+            except TimeoutError:
                 pass
 
     async def poll_worker(self, worker: Worker) -> None:
-        assert self.client is not None
+        assert self.session is not None
         try:
-            resp = await self.client.get(worker.url + p.SYSTEM_PATH,
-                                         timeout=self.config.poll_timeout_s)
-            snap = p.SystemSnapshot.model_validate(resp.json()) if resp.status_code == 200 else None
-        except (httpx.HTTPError, OSError, ValueError):
+            async with self.session.get(
+                    worker.url + p.SYSTEM_PATH,
+                    timeout=aiohttp.ClientTimeout(total=self.config.poll_timeout_s)) as resp:
+                raw = await resp.read()
+            snap = p.SystemSnapshot.model_validate_json(raw) if resp.status == 200 else None
+        except (*CONNECTION_ERRORS, TimeoutError, ValueError) as exc:
+            log.debug("poll of %s failed: %s", worker.url, type(exc).__name__)
             snap = None
         if snap is None:
             worker.reachable = False
@@ -194,15 +199,22 @@ class Gateway:
             slot.release()
             raise
         self.metrics.streams_inflight.inc()
-        return ActiveStream(upstream, slot, self, api, arrived_at)
+        ttfa = self.metrics.ttfa.labels(api)
+
+        def on_first_audio(seconds: float) -> None:
+            ttfa.observe(seconds)
+            self.ttfa_window.add(seconds * 1000)
+
+        return ActiveStream(upstream, slot, arrived_at, on_first_audio, self._stream_closed)
+
+    def _stream_closed(self, outcome: str | None) -> None:
+        self.metrics.streams_inflight.dec()
+        if outcome is not None and outcome != "eos":
+            self.metrics.errors.labels(outcome).inc()
 
     def count_error(self, code: str) -> None:
         """An error returned to a client before streaming (stream errors count themselves)."""
         self.metrics.errors.labels(code).inc()
-
-    def record_ttfa(self, api: str, seconds: float) -> None:
-        self.metrics.ttfa.labels(api).observe(seconds)
-        self.ttfa_window.add(seconds * 1000)
 
     # --- state -------------------------------------------------------------------------------
     def queue_depth(self) -> int:

@@ -5,11 +5,13 @@ line: a refused connection, a 5xx/503/429, a body that ends before any frame, or
 `error` as the very first frame all move the request to another worker. Nothing has reached
 the client yet, so that is safe. After the first line the request is committed to the worker.
 
-`UpstreamStream` owns that one worker response. `lines()` yields its NDJSON lines untouched
-(audio is never decoded here) and guarantees exactly one terminal frame: a lost worker or a
-body that ends without `eos`/`error` gets `upstream_lost` appended, a passed deadline gets
-`deadline_exceeded`, and nothing follows the terminal frame. `aclose()` is idempotent and
-closes the worker connection, which is how a client disconnect reaches the worker.
+`UpstreamStream` owns that one worker response and its `Lease`. `lines()` yields its NDJSON
+lines untouched (audio is never decoded here) and guarantees exactly one terminal frame: a lost
+worker or a body that ends without `eos`/`error` gets `upstream_lost` appended, a passed
+deadline gets `deadline_exceeded`, and nothing follows the terminal frame. The deadline is one
+timer per stream that interrupts the pending read; `interrupt()` does the same for a client
+that went away. `aclose()` is idempotent and closes the worker connection unless the body was
+read to its end, which is how a client disconnect reaches the worker.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from orpheus_tts import protocol as p
 
-from .worker_pool import Worker, WorkerPool
+from .worker_pool import Lease, WorkerPool
 
 log = logging.getLogger("orpheus_gateway.relay")
 
 _RETRY_AFTER_CAP_S = 30.0
+_DEADLINE_MESSAGE = "The request's deadline passed."
+# What a broken worker connection raises (aiohttp's connect timeout is a ClientError too).
+CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
 
 
 class LineReader:
@@ -37,47 +42,58 @@ class LineReader:
 
     def __init__(self, chunks: AsyncIterator[bytes]):
         self._chunks = chunks
-        self._buf = bytearray()
+        self._buf = b""
         self._eof = False
 
     async def readline(self) -> bytes | None:
         """The next non-blank line (newline included), or None at the end of the body."""
         while True:
-            i = self._buf.find(b"\n")
+            buf = self._buf
+            i = buf.find(b"\n")
             if i >= 0:
-                line = bytes(self._buf[: i + 1])
-                del self._buf[: i + 1]
-                if line.strip():
+                line = buf[: i + 1]
+                self._buf = buf[i + 1:]
+                if line[:1] == b"{" or line.strip():
                     return line
                 continue
             if self._eof:
-                if self._buf.strip():
-                    line = bytes(self._buf) + b"\n"
-                    self._buf.clear()
-                    return line
-                return None
+                self._buf = b""
+                return buf + b"\n" if buf.strip() else None
             try:
                 data = await self._chunks.__anext__()
             except StopAsyncIteration:
                 self._eof = True
                 continue
-            self._buf += data
+            self._buf = buf + data if buf else data
+
+
+class Interrupted(Exception):
+    """Set on a worker response's reader to end a pending read (deadline, client gone)."""
+
+
+class DeadlinePassed(Interrupted):
+    pass
+
+
+class ClientGone(Interrupted):
+    pass
 
 
 class UpstreamStream:
     """One worker's response, owned by exactly one consumer."""
 
-    def __init__(self, upstream: Upstream, worker: Worker, response: httpx.Response,
-                 reader: LineReader, first_line: bytes | None, deadline: float):
-        self.worker = worker
+    def __init__(self, lease: Lease, response: aiohttp.ClientResponse, reader: LineReader,
+                 first_line: bytes | None, deadline: float):
+        self.lease = lease
+        self.worker = lease.worker
         self.request_id = response.headers.get(p.HEADER_REQUEST_ID)
         self.headers = response.headers
-        self._upstream = upstream
         self._response = response
         self._reader = reader
         self._first = first_line
-        self._deadline = deadline
         self._closed = False
+        self._timer = asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.monotonic()), self.interrupt, DeadlinePassed())
         self.outcome: str | None = None  # "eos" or the error code of the terminal frame sent
 
     @property
@@ -85,120 +101,102 @@ class UpstreamStream:
         """The first line, until `lines()` has taken it."""
         return self._first
 
+    def interrupt(self, exc: Interrupted) -> None:
+        """End the pending (or next) read with `exc`; callable from any task or a timer."""
+        if not self._closed:
+            self._response.content.set_exception(exc)
+
     async def lines(self) -> AsyncIterator[bytes]:
-        """Every line to send on, ending with exactly one terminal frame."""
+        """Every line to send on, ending with exactly one terminal frame (none when the client
+        went away: there is nobody to send it to)."""
         try:
             line = self._first
             self._first = None
+            readline = self._reader.readline
             while True:
                 if line is None:
-                    line, terminal_if_none = await self._next_line()
+                    try:
+                        line = await readline()
+                    except DeadlinePassed:
+                        line = p.error_line(p.ErrorCode.DEADLINE_EXCEEDED, _DEADLINE_MESSAGE)
+                    except ClientGone:
+                        return
+                    except CONNECTION_ERRORS as exc:
+                        log.info("worker %s lost mid-stream: %s", self.worker.id,
+                                 type(exc).__name__)
+                        line = p.error_line(p.ErrorCode.UPSTREAM_LOST,
+                                            "The worker was lost in the middle of the stream.")
                     if line is None:
-                        line = terminal_if_none
-                kind = p.line_type(line)
+                        line = p.error_line(p.ErrorCode.UPSTREAM_LOST,
+                                            "The worker's stream ended without a terminal frame.")
+                if line.startswith(p.CHUNK_LINE_PREFIX):
+                    yield line
+                    line = None
+                    continue
+                kind = p.frame_type(line)
                 if kind == "metrics":
-                    self._upstream.note_metrics(self.worker, line)
-                if kind in p.TERMINAL_TYPES:
+                    self._note_metrics(line)
+                elif kind in p.TERMINAL_TYPES:
                     self._finish(kind, line)
                     yield line
                     return
-                if kind is None and not line.startswith(b"{"):
+                elif kind is None and not line.startswith(b"{"):
                     line = p.error_line(p.ErrorCode.UPSTREAM_LOST,
-                                      "The worker sent a malformed frame.")
+                                        "The worker sent a malformed frame.")
                     continue
                 yield line
                 line = None
         finally:
             await self.aclose()
 
-    async def _next_line(self) -> tuple[bytes | None, bytes]:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            return None, self._deadline_line()
+    def _note_metrics(self, line: bytes) -> None:
         try:
-            line = await asyncio.wait_for(self._reader.readline(), remaining)
-        except asyncio.TimeoutError:
-            return None, self._deadline_line()
-        except (httpx.HTTPError, OSError) as exc:
-            log.info("worker %s lost mid-stream: %s", self.worker.id, type(exc).__name__)
-            return None, p.error_line(p.ErrorCode.UPSTREAM_LOST,
-                                    "The worker was lost in the middle of the stream.")
-        if line is None:
-            return None, p.error_line(p.ErrorCode.UPSTREAM_LOST,
-                                    "The worker's stream ended without a terminal frame.")
-        return line, b""
-
-    @staticmethod
-    def _deadline_line() -> bytes:
-        return p.error_line(p.ErrorCode.DEADLINE_EXCEEDED, "The request's deadline passed.")
+            frame = p.decode_frame(line)
+        except p.FrameDecodeError:
+            return
+        if isinstance(frame, p.MetricsFrame):
+            self.lease.note_hints(p.LoadHints(frame.queue_depth, frame.inflight, frame.worker_id))
 
     def _finish(self, kind: str, line: bytes) -> None:
         if kind == "eos":
             self.outcome = "eos"
-            self.worker.breaker.success()
+            self.lease.succeeded()
             return
         try:
             code = p.ErrorCode.of(json.loads(line).get("code"))
         except (ValueError, AttributeError):
             code = p.ErrorCode.INTERNAL
         self.outcome = code
-        if code.endpoint_fault:
-            self.worker.breaker.failure()
-        else:
-            self.worker.breaker.release_trial()
-        if code is p.ErrorCode.UPSTREAM_LOST:
-            self._upstream.suspect(self.worker)
+        self.lease.failed(code)
 
     async def aclose(self) -> None:
         """Close the worker connection (the worker then aborts generation). Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self.outcome is None:
-            self.worker.breaker.release_trial()
-        self.worker.local_inflight -= 1
-        # The worker's reported inflight counted this stream; do not wait for the next poll.
-        self.worker.hint_inflight = max(0, self.worker.hint_inflight - 1)
-        try:
-            await self._response.aclose()
-        except Exception:  # noqa: BLE001 - closing a broken connection may raise; it is closed
-            pass
+        self._timer.cancel()
+        self.lease.release()  # no-op when `_finish` gave the verdict
+        response = self._response
+        if self.outcome is not None and response.content.is_eof():
+            response.release()  # read to its end: the connection can carry the next stream
+        else:
+            response.close()
 
 
 class Upstream:
     """Opens worker streams for the gateway; one per app."""
 
-    def __init__(self, pool: WorkerPool, client: httpx.AsyncClient, *, max_attempts: int = 3,
-                 on_failover: Callable[[], None] = lambda: None,
-                 on_suspect: Callable[[Worker], None] = lambda w: None):
+    def __init__(self, pool: WorkerPool, session: aiohttp.ClientSession, *,
+                 max_attempts: int = 3, on_failover: Callable[[], None] = lambda: None):
         self.pool = pool
-        self.client = client
+        self.session = session
         self.max_attempts = max_attempts
         self.waiting = 0  # requests no worker has accepted yet (the gateway's own queue)
         self._on_failover = on_failover
-        self._on_suspect = on_suspect
-
-    def suspect(self, worker: Worker) -> None:
-        self._on_suspect(worker)
-
-    def note_metrics(self, worker: Worker, line: bytes) -> None:
-        try:
-            frame = p.decode_frame(line)
-        except p.FrameDecodeError:
-            return
-        if isinstance(frame, p.MetricsFrame):
-            worker.update_hints(inflight=frame.inflight, queue_depth=frame.queue_depth)
-            if frame.worker_id:
-                worker.name = frame.worker_id
-
-    def note_headers(self, worker: Worker, headers: httpx.Headers) -> None:
-        hints = p.LoadHints.from_headers(headers)
-        worker.update_hints(inflight=hints.inflight, queue_depth=hints.queue_depth)
-        if hints.worker_id:
-            worker.name = hints.worker_id
 
     async def open(self, payload: dict[str, Any], request_id: str, deadline: float) -> UpstreamStream:
-        """A committed stream, or `RequestError` (a worker's 4xx, or 503 when none could take it)."""
+        """A committed stream, or `RequestError` (a worker's request fault, the deadline, or
+        `no_workers` when none could take it)."""
         tried: set[str] = set()
         last_problem = "no worker is available"
         queued = [True]
@@ -212,18 +210,18 @@ class Upstream:
         self.waiting += 1
         try:
             for attempt in range(self.max_attempts):
-                worker = self.pool.pick(exclude=tried)
-                if worker is None:
+                lease = self.pool.lease(exclude=tried)
+                if lease is None:
                     break
                 if attempt:
                     self._on_failover()
-                tried.add(worker.url)
+                tried.add(lease.worker.url)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    worker.breaker.release_trial()
+                    lease.release()
                     break
                 body = dict(payload, timeout_s=max(0.001, round(remaining, 3)))
-                outcome = await self._attempt(worker, body, request_id, deadline, accepted)
+                outcome = await self._attempt(lease, body, request_id, deadline, accepted)
                 if isinstance(outcome, UpstreamStream):
                     return outcome
                 last_problem = outcome
@@ -240,66 +238,60 @@ class Upstream:
             f"No worker could take the request ({len(tried)} tried; last: {last_problem}).",
             retry_after_s=self.pool.retry_after_s())
 
-    async def _attempt(self, worker: Worker, body: dict[str, Any], request_id: str,
+    async def _attempt(self, lease: Lease, body: dict[str, Any], request_id: str,
                        deadline: float, accepted: Callable[[], None]) -> UpstreamStream | str:
-        """One worker: a committed stream, or a short description of why to try another."""
-        worker.local_inflight += 1
-        response: httpx.Response | None = None
+        """One worker: a committed stream, or a short description of why to try another.
+        Connecting, the answer's head and its first line share the request's deadline."""
+        worker = lease.worker
+        response: aiohttp.ClientResponse | None = None
         committed = False
         try:
-            request = self.client.build_request(
-                "POST", worker.url + p.STREAM_PATH, json=body,
-                headers={p.HEADER_REQUEST_ID: request_id})
             try:
-                response = await asyncio.wait_for(
-                    self.client.send(request, stream=True), deadline - time.monotonic())
-            except asyncio.TimeoutError:
-                worker.breaker.release_trial()
-                return "the deadline passed while connecting"
-            except (httpx.HTTPError, OSError) as exc:
-                worker.breaker.failure()
-                self.suspect(worker)
-                return f"{worker.id}: {type(exc).__name__}"
-            self.note_headers(worker, response.headers)
-            status = response.status_code
-            if status != 200:
-                return await self._refused(worker, response)
-            accepted()
-            reader = LineReader(response.aiter_raw())
-            try:
-                first = await asyncio.wait_for(reader.readline(), deadline - time.monotonic())
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    response = await self.session.post(
+                        worker.url + p.STREAM_PATH, data=json.dumps(body).encode(),
+                        headers={p.HEADER_REQUEST_ID: request_id,
+                                 "Content-Type": "application/json"})
+                    lease.note_hints(p.LoadHints.from_headers(response.headers))
+                    if response.status != 200:
+                        return await self._refused(lease, response)
+                    lease.accepted()
+                    accepted()
+                    reader = LineReader(response.content.iter_any())
+                    first = await reader.readline()
+            except CONNECTION_ERRORS as exc:
+                lease.failed(p.ErrorCode.UPSTREAM_LOST)
+                when = "connecting" if response is None else "before the first frame"
+                return f"{worker.id}: lost {when} ({type(exc).__name__})"
+            except TimeoutError:
+                if response is None or response.status != 200:
+                    return "the deadline passed while connecting"
                 # The deadline passed with the request on this worker: the stream says so.
-                committed = True
-                return UpstreamStream(self, worker, response, reader,
-                                      UpstreamStream._deadline_line(), deadline)
-            except (httpx.HTTPError, OSError) as exc:
-                worker.breaker.failure()
-                self.suspect(worker)
-                return f"{worker.id}: lost before the first frame ({type(exc).__name__})"
+                first = p.error_line(p.ErrorCode.DEADLINE_EXCEEDED, _DEADLINE_MESSAGE)
             if first is None:
-                worker.breaker.failure()
+                lease.failed(p.ErrorCode.UPSTREAM_LOST, blame=True)
                 return f"{worker.id}: empty stream"
             if p.line_type(first) == "error":
                 frame = p.decode_frame(first)
                 code = frame.error_code if isinstance(frame, p.ErrorFrame) else None
                 if code is not None and code.retryable:
-                    self._verdict(worker, code)
+                    lease.failed(code)
                     return f"{worker.id}: {code} before the first chunk"
             committed = True
-            return UpstreamStream(self, worker, response, reader, first, deadline)
+            return UpstreamStream(lease, response, reader, first, deadline)
         finally:
             if not committed:
-                worker.local_inflight -= 1
+                lease.release()  # no-op when a verdict was given
                 if response is not None:
-                    await response.aclose()
+                    response.close()
 
-    async def _refused(self, worker: Worker, response: httpx.Response) -> str:
-        """A non-200 answer: 4xx is the client's problem (raised); the rest moves on."""
-        status = response.status_code
+    async def _refused(self, lease: Lease, response: aiohttp.ClientResponse) -> str:
+        """A non-200 answer: a request fault is the client's problem (raised); the rest moves
+        on to another worker."""
+        status = response.status
         try:
-            raw = await response.aread()
-        except httpx.HTTPError:
+            raw = await response.read()
+        except CONNECTION_ERRORS:
             raw = b""
         err: dict[str, Any] = {}
         try:
@@ -308,25 +300,15 @@ class Upstream:
             pass
         code = p.ErrorCode.of(err.get("code"), status)
         if code.request_fault:  # the request is wrong: no other worker would take it either
-            worker.breaker.success()
+            lease.succeeded()
             raise p.RequestError(code, str(err.get("message") or f"Worker refused: HTTP {status}"),
                                  param=err.get("param"))
-        if response.headers.get(p.HEADER_RETRY_AFTER) is not None or status in (429, 503):
-            retry_after = _retry_after(response.headers.get(p.HEADER_RETRY_AFTER))
-            worker.cooldown_until = time.monotonic() + retry_after
-        if code.retryable:
-            self._verdict(worker, code)
-        else:  # a worker refusing what only the gateway decides (auth, routes): misconfigured
-            worker.breaker.failure()
-        return f"{worker.id}: HTTP {status} {code}"
-
-    @staticmethod
-    def _verdict(worker: Worker, code: p.ErrorCode) -> None:
-        """The breaker's verdict on a worker for an error it produced."""
-        if code.endpoint_fault:
-            worker.breaker.failure()
-        else:
-            worker.breaker.release_trial()
+        retry_after = response.headers.get(p.HEADER_RETRY_AFTER)
+        if retry_after is not None or status in (429, 503):
+            lease.cool_down(_retry_after(retry_after))
+        # A worker refusing what only the gateway decides (auth, routes) is misconfigured.
+        lease.failed(code, blame=None if code.retryable else True)
+        return f"{lease.worker.id}: HTTP {status} {code}"
 
 
 def _retry_after(value: str | None) -> float:

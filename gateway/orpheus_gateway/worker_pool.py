@@ -3,6 +3,10 @@
 A worker's load is what this gateway knows for sure (its own streams to it) combined with the
 hints the worker reports (`/v1/system`, response headers, `metrics` frames), divided by its
 capacity when it reports one.
+
+`WorkerPool.lease()` is the only way a request holds a worker: the `Lease` counts the request in
+the worker's `local_inflight`, takes the breaker's half-open trial if that is the state, and
+gives exactly one verdict when it ends (success, a failure, or neither), however it ends.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from orpheus_tts.protocol import WorkerState
+from orpheus_tts.protocol import ErrorCode, LoadHints, WorkerState
 
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
@@ -62,16 +66,97 @@ class Worker:
             self.capacity = int(capacity)
 
 
+class Lease:
+    """One request's hold on one worker, from `WorkerPool.lease()` to its verdict.
+
+    Exactly one of `succeeded()`, `failed(code)` or `release()` takes effect (the first one
+    called; the others do nothing), so every exit path may call one without double counting.
+    """
+
+    __slots__ = ("worker", "_pool", "_accepted", "_ended")
+
+    def __init__(self, pool: WorkerPool, worker: Worker):
+        self.worker = worker
+        self._pool = pool
+        self._accepted = False
+        self._ended = False
+        worker.local_inflight += 1
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def accepted(self) -> None:
+        """The worker took the stream (HTTP 200): its own inflight count includes it now."""
+        self._accepted = True
+
+    def note_hints(self, hints: LoadHints) -> None:
+        """Load hints the worker sent with this request (headers or a `metrics` frame)."""
+        self.worker.update_hints(inflight=hints.inflight, queue_depth=hints.queue_depth)
+        if hints.worker_id:
+            self.worker.name = hints.worker_id
+
+    def cool_down(self, seconds: float) -> None:
+        """The worker asked not to be sent anything for `seconds` (`Retry-After`)."""
+        self.worker.cooldown_until = self._pool.now() + seconds
+
+    def succeeded(self) -> None:
+        if self._end():
+            self.worker.breaker.success()
+
+    def failed(self, code: ErrorCode, *, blame: bool | None = None) -> None:
+        """The request failed with `code`: a failure for the breaker when the code is an
+        endpoint fault (or `blame` says so); a lost worker is also suspected unreachable."""
+        if not self._end():
+            return
+        if code.endpoint_fault if blame is None else blame:
+            self.worker.breaker.failure()
+        else:
+            self.worker.breaker.release_trial()
+        if code is ErrorCode.UPSTREAM_LOST:
+            self._pool.suspect(self.worker)
+
+    def release(self) -> None:
+        """Ended with no verdict on the worker's health (client gone, deadline)."""
+        if self._end():
+            self.worker.breaker.release_trial()
+
+    def _end(self) -> bool:
+        if self._ended:
+            return False
+        self._ended = True
+        worker = self.worker
+        worker.local_inflight -= 1
+        if self._accepted:  # the worker's reported inflight counted it; do not wait for a poll
+            worker.hint_inflight = max(0, worker.hint_inflight - 1)
+        return True
+
+
 class WorkerPool:
     """The current set of workers and the choice among them."""
 
     def __init__(self, breaker_failures: int = 3, breaker_reset_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 on_suspect: Callable[[Worker], None] = lambda w: None):
         self._workers: dict[str, Worker] = {}
         self._breaker_failures = breaker_failures
         self._breaker_reset_s = breaker_reset_s
         self._clock = clock
         self._rng = rng or random.Random()
+        self._on_suspect = on_suspect
+
+    def now(self) -> float:
+        return self._clock()
+
+    def suspect(self, worker: Worker) -> None:
+        """A connection to `worker` failed: no new streams for it until a poll answers."""
+        worker.reachable = False
+        self._on_suspect(worker)
+
+    def lease(self, exclude: set[str] = frozenset()) -> Lease | None:  # type: ignore[assignment]
+        """Hold the worker `pick()` chooses, or None when none is eligible."""
+        worker = self.pick(exclude)
+        return Lease(self, worker) if worker is not None else None
 
     def __iter__(self):
         return iter(list(self._workers.values()))

@@ -94,8 +94,9 @@ class WsSession:
         try:
             while not self._closing:
                 try:
-                    message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        message = await self.ws.receive()
+                except TimeoutError:
                     if self._active is not None or self._queue:
                         continue  # speaking is not idle
                     await self._close(p.WS_CLOSE_IDLE, "idle timeout")

@@ -8,13 +8,13 @@ is checked against this enum by `tests/test_protocol.py`.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 from .headers import HEADER_RETRY_AFTER
 
 
-class ErrorCode(StrEnum):
+class ErrorCode(str, Enum):
     """Codes carried by `error` frames, WebSocket `error` messages and OpenAI error bodies.
 
     Attributes:
@@ -29,6 +29,9 @@ class ErrorCode(StrEnum):
     retryable: bool
     endpoint_fault: bool
     request_fault: bool
+
+    __str__ = str.__str__  # the wire value, in f-strings too, on every Python (3.10+)
+    __format__ = str.__format__
 
     def __new__(cls, value: str, status: int, retryable: bool = False,
                 endpoint_fault: bool = False, request_fault: bool = False) -> ErrorCode:

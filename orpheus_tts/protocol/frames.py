@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -126,6 +127,8 @@ def encode_frame(frame: Frame) -> bytes:
 
 CHUNK_LINE_PREFIX = b'{"type":"chunk",'  # every `chunk_line` starts so: relays need not parse
 _AUDIO_KEY = b',"audio":"'
+# Strict base64 (3.11+) refuses what a JSON escape would leave in the slice (`\/`, `\u...`).
+_STRICT: dict = {"strict_mode": True} if sys.version_info >= (3, 11) else {}
 
 
 def chunk_line(seq: int, pcm: bytes) -> bytes:
@@ -153,7 +156,8 @@ def chunk_audio(line: bytes) -> bytes:
         end = line.find(b'"', start)
         if end >= 0:
             try:
-                return binascii.a2b_base64(line[start:end], strict_mode=True)
+                if _STRICT or line.find(b"\\", start, end) < 0:
+                    return binascii.a2b_base64(line[start:end], **_STRICT)
             except binascii.Error:
                 pass
     frame = decode_frame(line)

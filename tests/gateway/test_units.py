@@ -186,6 +186,40 @@ def test_pick_skips_unready_unreachable_cooling_and_open_workers():
     assert pool.pick(exclude={b.url, c.url}) is None
 
 
+def test_a_lease_is_the_one_owner_of_a_workers_count_and_verdict():
+    clock = Clock()
+    suspected = []
+    pool = WorkerPool(breaker_failures=1, breaker_reset_s=5, clock=clock, rng=random.Random(1),
+                      on_suspect=suspected.append)
+    pool.set_workers([("http://w0:8000", None)])
+    (w,) = list(pool)
+    w.update_hints(inflight=4)
+    lease = pool.lease()
+    assert lease.worker is w and w.local_inflight == 1 and pool.local_inflight() == 1
+    lease.accepted()
+    lease.note_hints(p.LoadHints(queue_depth=2, inflight=5, worker_id="pod-a"))
+    assert (w.hint_queue_depth, w.hint_inflight, w.name) == (2, 5, "pod-a")
+    lease.succeeded()
+    lease.failed(p.ErrorCode.ENGINE_ERROR)  # a second verdict is ignored: one per lease
+    lease.release()
+    assert w.local_inflight == 0 and w.hint_inflight == 4 and w.breaker.state == CLOSED
+
+    busy = pool.lease()
+    busy.cool_down(3)
+    busy.failed(p.ErrorCode.OVERLOADED)  # busy is not broken
+    assert w.breaker.state == CLOSED and pool.lease() is None  # cooling down
+    clock.t += 3
+    lost = pool.lease()
+    lost.failed(p.ErrorCode.UPSTREAM_LOST)  # an endpoint fault: opens (threshold 1), suspected
+    assert w.breaker.state == OPEN and suspected == [w] and not w.reachable
+    assert w.local_inflight == 0 and w.hint_inflight == 4  # never accepted: hint untouched
+    clock.t += 5
+    trial = pool.lease()  # half-open: this lease holds the one trial
+    assert trial is not None and pool.lease() is None
+    trial.release()  # no verdict: the trial is given back
+    assert pool.lease() is not None
+
+
 def test_set_workers_keeps_state_of_known_and_drops_gone():
     pool = make_pool(2)
     first = pool.get("http://w0:8000")
@@ -320,6 +354,25 @@ def test_encoders_stream_chunk_by_chunk_and_decode(fmt):
         decoded = sum(f.samples for f in frames)
     seconds = decoded / rate
     assert seconds == pytest.approx(1.0, abs=0.08), (fmt, decoded, rate)
+
+
+# --- logs ----------------------------------------------------------------------------------
+def test_polls_and_probes_are_debug_lines_in_the_access_log(caplog):
+    import logging
+
+    from orpheus_gateway.logs import QuietPolls
+
+    access = logging.getLogger("test.access")
+    access.addFilter(QuietPolls())
+    fmt = '%s - "%s %s HTTP/%s" %d'
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        for path in ("/v1/system", "/metrics", "/healthz", "/readyz", "/v1/tts/stream"):
+            access.info(fmt, "127.0.0.1:5", "GET", path, "1.1", 200)
+    assert [r.args[2] for r in caplog.records] == ["/v1/tts/stream"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="test.access"):
+        access.info(fmt, "127.0.0.1:5", "GET", "/v1/system", "1.1", 200)
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
 
 
 # --- lines ---------------------------------------------------------------------------------

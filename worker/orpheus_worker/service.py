@@ -157,13 +157,17 @@ class WorkerService:
         sent_metrics = False
         try:
             try:
-                queue_wait_s = await asyncio.wait_for(ticket.wait(), deadline - time.monotonic())
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    queue_wait_s = await ticket.wait()
                 self.metrics.queue_wait.observe(queue_wait_s)
                 self._update_gauges()
                 synthesis = engine.synthesis(req, voice, request_id)
                 self._active.add(synthesis)
                 while True:
-                    pcm = await asyncio.wait_for(synthesis.read(), deadline - time.monotonic())
+                    # One deadline for the stream, armed around each read (a generator cannot
+                    # hold a timeout across its yields); no task per chunk.
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        pcm = await synthesis.read()
                     if pcm is None:
                         break
                     if ttfa_s is None:

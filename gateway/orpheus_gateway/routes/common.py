@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
@@ -52,26 +53,49 @@ async def unless_disconnected(request: Request, opening: asyncio.Future) -> Acti
     return None
 
 
-class OwnedStreamingResponse(StreamingResponse):
-    """A streaming response that owns an `ActiveStream`: whatever happens (finished, client
-    gone, never started), the stream is closed once. `StreamAborted` leaves the response
-    unterminated, so the server cuts the connection and the client sees a broken transfer."""
+class RelayResponse(Response):
+    """A streaming response that owns an `ActiveStream`, sent with raw ASGI messages.
 
-    def __init__(self, content: Any, owner: ActiveStream, **kwargs: Any):
-        super().__init__(content, **kwargs)
+    Whatever happens (finished, client gone, never started), the stream is closed once. A
+    client that goes away interrupts the relay at once (its pending worker read), which closes
+    the worker connection. `StreamAborted` from the body leaves the response unterminated, so
+    the server cuts the connection and the client sees a broken transfer. With `audio_prefix`,
+    the first piece that starts with it marks the stream's first audio sent.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], owner: ActiveStream, *, media_type: str,
+                 headers: dict[str, str], audio_prefix: bytes | None = None):
+        self.body_iterator = body
         self.owner = owner
-
-    async def stream_response(self, send: Send) -> None:
-        try:
-            await super().stream_response(send)
-        except StreamAborted:
-            return
+        self.audio_prefix = audio_prefix
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owner, body, prefix = self.owner, self.body_iterator, self.audio_prefix
+        watcher = asyncio.get_running_loop().create_task(self._watch(receive))
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+            async for piece in body:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                if prefix is not None and piece.startswith(prefix):
+                    owner.first_audio_sent()
+                    prefix = None
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (StreamAborted, OSError):
+            return
         finally:
-            await self.owner.close()
+            watcher.cancel()
+            await body.aclose()  # type: ignore[attr-defined]
+            await owner.close()
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.owner.client_gone()
 
 
 def worker_header(stream: ActiveStream) -> dict[str, str]:

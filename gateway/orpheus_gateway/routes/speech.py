@@ -15,8 +15,8 @@ from ..error_shapes import REQUEST_ID_SCOPE
 from ..middleware import KEY_SCOPE
 from ..openai_speech import (SSE_CONTENT_TYPE, SpeechRequest, body_for, content_type,
                              early_error, parse_speech_request, tts_body)
-from .common import (OwnedStreamingResponse, gateway_of, read_json, schema_body,
-                     unless_disconnected, worker_header)
+from .common import (RelayResponse, gateway_of, read_json, schema_body, unless_disconnected,
+                     worker_header)
 
 router = APIRouter()
 
@@ -45,7 +45,5 @@ async def speech(request: Request) -> Response:
     if problem is not None:
         await stream.close()
         raise problem
-    return OwnedStreamingResponse(body_for(sreq, stream), stream,
-                                  media_type=content_type(sreq),
-                                  headers={p.HEADER_REQUEST_ID: request_id,
-                                           **worker_header(stream)})
+    return RelayResponse(body_for(sreq, stream), stream, media_type=content_type(sreq),
+                         headers={p.HEADER_REQUEST_ID: request_id, **worker_header(stream)})

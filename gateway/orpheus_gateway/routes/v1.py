@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import aclosing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,8 +12,8 @@ from orpheus_tts import protocol as p
 
 from ..error_shapes import REQUEST_ID_SCOPE
 from ..middleware import KEY_SCOPE
-from .common import (OwnedStreamingResponse, gateway_of, read_json, schema_body,
-                     unless_disconnected, worker_header)
+from .common import (RelayResponse, gateway_of, read_json, schema_body, unless_disconnected,
+                     worker_header)
 
 router = APIRouter()
 
@@ -42,14 +41,8 @@ async def tts_stream(request: Request) -> Response:
     if stream is None:
         return Response(status_code=204)
 
-    async def body():
-        async with aclosing(stream.lines()) as lines:
-            async for line in lines:
-                yield line
-                if line.startswith(p.CHUNK_LINE_PREFIX):
-                    stream.first_audio_sent()
-
     headers = {p.HEADER_REQUEST_ID: request_id,
                **p.load_headers(gw.queue_depth(), gw.pool.local_inflight()),
                **worker_header(stream)}
-    return OwnedStreamingResponse(body(), stream, media_type=p.NDJSON, headers=headers)
+    return RelayResponse(stream.lines(), stream, media_type=p.NDJSON, headers=headers,
+                         audio_prefix=p.CHUNK_LINE_PREFIX)

@@ -33,9 +33,10 @@ async def tts_ws(websocket: WebSocket) -> None:
 async def first_message_auth(websocket: WebSocket, gw: Gateway) -> str | None:
     """A browser's session: the first message must be `{"type":"auth","api_key":...}`."""
     try:
-        raw = await asyncio.wait_for(websocket.receive_text(), gw.config.ws_auth_timeout_s)
+        async with asyncio.timeout(gw.config.ws_auth_timeout_s):
+            raw = await websocket.receive_text()
         msg = p.parse_ws_message(raw)
-    except (asyncio.TimeoutError, p.RequestError, RuntimeError, KeyError):
+    except (TimeoutError, p.RequestError, RuntimeError, KeyError):
         return None
     except Exception:  # noqa: BLE001 - a client that vanished mid-handshake
         return None
