@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
 .PHONY: setup run test test-unit test-k8s test-browser k8s-tools browser bench bench-worker \
-        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory images clean
+        bench-autoscale bench-gateway bench-hedge bench-e2e bench-memory bench-textstream images clean
 
 setup:
 	@bash scripts/setup.sh
@@ -48,6 +48,9 @@ bench-e2e: setup
 
 bench-memory: setup
 	$(PY) benchmarks/bench_memory.py
+
+bench-textstream: setup
+	$(PY) benchmarks/bench_textstream.py
 
 images:
 	docker build -f images/worker.Dockerfile -t orpheus-tts-worker .

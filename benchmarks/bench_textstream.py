@@ -1,0 +1,226 @@
+"""Streaming text input vs a sentence-at-a-time client, on the stand-in stack.
+
+An LLM-like producer writes a fixed reply token by token at 30 and at 100 tokens/s. Two
+clients speak it through the gateway's WebSocket with the SDK's `Session`, in the same run:
+
+(a) streaming input: one `open` utterance fed every token as it is written (`append`), then
+    `end`; the server cuts and pipelines the segments;
+(b) the baseline: the client waits for each full sentence and sends it as one `speak`.
+
+Figures per client and rate: time from the first text token to the first audio; audio
+underruns (gaps where a player would starve) as a count and a total length.
+
+Normalisation: on CPU the stand-in engine is slower than real time, so a player at real-time
+speed would starve on every chunk of either client. The engine's real-time factor is measured
+first (RTF = the worker's generation time / audio time of one uncontended `speak`), and the
+simulated player plays at 1/RTF speed: one audio second takes RTF wall seconds. A gap is time
+during which that player has nothing to play although more audio is still to come; gaps are
+reported divided by RTF, in audio-time seconds (what they would be on an engine running at
+real time with the same relative speed). The producer's token rates are wall-clock, as a
+real LLM's would be.
+
+Run: `make bench-textstream` (or `.venv/bin/python benchmarks/bench_textstream.py [--quick]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import markdown_table, write_section  # noqa: E402
+from orpheus_tts.sdk import OrpheusTTS  # noqa: E402
+from orpheus_tts.session import Session, Utterance  # noqa: E402
+from orpheus_tts.up import LocalStack, StackConfig, free_port  # noqa: E402
+
+RATES = (30, 100)
+ROUNDS = 2
+MAX_TOKENS = 140  # per request: 20 SNAC frames, 1.7 s of audio from the random stand-in
+WORKER_ARGS = ["--max-num-seqs", "8", "--max-model-len", "2048"]
+# No abbreviations: the baseline client's sentence test is a plain end-of-sentence mark.
+REPLY = ("Sure, I can help with that. The meeting with the design team is at three on Friday, "
+         "in room 204. Please bring the report and the slides. Let me know if anything changes.")
+TOKENS = re.findall(r"\s*\S+", REPLY)  # words with their leading space, as LLM tokens come
+PARAMS = {"max_tokens": MAX_TOKENS, "timeout_s": 300}
+SENTENCE_END = re.compile(r"[.!?]$")
+
+
+class Timeline:
+    """Audio as it arrived: (wall time, seconds of audio) per chunk."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[float, float]] = []
+
+    def add(self, pcm: bytes) -> None:
+        self.chunks.append((time.perf_counter(), len(pcm) / 2 / 24_000))
+
+    def underruns(self, rtf: float) -> tuple[int, float]:
+        """Gaps of a player at 1/rtf speed that starts with the first chunk: (count, total
+        length in audio-time seconds)."""
+        count, total, end = 0, 0.0, None
+        for arrived, seconds in self.chunks:
+            if end is not None and arrived > end + 1e-3:
+                count += 1
+                total += arrived - end
+            start = arrived if end is None else max(arrived, end)
+            end = start + seconds * rtf
+        return count, total / rtf
+
+
+async def produce(rate: float, send) -> float:
+    """Write the reply token by token; returns the time the first token was sent."""
+    first = time.perf_counter()
+    for token in TOKENS:
+        await send(token)
+        await asyncio.sleep(1 / rate)
+    return first
+
+
+async def streaming(session: Session, rate: float) -> dict:
+    utt = await session.open(**PARAMS)
+    timeline = Timeline()
+
+    async def feed() -> float:
+        first = await produce(rate, utt.send)
+        await utt.end()
+        return first
+
+    feeder = asyncio.create_task(feed())
+    async for pcm in utt:
+        timeline.add(pcm)
+    first = await feeder
+    return {"first": first, "timeline": timeline, "requests": len(utt.segments)}
+
+
+async def sentence_at_a_time(session: Session, rate: float) -> dict:
+    queue: asyncio.Queue[Utterance | None] = asyncio.Queue()
+    timeline = Timeline()
+    buffered: list[str] = []
+
+    async def send(token: str) -> None:
+        buffered.append(token)
+        if SENTENCE_END.search(token):
+            await queue.put(await session.speak("".join(buffered).strip(), **PARAMS))
+            buffered.clear()
+
+    async def feed() -> float:
+        first = await produce(rate, send)
+        if "".join(buffered).strip():
+            await queue.put(await session.speak("".join(buffered).strip(), **PARAMS))
+        await queue.put(None)
+        return first
+
+    feeder = asyncio.create_task(feed())
+    requests = 0
+    while (utt := await queue.get()) is not None:
+        requests += 1
+        async for pcm in utt:
+            timeline.add(pcm)
+    first = await feeder
+    return {"first": first, "timeline": timeline, "requests": requests}
+
+
+async def engine_rtf(session: Session) -> float:
+    utt = await session.speak("The quick brown fox jumps over the lazy dog.", **PARAMS)
+    async for _ in utt:
+        pass
+    return float(utt.stats["rtf"])
+
+
+async def run(url: str, key: str | None, rates: tuple[int, ...], rounds: int) -> dict:
+    rows = []
+    async with OrpheusTTS([url], api_key=key, hedge_ttfb_ms=None) as tts:
+        async with tts.session() as session:
+            await engine_rtf(session)  # warm-up
+            rtf = statistics.median([await engine_rtf(session) for _ in range(3)])
+            print(f"engine RTF {rtf:.2f}", flush=True)
+            for rate in rates:
+                for name, client in (("streaming input", streaming),
+                                     ("sentence at a time", sentence_at_a_time)):
+                    runs = []
+                    for _ in range(rounds):
+                        r = await client(session, rate)
+                        ttfa = r["timeline"].chunks[0][0] - r["first"]
+                        count, length = r["timeline"].underruns(rtf)
+                        runs.append({"ttfa_s": ttfa, "underruns": count, "underrun_s": length,
+                                     "requests": r["requests"],
+                                     "audio_s": sum(s for _, s in r["timeline"].chunks)})
+                    row = {"rate": rate, "client": name,
+                           "ttfa_s": statistics.median(x["ttfa_s"] for x in runs),
+                           "underruns": statistics.median(x["underruns"] for x in runs),
+                           "underrun_s": statistics.median(x["underrun_s"] for x in runs),
+                           "requests": runs[0]["requests"],
+                           "audio_s": statistics.median(x["audio_s"] for x in runs),
+                           "runs": runs}
+                    rows.append(row)
+                    print(f"{rate:>3} tok/s {name:<18} TTFA {row['ttfa_s']:.2f} s, "
+                          f"{row['underruns']:.0f} underruns, {row['underrun_s']:.2f} audio-s "
+                          f"starved, {row['requests']} requests", flush=True)
+    return {"rtf": rtf, "rows": rows}
+
+
+def table(result: dict) -> str:
+    rows = result["rows"]
+    base = {r["rate"]: r for r in rows if r["client"] == "sentence at a time"}
+    return markdown_table(
+        ["tokens/s", "client", "engine requests", "first token → first audio (s)",
+         "vs baseline", "underruns", "underrun total (audio s)", "audio (s)"],
+        [[r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.2f}",
+          f"{base[r['rate']]['ttfa_s'] / r['ttfa_s']:.2f}× faster"
+          if r["client"] == "streaming input" else "—",
+          f"{r['underruns']:.0f}", f"{r['underrun_s']:.2f}", f"{r['audio_s']:.1f}"]
+         for r in rows],
+        align="rlrrrrrr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one round; no doc")
+    args = ap.parse_args(argv)
+    rounds = 1 if args.quick else ROUNDS
+    tmp = Path(tempfile.mkdtemp(prefix="bench-textstream-"))
+    stack = LocalStack(StackConfig(port=free_port(), key_file=tmp / "key", log_dir=tmp / "logs",
+                                   worker_args=WORKER_ARGS), log=print)
+    try:
+        stack.start()
+        result = asyncio.run(run(stack.url, stack.api_key, RATES, rounds))
+    finally:
+        stack.stop()
+    body = (
+        "The stand-in stack of `make run` (a gateway and two CPU workers on the random-weight "
+        f"stand-in checkpoint, `{' '.join(WORKER_ARGS)}`; the machine is shared with other "
+        f"work). The reply ({len(TOKENS)} word tokens, 4 sentences): \"{REPLY}\". Every engine "
+        f"request asks for {MAX_TOKENS} tokens ({MAX_TOKENS // 7} SNAC frames, "
+        f"{MAX_TOKENS // 7 * 2048 / 24000:.1f} s of audio), so audio length follows the number "
+        f"of requests, not the text. Both clients use one SDK `Session`; medians of {rounds} "
+        f"runs. Engine RTF measured in the same run: **{result['rtf']:.2f}** (median of 3 "
+        "uncontended `speak`s; worker generation time / audio time).\n\n"
+        + table(result) + "\n\n"
+        "Underruns: a player that starts at the first audio and plays at 1/RTF speed (one "
+        "audio second per RTF wall seconds); a gap is time it has nothing to play while audio is "
+        "still to come, reported divided by RTF, in audio seconds. The baseline's sentences "
+        "queue behind each other on the session (one `speak` at a time), which is what a "
+        "client of the one-shot API gets; streaming input keeps the next segment's request "
+        "running while the previous one's audio is relayed."
+    )
+    if not args.quick:
+        write_section("textstream", "Streaming text input vs sentence at a time",
+                      "make bench-textstream",
+                      "first text token to first audio, and underruns of an RTF-normalised "
+                      "player, for streaming input and a sentence-at-a-time client, same run, "
+                      "same text, LLM-like producers at 30 and 100 tokens/s.",
+                      body, result)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
