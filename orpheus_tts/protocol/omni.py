@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ErrorCode, RequestError
 from .frames import SAMPLE_RATE
-from .request import parse_json_body, validation_to_request_error
-from .ws import WS_MAX_APPEND_CHARS
+from .ws import WS_MAX_APPEND_CHARS, parse_typed_message
 
 OMNI_SPEECH_STREAM_PATH = "/v1/audio/speech/stream"
 OMNI_FORMATS = ("pcm", "wav")
@@ -37,7 +36,7 @@ class OmniSessionConfig(_OmniMessage):
     model: str | None = None
     voice: str | None = Field(default=None, validation_alias=AliasChoices("voice", "speaker"))
     language: str | None = None
-    response_format: Literal["pcm", "wav"] = "wav"
+    response_format: str = "wav"
     speed: float = 1.0
     stream_audio: bool = False
     split_granularity: Literal["sentence", "clause", "none"] = "sentence"
@@ -47,6 +46,13 @@ class OmniSessionConfig(_OmniMessage):
     top_k: int | None = None
     repetition_penalty: float | None = None
     seed: int | None = None
+
+    @field_validator("response_format")
+    @classmethod
+    def _supported_format(cls, v: str) -> str:
+        if v not in OMNI_FORMATS:
+            raise ValueError(f"response_format is pcm or wav here (24 kHz mono), not {v!r}")
+        return v
 
     @field_validator("speed")
     @classmethod
@@ -88,23 +94,12 @@ _OMNI_TYPES: dict[str, type[_OmniMessage]] = {
 def parse_omni_message(raw: str | bytes) -> OmniClientMessage:
     """One client message; raises `RequestError` for anything malformed or unsupported."""
     try:
-        obj = parse_json_body(raw)
-    except RequestError:
-        raise RequestError(ErrorCode.INVALID_REQUEST, "Message is not valid JSON.") from None
-    if not isinstance(obj, dict):
-        raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
-    cls = _OMNI_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
-    if cls is None:
-        raise RequestError(ErrorCode.INVALID_REQUEST, f"Unknown message type {obj.get('type')!r};"
-                           f" one of {', '.join(_OMNI_TYPES)}.", param="type")
-    if cls is OmniSessionConfig and obj.get("response_format") not in (None, *OMNI_FORMATS):
-        raise RequestError(ErrorCode.UNSUPPORTED_FORMAT, "response_format is pcm or wav here "
-                           f"(24 kHz mono), not {obj.get('response_format')!r}.",
-                           param="response_format")
-    try:
-        return cls.model_validate(obj)  # type: ignore[return-value]
-    except ValidationError as exc:
-        raise validation_to_request_error(exc) from None
+        return parse_typed_message(raw, _OMNI_TYPES)  # type: ignore[return-value]
+    except RequestError as exc:
+        if exc.param == "response_format":
+            raise RequestError(ErrorCode.UNSUPPORTED_FORMAT, exc.message, param=exc.param) \
+                from None
+        raise
 
 
 class _OmniServerMessage(BaseModel):

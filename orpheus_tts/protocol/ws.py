@@ -141,23 +141,29 @@ _WS_CLIENT_TYPES: dict[str, type[_WsMessage]] = {
 }
 
 
-def parse_ws_message(raw: str | bytes) -> WsClientMessage:
-    """One client message; raises `RequestError` (400 semantics) for anything malformed."""
+def parse_typed_message(raw: str | bytes, types: dict[str, type[BaseModel]]) -> BaseModel:
+    """A JSON object whose `type` names one of `types`, validated by that model; raises
+    `RequestError` (400 semantics) for anything malformed."""
     try:
         obj = parse_json_body(raw)
     except RequestError:
         raise RequestError(ErrorCode.INVALID_REQUEST, "Message is not valid JSON.") from None
     if not isinstance(obj, dict):
         raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
-    cls = _WS_CLIENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    cls = types.get(obj.get("type"))  # type: ignore[arg-type]
     if cls is None:
         raise RequestError(
             ErrorCode.INVALID_REQUEST, f"Unknown message type {obj.get('type')!r}; one of "
-            f"{', '.join(_WS_CLIENT_TYPES)}.", param="type")
+            f"{', '.join(types)}.", param="type")
     try:
-        return cls.model_validate(obj)  # type: ignore[return-value]
+        return cls.model_validate(obj)
     except ValidationError as exc:
         raise validation_to_request_error(exc) from None
+
+
+def parse_ws_message(raw: str | bytes) -> WsClientMessage:
+    """One client message; raises `RequestError` (400 semantics) for anything malformed."""
+    return parse_typed_message(raw, _WS_CLIENT_TYPES)  # type: ignore[return-value]
 
 
 class _WsServerMessage(BaseModel):
