@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import deque
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from orpheus_tts import protocol as p
 from orpheus_tts.protocol import omni as po
@@ -22,6 +22,7 @@ from orpheus_tts.wav import pcm_to_wav
 from .core import Gateway
 from .segmenter import GRANULARITIES
 from .textstream import Done, Failed, Terminal, TextUtterance, UtteranceClosed
+from .ws_socket import SOCKET_ERRORS, SessionSocket
 from .ws_text import segment_opener
 
 log = logging.getLogger("orpheus_gateway.omni")
@@ -76,7 +77,7 @@ class _Utterance:
             self.sentence_bytes += len(pcm)
             return await self.session.send_bytes(pcm)
         self.buffer += pcm
-        return self.session.socket_open
+        return self.session.socket.open
 
     async def _end(self, terminal: Terminal) -> None:
         if isinstance(terminal, Failed):
@@ -93,10 +94,9 @@ class OmniSession:
                  idle_timeout_s: float):
         self.gateway = gateway
         self.ws = websocket
+        self.socket = SessionSocket(websocket)
         self.key_id = key_id
         self.idle_timeout_s = idle_timeout_s
-        self.socket_open = True
-        self._send_lock = asyncio.Lock()
         self._config: po.OmniSessionConfig | None = None
         self._current: _Utterance | None = None  # taking text
         self._queue: deque[_Utterance] = deque()  # ended or taking text, not yet spoken
@@ -108,23 +108,10 @@ class OmniSession:
 
     # --- sending -----------------------------------------------------------------------------
     async def send(self, message: po.OmniServerMessage) -> None:
-        async with self._send_lock:
-            if not self.socket_open:
-                return
-            try:
-                await self.ws.send_text(message.model_dump_json())
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self.socket_open = False
+        await self.socket.send_json(message)
 
     async def send_bytes(self, data: bytes) -> bool:
-        async with self._send_lock:
-            if not self.socket_open:
-                return False
-            try:
-                await self.ws.send_bytes(data)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self.socket_open = False
-            return self.socket_open
+        return await self.socket.send_bytes(data)
 
     async def _refuse(self, exc: p.RequestError) -> None:
         self.gateway.count_error(exc.code)
@@ -139,22 +126,22 @@ class OmniSession:
                     message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
                 except asyncio.TimeoutError:
                     if self._idle():
-                        await self._close(p.WS_CLOSE_IDLE, "idle timeout")
+                        await self.socket.close(p.WS_CLOSE_IDLE, "idle timeout")
                         return
                     continue
                 if message["type"] == "websocket.disconnect":
-                    self.socket_open = False
+                    self.socket.open = False
                     return
                 raw = message.get("text")
                 await self.handle(raw if raw is not None else message.get("bytes") or b"")
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self.socket_open = False
+        except SOCKET_ERRORS:
+            self.socket.open = False
         finally:
             await self.shutdown()
             speaker.cancel()
             await asyncio.gather(speaker, return_exceptions=True)
             if self._closing:
-                await self._close(1000, "closed")
+                await self.socket.close(1000, "closed")
 
     def _idle(self) -> bool:
         return self._speaking is None and not self._queue and self._current is None
@@ -180,7 +167,7 @@ class OmniSession:
             await self._until_idle()
 
     async def _until_idle(self) -> None:
-        while not self._idle() and self.socket_open:
+        while not self._idle() and self.socket.open:
             self._wake.clear()
             await self._wake.wait()
 
@@ -241,15 +228,6 @@ class OmniSession:
         for utt in [self._speaking, *self._queue]:
             if utt is not None:
                 await utt.text.cancel()
-
-    async def _close(self, code: int, reason: str) -> None:
-        if not self.socket_open:
-            return
-        self.socket_open = False
-        try:
-            await self.ws.close(code, reason)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
 
     async def _speaker(self) -> None:
         while True:
