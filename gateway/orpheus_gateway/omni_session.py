@@ -125,7 +125,7 @@ class OmniSession:
                 try:
                     message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
                 except asyncio.TimeoutError:
-                    if self._idle():
+                    if self._idle() or self._stalled():
                         await self.socket.close(p.WS_CLOSE_IDLE, "idle timeout")
                         return
                     continue
@@ -145,6 +145,11 @@ class OmniSession:
 
     def _idle(self) -> bool:
         return self._speaking is None and not self._queue and self._current is None
+
+    def _stalled(self) -> bool:
+        """Nothing to speak but an utterance that waits for text the client does not send."""
+        utts = [u for u in (self._speaking, *self._queue) if u is not None]
+        return all(u.text.waiting_for_text for u in utts)
 
     async def handle(self, raw: str | bytes) -> None:
         try:

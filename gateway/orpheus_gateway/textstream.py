@@ -151,6 +151,11 @@ class TextUtterance:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def waiting_for_text(self) -> bool:
+        """Not ended, and nothing to synthesise or relay: only more text would change that."""
+        return not (self._ended or self._finished or self._jobs or self._ready)
+
     def start(self) -> None:
         """Begin synthesising (text appended before this is only buffered and cut)."""
         if self._driver is None and not self._finished:

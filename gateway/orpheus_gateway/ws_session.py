@@ -97,8 +97,9 @@ class WsSession:
                     async with asyncio.timeout(self.idle_timeout_s):
                         message = await self.ws.receive()
                 except TimeoutError:
-                    if self._active is not None or self._queue:
+                    if self._busy():
                         continue  # speaking is not idle
+                    await self.cancel_all()  # an `open` still waiting for text hears why
                     await self._close(p.WS_CLOSE_IDLE, "idle timeout")
                     return
                 if message["type"] == "websocket.disconnect":
@@ -116,6 +117,12 @@ class WsSession:
             await asyncio.gather(speaker, return_exceptions=True)
             if self._closing:
                 await self._close(1000, "closed")
+
+    def _busy(self) -> bool:
+        """Speaking or with something queued; an `open` utterance that only waits for text
+        the client has not sent for the whole idle timeout does not count."""
+        utts = [u for u in (self._active, *self._queue) if u is not None]
+        return any(u.text is None or not u.text.waiting_for_text for u in utts)
 
     async def handle(self, raw: str | bytes) -> None:
         try:

@@ -7,6 +7,9 @@ import asyncio
 import json
 import time
 
+import pytest
+from websockets.exceptions import ConnectionClosed
+
 from orpheus_tts import protocol as p
 from tests.gateway.conftest import API_KEY
 from tests.gateway.test_ws import open_session
@@ -128,3 +131,19 @@ async def test_bad_text_messages_are_refused_with_an_error_and_the_session_goes_
     assert all(e["code"] == p.ErrorCode.INVALID_REQUEST for e in s.session_errors)
     assert [r.body["text"] for r in srv.stream_requests] == [
         "Short and sweet.", "a speak takes no appends"]
+
+
+async def test_an_open_utterance_left_without_text_does_not_keep_the_session(
+        fake_server, gateway_server):
+    srv = fake_server(chunks=2)
+    gw = gateway_server([srv.url], ws_idle_timeout_s=1.0)
+    gw.wait_polled()
+    ws, s = await open_session(gw)
+    async with ws:
+        await _send(ws, type="open", utterance_id="u")
+        await _send(ws, type="append", utterance_id="u", text="Said, and then nothing more")
+        with pytest.raises(ConnectionClosed) as closed:
+            await s.pump(lambda: False, timeout=10)
+    assert closed.value.rcvd.code == p.WS_CLOSE_IDLE
+    assert len(s.audio["u"]) == 2 * len(srv.stream_requests) >= 2  # it spoke what it had
+    assert [m["type"] for m in s.terminals["u"]] == ["cancelled"]
