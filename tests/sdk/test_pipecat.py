@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipecat.frames.frames import (InterruptionFrame, LLMFullResponseEndFrame,
                                    LLMFullResponseStartFrame, LLMTextFrame, TTSAudioRawFrame,
-                                   TTSStartedFrame, TTSStoppedFrame)
+                                   TTSSpeakFrame, TTSStartedFrame, TTSStoppedFrame)
 from pipecat.tests.utils import SleepFrame, run_test
 
 from orpheus_tts import protocol as p
@@ -41,6 +41,19 @@ async def test_text_in_pieces_comes_out_as_24khz_audio_frames(fake_server, gatew
     context_ids = {f.context_id for f in audio}
     assert len(context_ids) == 1  # one turn, one audio context, one utterance
     assert srv.wait_until(lambda: srv.open_streams == 0)
+
+
+async def test_a_speak_frame_is_one_whole_utterance(fake_server, gateway_server):  # noqa: F811
+    srv = fake_server(chunks=3)
+    gw = gateway_server([srv.url])
+    gw.wait_polled()
+    tts = OrpheusTTSService(base_url=gw.url, api_key=API_KEY)
+    down, _ = await run_test(tts, frames_to_send=[
+        TTSSpeakFrame("Hello there, how are you today?"), SleepFrame(sleep=0.5)])
+    audio = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
+    assert audio == srv.expected_pcm(3) * len(srv.stream_requests)
+    assert isinstance([f for f in down if isinstance(f, (TTSAudioRawFrame, TTSStoppedFrame))][-1],
+                      TTSStoppedFrame)
 
 
 async def test_an_interruption_stops_the_audio_and_aborts_the_engine_request(
