@@ -132,8 +132,10 @@ def start_gateway(worker_urls: list[str], log_dir: Path, *, shipped: bool) -> Ch
         args += ["--api-keys-file", str(keys)]
     else:
         args += ["--no-auth", "--rate-limit-rpm", "0", "--max-streams-per-key", "0"]
+    # The gateway of this tree, whatever else is installed.
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gateway")])}
     child = spawn("gateway+auth" if shipped else "gateway", f"http://127.0.0.1:{port}", args,
-                  log_dir)
+                  log_dir, env=env)
     wait_http(child.url, children=[child])
     return child
 
@@ -419,6 +421,8 @@ async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="levels 1 and 16 only; no doc update")
+    ap.add_argument("--note", default="", help="a sentence for the doc section (e.g. that the "
+                    "machine was shared with other work during the run)")
     args = ap.parse_args(argv)
     levels = (1, 16) if args.quick else LEVELS
     if args.quick:
@@ -436,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "round's direct and nginx rows):\n\n" + round_table(results) + "\n\n"
         "Everything (client, gateway or nginx, both fake workers) shares the machine's cores, so "
         "at 256 streams the client itself is part of what is measured; compare rows, not "
-        "absolute numbers."
+        "absolute numbers." + (f"\n\n{args.note}" if args.note else "")
     )
     if not args.quick:
         write_section(

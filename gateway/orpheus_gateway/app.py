@@ -8,12 +8,23 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from .config import GatewayConfig
 from .core import Gateway
 from .error_shapes import install_error_handlers
 from .middleware import AuthMiddleware
 from .routes import omni, pages, speech, v1, websocket
+from .routes.common import SERVER_SEND_SCOPE
+
+
+class GatewayApp(FastAPI):
+    """FastAPI that also leaves the server's own `send` in the scope, so a relay can send its
+    body chunks without the middleware wrappers (which only look at the response start)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND_SCOPE] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI:
@@ -27,7 +38,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         finally:
             await gw.stop()
 
-    app = FastAPI(title="Orpheus TTS gateway", version="1", lifespan=lifespan)
+    app = GatewayApp(title="Orpheus TTS gateway", version="1", lifespan=lifespan)
     app.state.gateway = gw
     app.add_middleware(AuthMiddleware, gateway=gw)
     install_error_handlers(app, gw.count_error)

@@ -32,6 +32,7 @@ from .worker_pool import Lease, WorkerPool
 log = logging.getLogger("orpheus_gateway.relay")
 
 _RETRY_AFTER_CAP_S = 30.0
+_END_OF_BODY_WAIT_S = 0.5  # the worker ends its body right after the terminal frame
 _DEADLINE_MESSAGE = "The request's deadline passed."
 # What a broken worker connection raises (aiohttp's connect timeout is a ClientError too).
 CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
@@ -139,6 +140,7 @@ class UpstreamStream:
                 elif kind in p.TERMINAL_TYPES:
                     self._finish(kind, line)
                     yield line
+                    await self._read_to_end()
                     return
                 elif kind is None and not line.startswith(b"{"):
                     line = p.error_line(p.ErrorCode.UPSTREAM_LOST,
@@ -148,6 +150,18 @@ class UpstreamStream:
                 line = None
         finally:
             await self.aclose()
+
+    async def _read_to_end(self) -> None:
+        """After the terminal frame: wait (briefly) for the end of the body, so the connection
+        can carry the next stream instead of being closed. Nothing may follow a terminal
+        frame; whatever does is dropped."""
+        content = self._response.content
+        try:
+            async with asyncio.timeout(_END_OF_BODY_WAIT_S):
+                while not content.is_eof() and await content.readany():
+                    pass
+        except (TimeoutError, Interrupted, *CONNECTION_ERRORS):
+            pass
 
     def _note_metrics(self, line: bytes) -> None:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -16,6 +16,7 @@ from orpheus_tts import protocol as p
 from ..core import ActiveStream, Gateway, StreamAborted
 
 MAX_BODY_BYTES = 1 << 20
+SERVER_SEND_SCOPE = "orpheus.server_send"  # the server's `send`, before any middleware wraps it
 
 
 def gateway_of(conn: HTTPConnection) -> Gateway:
@@ -33,23 +34,48 @@ async def read_json(request: Request) -> Any:
     return p.parse_json_body(bytes(raw))
 
 
-async def unless_disconnected(request: Request, opening: asyncio.Future) -> ActiveStream | None:
-    """Wait for a stream to open, or give up (closing it) if the client leaves first."""
-    async def client_gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+class ClientWatch:
+    """Notices the client of one HTTP request going away: one task for the request's whole
+    life (opening the stream, then relaying it). `stop()` is idempotent."""
 
-    watcher = asyncio.ensure_future(client_gone())
+    def __init__(self, receive: Receive):
+        self._on_gone: Callable[[], None] | None = None
+        self.task = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if self._on_gone is not None:
+            self._on_gone()
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the client leaves (at once if it already has)."""
+        self._on_gone = callback
+        if self.task.done() and not self.task.cancelled():
+            callback()
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+async def open_watched(request: Request, opening: Awaitable[ActiveStream]
+                       ) -> tuple[ActiveStream, ClientWatch] | None:
+    """Open a stream while watching the client; None (the stream closed) if it left first.
+    The watch goes on to the `RelayResponse`, which stops it; any other exit stops it here."""
+    watch = ClientWatch(request.receive)
+    opening = asyncio.ensure_future(opening)
     try:
-        await asyncio.wait({opening, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if opening.done():
-        return opening.result()
-    opening.cancel()
-    results = await asyncio.gather(opening, return_exceptions=True)
-    if isinstance(results[0], ActiveStream):
-        await results[0].close()
+        await asyncio.wait({opening, watch.task}, return_when=asyncio.FIRST_COMPLETED)
+        if opening.done():
+            return opening.result(), watch
+        opening.cancel()
+        results = await asyncio.gather(opening, return_exceptions=True)
+        if isinstance(results[0], ActiveStream):
+            await results[0].close()
+    except BaseException:
+        watch.stop()
+        raise
+    watch.stop()
     return None
 
 
@@ -63,10 +89,11 @@ class RelayResponse(Response):
     the first piece that starts with it marks the stream's first audio sent.
     """
 
-    def __init__(self, body: AsyncIterator[bytes], owner: ActiveStream, *, media_type: str,
-                 headers: dict[str, str], audio_prefix: bytes | None = None):
+    def __init__(self, body: AsyncIterator[bytes], owner: ActiveStream, watch: ClientWatch, *,
+                 media_type: str, headers: dict[str, str], audio_prefix: bytes | None = None):
         self.body_iterator = body
         self.owner = owner
+        self.watch = watch
         self.audio_prefix = audio_prefix
         self.status_code = 200
         self.media_type = media_type
@@ -75,10 +102,13 @@ class RelayResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         owner, body, prefix = self.owner, self.body_iterator, self.audio_prefix
-        watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self.watch.on_gone(owner.client_gone)
         try:
+            # The start goes through the middleware (request id, "response started"); the body
+            # chunks, which no middleware looks at, straight to the server.
             await send({"type": "http.response.start", "status": 200,
                         "headers": self.raw_headers})
+            send = scope.get(SERVER_SEND_SCOPE, send)
             async for piece in body:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
                 if prefix is not None and piece.startswith(prefix):
@@ -88,14 +118,9 @@ class RelayResponse(Response):
         except (StreamAborted, OSError):
             return
         finally:
-            watcher.cancel()
+            self.watch.stop()
             await body.aclose()  # type: ignore[attr-defined]
             await owner.close()
-
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.owner.client_gone()
 
 
 def worker_header(stream: ActiveStream) -> dict[str, str]:

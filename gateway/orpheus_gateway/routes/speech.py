@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request
@@ -15,7 +14,7 @@ from ..error_shapes import REQUEST_ID_SCOPE
 from ..middleware import KEY_SCOPE
 from ..openai_speech import (SSE_CONTENT_TYPE, SpeechRequest, body_for, content_type,
                              early_error, parse_speech_request, tts_body)
-from .common import (RelayResponse, gateway_of, read_json, schema_body, unless_disconnected,
+from .common import (RelayResponse, gateway_of, open_watched, read_json, schema_body,
                      worker_header)
 
 router = APIRouter()
@@ -36,14 +35,15 @@ async def speech(request: Request) -> Response:
             exc.param, exc.message = "input", exc.message.replace("'text'", "'input'")
         raise
     request_id = request.scope[REQUEST_ID_SCOPE]
-    opening = asyncio.ensure_future(
-        gw.start_stream(req, request.scope[KEY_SCOPE], "openai", arrived, request_id))
-    stream = await unless_disconnected(request, opening)
-    if stream is None:
+    opened = await open_watched(
+        request, gw.start_stream(req, request.scope[KEY_SCOPE], "openai", arrived, request_id))
+    if opened is None:
         return Response(status_code=204)
+    stream, watch = opened
     problem = early_error(stream)
     if problem is not None:
+        watch.stop()
         await stream.close()
         raise problem
-    return RelayResponse(body_for(sreq, stream), stream, media_type=content_type(sreq),
+    return RelayResponse(body_for(sreq, stream), stream, watch, media_type=content_type(sreq),
                          headers={p.HEADER_REQUEST_ID: request_id, **worker_header(stream)})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request
@@ -12,7 +11,7 @@ from orpheus_tts import protocol as p
 
 from ..error_shapes import REQUEST_ID_SCOPE
 from ..middleware import KEY_SCOPE
-from .common import (RelayResponse, gateway_of, read_json, schema_body, unless_disconnected,
+from .common import (RelayResponse, gateway_of, open_watched, read_json, schema_body,
                      worker_header)
 
 router = APIRouter()
@@ -26,10 +25,9 @@ async def tts_stream(request: Request) -> Response:
     gw = gateway_of(request)
     req = gw.validate(await read_json(request))
     request_id = req.request_id or request.scope[REQUEST_ID_SCOPE]
-    opening = asyncio.ensure_future(
-        gw.start_stream(req, request.scope[KEY_SCOPE], "v1", arrived, request_id))
     try:
-        stream = await unless_disconnected(request, opening)
+        opened = await open_watched(
+            request, gw.start_stream(req, request.scope[KEY_SCOPE], "v1", arrived, request_id))
     except p.RequestError as exc:
         if exc.code is not p.ErrorCode.DEADLINE_EXCEEDED:
             raise
@@ -38,11 +36,11 @@ async def tts_stream(request: Request) -> Response:
         # a client handles it one way: a stream whose one frame is the error.
         return Response(p.error_line(exc.code, exc.message), media_type=p.NDJSON,
                         headers={p.HEADER_REQUEST_ID: request_id})
-    if stream is None:
+    if opened is None:
         return Response(status_code=204)
-
+    stream, watch = opened
     headers = {p.HEADER_REQUEST_ID: request_id,
                **p.load_headers(gw.queue_depth(), gw.pool.local_inflight()),
                **worker_header(stream)}
-    return RelayResponse(stream.lines(), stream, media_type=p.NDJSON, headers=headers,
+    return RelayResponse(stream.lines(), stream, watch, media_type=p.NDJSON, headers=headers,
                          audio_prefix=p.CHUNK_LINE_PREFIX)
