@@ -194,6 +194,8 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        # Utterances still open end now, as incomplete, whatever the server says after this.
+        self._lose_all("the session was closed before the utterance ended")
         if self._ws is not None:
             try:
                 await self._send({"type": "close"}, quiet=True)
