@@ -203,7 +203,6 @@ class Session:
                 await self._ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
-        self._lose_all("the session was closed")
         if self._on_close is not None:
             self._on_close()
 
