@@ -45,10 +45,17 @@ RATES = (30, 100)
 ROUNDS = 2
 MAX_TOKENS = 140  # per request: 20 SNAC frames, 1.7 s of audio from the random stand-in
 WORKER_ARGS = ["--max-num-seqs", "8", "--max-model-len", "2048"]
-# No abbreviations: the baseline client's sentence test is a plain end-of-sentence mark.
-REPLY = ("Sure, I can help with that. The meeting with the design team is at three on Friday, "
-         "in room 204. Please bring the report and the slides. Let me know if anything changes.")
-TOKENS = re.findall(r"\s*\S+", REPLY)  # words with their leading space, as LLM tokens come
+# Two replies of the same length and shape but for the first sentence: one opens with a short
+# sentence (the baseline sends it after six words), one with a longer sentence that has a
+# clause early on. No abbreviations: the baseline's sentence test is a plain end mark.
+REPLIES = {
+    "short first sentence": (
+        "Sure, I can help with that. The meeting with the design team is at three on Friday, "
+        "in room 204. Please bring the report and the slides. Let me know if anything changes."),
+    "long first sentence": (
+        "I checked the calendar, and the meeting with the design team is at three on Friday in "
+        "room 204. Please bring the report and the slides. Let me know if anything changes."),
+}
 PARAMS = {"max_tokens": MAX_TOKENS, "timeout_s": 300}
 SENTENCE_END = re.compile(r"[.!?]$")
 
@@ -75,21 +82,25 @@ class Timeline:
         return count, total / rtf
 
 
-async def produce(rate: float, send) -> float:
+def tokens(reply: str) -> list[str]:
+    return re.findall(r"\s*\S+", reply)  # words with their leading space, as LLM tokens come
+
+
+async def produce(reply: str, rate: float, send) -> float:
     """Write the reply token by token; returns the time the first token was sent."""
     first = time.perf_counter()
-    for token in TOKENS:
+    for token in tokens(reply):
         await send(token)
         await asyncio.sleep(1 / rate)
     return first
 
 
-async def streaming(session: Session, rate: float) -> dict:
+async def streaming(session: Session, reply: str, rate: float) -> dict:
     utt = await session.open(**PARAMS)
     timeline = Timeline()
 
     async def feed() -> float:
-        first = await produce(rate, utt.send)
+        first = await produce(reply, rate, utt.send)
         await utt.end()
         return first
 
@@ -100,7 +111,7 @@ async def streaming(session: Session, rate: float) -> dict:
     return {"first": first, "timeline": timeline, "requests": len(utt.segments)}
 
 
-async def sentence_at_a_time(session: Session, rate: float) -> dict:
+async def sentence_at_a_time(session: Session, reply: str, rate: float) -> dict:
     queue: asyncio.Queue[Utterance | None] = asyncio.Queue()
     timeline = Timeline()
     buffered: list[str] = []
@@ -112,7 +123,7 @@ async def sentence_at_a_time(session: Session, rate: float) -> dict:
             buffered.clear()
 
     async def feed() -> float:
-        first = await produce(rate, send)
+        first = await produce(reply, rate, send)
         if "".join(buffered).strip():
             await queue.put(await session.speak("".join(buffered).strip(), **PARAMS))
         await queue.put(None)
@@ -142,43 +153,49 @@ async def run(url: str, key: str | None, rates: tuple[int, ...], rounds: int) ->
             await engine_rtf(session)  # warm-up
             rtf = statistics.median([await engine_rtf(session) for _ in range(3)])
             print(f"engine RTF {rtf:.2f}", flush=True)
-            for rate in rates:
-                for name, client in (("streaming input", streaming),
-                                     ("sentence at a time", sentence_at_a_time)):
-                    runs = []
-                    for _ in range(rounds):
-                        r = await client(session, rate)
-                        ttfa = r["timeline"].chunks[0][0] - r["first"]
-                        count, length = r["timeline"].underruns(rtf)
-                        runs.append({"ttfa_s": ttfa, "underruns": count, "underrun_s": length,
-                                     "requests": r["requests"],
-                                     "audio_s": sum(s for _, s in r["timeline"].chunks)})
-                    row = {"rate": rate, "client": name,
-                           "ttfa_s": statistics.median(x["ttfa_s"] for x in runs),
-                           "underruns": statistics.median(x["underruns"] for x in runs),
-                           "underrun_s": statistics.median(x["underrun_s"] for x in runs),
-                           "requests": runs[0]["requests"],
-                           "audio_s": statistics.median(x["audio_s"] for x in runs),
-                           "runs": runs}
-                    rows.append(row)
-                    print(f"{rate:>3} tok/s {name:<18} TTFA {row['ttfa_s']:.2f} s, "
-                          f"{row['underruns']:.0f} underruns, {row['underrun_s']:.2f} audio-s "
-                          f"starved, {row['requests']} requests", flush=True)
+            for reply_name, reply in REPLIES.items():
+                for rate in rates:
+                    for name, client in (("streaming input", streaming),
+                                         ("sentence at a time", sentence_at_a_time)):
+                        runs = []
+                        for _ in range(rounds):
+                            r = await client(session, reply, rate)
+                            ttfa = r["timeline"].chunks[0][0] - r["first"]
+                            count, length = r["timeline"].underruns(rtf)
+                            runs.append({"ttfa_s": ttfa, "underruns": count,
+                                         "underrun_s": length, "requests": r["requests"],
+                                         "audio_s": sum(s for _, s in r["timeline"].chunks)})
+                        row = {"reply": reply_name, "rate": rate, "client": name,
+                               "ttfa_s": statistics.median(x["ttfa_s"] for x in runs),
+                               "underruns": statistics.median(x["underruns"] for x in runs),
+                               "underrun_s": statistics.median(x["underrun_s"] for x in runs),
+                               "requests": runs[0]["requests"],
+                               "audio_s": statistics.median(x["audio_s"] for x in runs),
+                               "runs": runs}
+                        rows.append(row)
+                        print(f"{reply_name:<21} {rate:>3} tok/s {name:<18} TTFA "
+                              f"{row['ttfa_s']:.2f} s, {row['underruns']:.0f} underruns, "
+                              f"{row['underrun_s']:.2f} audio-s starved, {row['requests']} "
+                              "requests", flush=True)
     return {"rtf": rtf, "rows": rows}
 
 
 def table(result: dict) -> str:
     rows = result["rows"]
-    base = {r["rate"]: r for r in rows if r["client"] == "sentence at a time"}
+    base = {(r["reply"], r["rate"]): r for r in rows if r["client"] == "sentence at a time"}
+
+    def versus(r: dict) -> str:
+        if r["client"] != "streaming input":
+            return "—"
+        return f"{base[(r['reply'], r['rate'])]['ttfa_s'] / r['ttfa_s']:.2f}×"
+
     return markdown_table(
-        ["tokens/s", "client", "engine requests", "first token → first audio (s)",
-         "vs baseline", "underruns", "underrun total (audio s)", "audio (s)"],
-        [[r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.2f}",
-          f"{base[r['rate']]['ttfa_s'] / r['ttfa_s']:.2f}× faster"
-          if r["client"] == "streaming input" else "—",
+        ["reply", "tokens/s", "client", "engine requests", "first token → first audio (s)",
+         "baseline ÷ streaming", "underruns", "underrun total (audio s)", "audio (s)"],
+        [[r["reply"], r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.2f}", versus(r),
           f"{r['underruns']:.0f}", f"{r['underrun_s']:.2f}", f"{r['audio_s']:.1f}"]
          for r in rows],
-        align="rlrrrrrr")
+        align="lrlrrrrrr")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         "The stand-in stack of `make run` (a gateway and two CPU workers on the random-weight "
         f"stand-in checkpoint, `{' '.join(WORKER_ARGS)}`; the machine is shared with other "
-        f"work). The reply ({len(TOKENS)} word tokens, 4 sentences): \"{REPLY}\". Every engine "
+        "work). The replies, written one word token at a time: "
+        + "; ".join(f"*{k}*: \"{v}\"" for k, v in REPLIES.items()) + ". Every engine "
         f"request asks for {MAX_TOKENS} tokens ({MAX_TOKENS // 7} SNAC frames, "
         f"{MAX_TOKENS // 7 * 2048 / 24000:.1f} s of audio), so audio length follows the number "
         f"of requests, not the text. Both clients use one SDK `Session`; medians of {rounds} "
@@ -208,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         "audio second per RTF wall seconds); a gap is time it has nothing to play while audio is "
         "still to come, reported divided by RTF, in audio seconds. The baseline's sentences "
         "queue behind each other on the session (one `speak` at a time), which is what a "
-        "client of the one-shot API gets; streaming input keeps the next segment's request "
-        "running while the previous one's audio is relayed."
+        "client of the one-shot API gets; streaming input starts the next segment's request "
+        "once the previous one has its first audio, and relays both in order. Where streaming "
+        "input can start before the first sentence is complete (a clause of at least 12 "
+        "characters, or the 0.5 s maximum wait) it is faster to first audio; where the first "
+        "sentence is itself short, both send the same first request at about the same moment "
+        "(streaming input waits for the next token to see the sentence end)."
     )
     if not args.quick:
         write_section("textstream", "Streaming text input vs sentence at a time",

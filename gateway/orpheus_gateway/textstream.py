@@ -80,11 +80,18 @@ _END = object()
 class _Job:
     """One segment: the reader task that owns its upstream, and the audio it has read."""
 
-    def __init__(self, text: str, open_segment: OpenSegment):
+    def __init__(self, text: str, open_segment: OpenSegment, on_audio: Callable[[], None]):
         self.text = text
         self.queue: asyncio.Queue = asyncio.Queue(_QUEUE_CHUNKS)
         self.aborted = False
+        self.audible = False  # its first audio (or its end) has arrived
+        self._on_audio = on_audio
         self.task = asyncio.create_task(self._read(open_segment), name="segment-reader")
+
+    def _heard(self) -> None:
+        if not self.audible:
+            self.audible = True
+            self._on_audio()
 
     def abort(self) -> None:
         self.aborted = True
@@ -98,15 +105,19 @@ class _Job:
                 if self.aborted:  # a cancel that an inner `wait_for` swallowed
                     return
                 await self.queue.put(pcm)
+                self._heard()
             await self.queue.put(_END)
+            self._heard()
         except asyncio.CancelledError:
             raise
         except SegmentFailed as exc:
             await self.queue.put(exc)
+            self._heard()
         except Exception as exc:  # noqa: BLE001 - reported as the utterance's terminal
             log.exception("segment failed")
-            await self.queue.put(SegmentFailed(p.ErrorCode.INTERNAL,
-                                               f"Internal error while speaking: {type(exc).__name__}."))
+            await self.queue.put(SegmentFailed(
+                p.ErrorCode.INTERNAL, f"Internal error while speaking: {type(exc).__name__}."))
+            self._heard()
         finally:
             if stream is not None:
                 await stream.aclose()
@@ -211,12 +222,16 @@ class TextUtterance:
         self._wake.set()
 
     def _fill(self) -> None:
+        """Start the next segments: up to `lookahead` beyond the head, each once the one before
+        it has its first audio, so a prefetch never competes with the first audio it follows
+        (and starts long before that segment's audio runs out)."""
         if self._driver is None:
             return
-        while self._ready and len(self._jobs) <= self._lookahead and not self._finished:
+        while (self._ready and len(self._jobs) <= self._lookahead and not self._finished
+               and (not self._jobs or self._jobs[-1].audible)):
             text = self._ready.popleft()
             self.segments.append(text)
-            self._jobs.append(_Job(text.strip(), self._open_segment))
+            self._jobs.append(_Job(text.strip(), self._open_segment, self._fill))
 
     def _arm_timer(self) -> None:
         if self._timer is not None:

@@ -35,17 +35,17 @@ def test_llm_mode_draws_what_happened_and_no_underrun_that_did_not(page):
     chunks = tl["chunks"]
     assert len(chunks) == utt["chunks"] > 0
     assert tl["segments"][0]["at"] < chunks[0]["arrive"]
-    # An underrun is drawn only where a chunk started after the previous one had ended (the
-    # page's and the audio clock may differ by a few ms), and every real gap is drawn.
+    # An underrun is drawn only where a chunk started after the previous one had ended, and
+    # every real gap is drawn (the page's clock and the audio clock differ by some ms).
     gaps = {i: b["start"] - a["end"] for i, (a, b) in enumerate(zip(chunks, chunks[1:]), 1)}
     starts = {round(c["start"]): i for i, c in enumerate(chunks)}
     for u in tl["underruns"]:
         i = min(starts.items(), key=lambda kv: abs(kv[0] - (u["at"] + u["ms"])))[1]
-        assert i > 0 and abs(gaps[i] - u["ms"]) < 5, (u, gaps.get(i))
+        assert i > 0 and abs(gaps[i] - u["ms"]) < 20, (u, gaps.get(i))
     drawn_at = [u["at"] + u["ms"] for u in tl["underruns"]]
     for i, gap in gaps.items():
-        if gap > 10:
-            assert any(abs(chunks[i]["start"] - d) < 5 for d in drawn_at), (i, gap)
+        if gap > 30:
+            assert any(abs(chunks[i]["start"] - d) < 20 for d in drawn_at), (i, gap)
     assert all(c["start"] >= c["arrive"] - 1 for c in chunks)  # nothing plays before it arrives
 
 

@@ -36,7 +36,11 @@ async def test_cancel_mid_utterance_brings_every_worker_back_to_idle(real_gw, wo
                                   "The first sentence is spoken now. The second one is already "
                                   "being generated. A third waits its turn. "}))
         await s.pump(lambda: len(s.audio["t"]) >= 1, timeout=240)
-        busy = [await asyncio.to_thread(inflight_metric, u) for u in urls]
+        for _ in range(100):  # the next segment starts once the head has its first audio
+            busy = [await asyncio.to_thread(inflight_metric, u) for u in urls]
+            if sum(busy) == 2:
+                break
+            await asyncio.sleep(0.1)
         assert sum(busy) == 2  # the head segment and the next one, on the two workers
         await ws.send(json.dumps({"type": "cancel", "utterance_id": "t"}))
         await s.pump(lambda: bool(s.terminals["t"]), timeout=30)

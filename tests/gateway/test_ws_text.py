@@ -57,7 +57,8 @@ async def test_cancel_mid_way_aborts_every_segment_stream(fake_server, gateway_s
         await _send(ws, type="append", utterance_id="u",
                     text="The first sentence is here. The second one follows. And a third. ")
         await s.pump(lambda: len(s.audio["u"]) >= 2)
-        assert srv.open_streams == 2  # the head segment and the next one, already started
+        # The next segment starts once the head has its first audio, long before it ends.
+        assert await srv.await_until(lambda: srv.open_streams == 2)
         sent = time.monotonic()
         await _send(ws, type="cancel", utterance_id="u")
         await s.pump(lambda: bool(s.terminals["u"]))
