@@ -102,7 +102,7 @@ class _Job:
         try:
             stream = await open_segment(self.text)
             async for pcm in stream.audio():
-                if self.aborted:  # a cancel that an inner `wait_for` swallowed
+                if self.aborted:  # a cancellation that code below swallowed
                     return
                 await self.queue.put(pcm)
                 self._heard()
@@ -328,8 +328,8 @@ class TextUtterance:
 
     async def _reap(self) -> None:
         """Wait for every reader to end (its `finally` closes its upstream). An aborted reader
-        is cancelled again until it ends: on Python 3.11 `asyncio.wait_for` (the relay's read
-        deadline) can swallow a cancellation that lands as its read completes."""
+        is cancelled again until it ends: code under it may swallow one cancellation (Python
+        3.11's `asyncio.wait_for` does when its wait completes as it is cancelled)."""
         pending = {job.task for job in self._jobs if not job.task.done()}
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.02)
