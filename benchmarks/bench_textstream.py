@@ -232,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         "characters, or the 0.5 s maximum wait) it is faster to first audio; where the first "
         "sentence is itself short, both send the same first request at about the same moment "
         "(streaming input waits for the next token to see the sentence end)."
+        " Underruns: on this machine two requests at once (the head segment and the next) run on "
+        "two workers that share two cores with each other and with the gateway, so each runs "
+        "slower than the uncontended RTF the player is normalised by; the baseline never runs "
+        "two at once. That is a CPU stand-in effect (a GPU batches concurrent requests), and it "
+        "is why streaming input shows more starved audio here."
     )
     if not args.quick:
         write_section("textstream", "Streaming text input vs sentence at a time",
