@@ -292,11 +292,10 @@ async def run_level(paths: list[BenchPath], level: int, workers: list[Child]) ->
     return list(results.values())
 
 
-def spread(values: list[float]) -> str:
-    values = [v for v in values if v is not None and v == v]
+def spread(values: list[float | None], scale: float = 1.0, digits: int = 1) -> str:
+    values = [v * scale for v in values if v is not None and v == v]
     if not values:
         return "–"
-    digits = 4 if max(abs(v) for v in values) < 0.1 else 1
     return " / ".join(fmt(v, digits) for v in (min(values), statistics.median(values),
                                                max(values)))
 
@@ -305,11 +304,11 @@ def round_table(results: list[dict]) -> str:
     """Per-round spreads (min / median / max) for the levels run in 3 or more rounds."""
     by = {(r["streams_concurrent"], r["path"]): r for r in results}
     lines = ["| concurrent | path | rounds | TTFA p50 (ms) | added TTFA p50 (ms) | "
-             "CPU s per stream-s | CPU ÷ nginx |",
+             "CPU ms per stream-s | CPU ÷ nginx |",
              "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         level, rounds = r["streams_concurrent"], r["rounds"]
-        if len(rounds) < 3 or r["path"] == "direct":
+        if len(rounds) < 3 or level < 2 or r["path"] == "direct":
             continue
         direct = by[(level, "direct")]["rounds"]
         nginx = by.get((level, "nginx"), {}).get("rounds")
@@ -319,7 +318,7 @@ def round_table(results: list[dict]) -> str:
                   if a is not None and b] if nginx and r["path"] != "nginx" else [])
         lines.append(f"| {level} | {r['path']} | {len(rounds)} | "
                      f"{spread([a['ttfa_p50_ms'] for a in rounds])} | {spread(added)} | "
-                     f"{spread(cpu)} | "
+                     f"{spread(cpu, 1000, 2)} | "
                      + (" / ".join(f"{v:.1f}×" for v in (min(ratio), statistics.median(ratio),
                                                           max(ratio))) if ratio else "–")
                      + " |")
@@ -341,7 +340,7 @@ def table(results: list[dict]) -> str:
     direct = {r["streams_concurrent"]: r for r in results if r["path"] == "direct"}
     lines = [
         "| concurrent | path | TTFA p50 / p99 (ms) | added TTFA p50 / p99 (ms) | chunk lateness "
-        "p50 / p99 (ms) | added per chunk p50 / p99 (ms) | proxy CPU s per stream-s | "
+        "p50 / p99 (ms) | added per chunk p50 / p99 (ms) | proxy CPU ms per stream-s | "
         "errors |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -356,7 +355,7 @@ def table(results: list[dict]) -> str:
             + f" | {fmt(r['chunk_late_p50_ms'])} / {fmt(r['chunk_late_p99_ms'])} | "
             + (f"{fmt(r['chunk_late_p50_ms'] - d['chunk_late_p50_ms'])} / "
                f"{fmt(r['chunk_late_p99_ms'] - d['chunk_late_p99_ms'])}" if added else "–")
-            + f" | {fmt(r['proxy_cpu_per_stream_s'], 4) if added else '–'} | "
+            + f" | {fmt(1000 * (r['proxy_cpu_per_stream_s'] or 0), 2) if added else '–'} | "
               f"{r['errors']}/{r['streams']}{error_kinds(r)} |")
     return "\n".join(lines)
 
@@ -418,19 +417,8 @@ async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
         stop_children(children)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="levels 1 and 16 only; no doc update")
-    ap.add_argument("--note", default="", help="a sentence for the doc section (e.g. that the "
-                    "machine was shared with other work during the run)")
-    args = ap.parse_args(argv)
-    levels = (1, 16) if args.quick else LEVELS
-    if args.quick:
-        ROUNDS[16] = 3
-        ROUNDS[1] = 5
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    results = asyncio.run(bench(levels, log_dir))
-    body = (
+def report(results: list[dict], levels: tuple[int, ...], note: str) -> str:
+    return (
         f"Fake workers: 2 processes, each stream {CHUNKS} chunks of {CHUNK_SAMPLES} samples "
         f"({CHUNK_SAMPLES / 24:.0f} ms of audio), first after {FIRST_DELAY_MS:.0f} ms, then one "
         f"every {CHUNK_DELAY_MS:.0f} ms. Streams per level: "
@@ -440,15 +428,35 @@ def main(argv: list[str] | None = None) -> int:
         "round's direct and nginx rows):\n\n" + round_table(results) + "\n\n"
         "Everything (client, gateway or nginx, both fake workers) shares the machine's cores, so "
         "at 256 streams the client itself is part of what is measured; compare rows, not "
-        "absolute numbers." + (f"\n\n{args.note}" if args.note else "")
+        "absolute numbers." + (f"\n\n{note}" if note else "")
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="levels 1 and 16 only; no doc update")
+    ap.add_argument("--note", default="", help="a sentence for the doc section (e.g. that the "
+                    "machine was shared with other work during the run)")
+    ap.add_argument("--render", metavar="JSON", help="no run: rewrite the doc section from a "
+                    "saved docs/benchmarks/gateway.json (after a change to the tables)")
+    args = ap.parse_args(argv)
+    levels = (1, 16) if args.quick else LEVELS
+    if args.quick:
+        ROUNDS[16] = 3
+        ROUNDS[1] = 5
+    if args.render:
+        results = json.loads(Path(args.render).read_text())["results"]["results"]
+    else:
+        log_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+        results = asyncio.run(bench(levels, log_dir))
+    body = report(results, levels, args.note)
     if not args.quick:
         write_section(
             "gateway", "Gateway overhead vs direct and nginx",
             "make bench-gateway",
             "added latency = path percentile minus the direct path's at the same concurrency; "
             "chunk lateness = arrival minus scheduled send; CPU = proxy process tree "
-            "user+system seconds / stream-seconds (psutil).",
+            "user+system time / stream-seconds (psutil), in ms of CPU per second of stream.",
             body, {"results": results})
     print(body)
     return 0

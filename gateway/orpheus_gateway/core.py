@@ -157,17 +157,7 @@ class Gateway:
         except (*CONNECTION_ERRORS, TimeoutError, ValueError) as exc:
             log.debug("poll of %s failed: %s", worker.url, type(exc).__name__)
             snap = None
-        if snap is None:
-            worker.reachable = False
-            return
-        worker.reachable = True
-        worker.ready = snap.ready
-        worker.update_hints(inflight=snap.inflight, queue_depth=snap.queue_depth,
-                            capacity=snap.capacity)
-        worker.voices = list(snap.voices)
-        worker.model = snap.model
-        if snap.worker_id:
-            worker.name = snap.worker_id
+        worker.polled(snap)
 
     # --- what the APIs share -----------------------------------------------------------------
     def known_voices(self) -> list[str]:

@@ -56,9 +56,6 @@ def refusal_from_frame(frame: p.ErrorFrame) -> p.RequestError:
                           retry_after_s=1.0 if code.retryable else None)
 
 
-_HTTP_CODES = {404: p.ErrorCode.NOT_FOUND, 405: p.ErrorCode.METHOD_NOT_ALLOWED}
-
-
 def install_error_handlers(app: FastAPI, count_error) -> None:
     """OpenAI's error shape for every error the framework or a route raises."""
 
@@ -69,7 +66,7 @@ def install_error_handlers(app: FastAPI, count_error) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code) or p.ErrorCode.of(None, exc.status_code)
+        code = p.ErrorCode.of(None, exc.status_code)  # 404 not_found, 405 method_not_allowed
         message = {404: f"No route for {request.method} {request.url.path}.",
                    405: f"Method {request.method} is not allowed on {request.url.path}."
                    }.get(exc.status_code, str(exc.detail))

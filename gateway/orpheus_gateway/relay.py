@@ -318,7 +318,7 @@ class Upstream:
             raise p.RequestError(code, str(err.get("message") or f"Worker refused: HTTP {status}"),
                                  param=err.get("param"))
         retry_after = response.headers.get(p.HEADER_RETRY_AFTER)
-        if retry_after is not None or status in (429, 503):
+        if retry_after is not None or (code.retryable and not code.endpoint_fault):  # busy
             lease.cool_down(_retry_after(retry_after))
         # A worker refusing what only the gateway decides (auth, routes) is misconfigured.
         lease.failed(code, blame=None if code.retryable else True)

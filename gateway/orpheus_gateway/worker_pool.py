@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from orpheus_tts.protocol import ErrorCode, LoadHints, WorkerState
+from orpheus_tts.protocol import ErrorCode, LoadHints, SystemSnapshot, WorkerState
 
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
@@ -55,6 +55,19 @@ class Worker:
             queue_depth=self.hint_queue_depth, capacity=self.capacity,
             breaker=self.breaker.state,  # type: ignore[arg-type]
         )
+
+    def polled(self, snap: SystemSnapshot | None) -> None:
+        """The answer to a `/v1/system` poll; None when there was none (unreachable)."""
+        self.reachable = snap is not None
+        if snap is None:
+            return
+        self.ready = snap.ready
+        self.update_hints(inflight=snap.inflight, queue_depth=snap.queue_depth,
+                          capacity=snap.capacity)
+        self.voices = list(snap.voices)
+        self.model = snap.model
+        if snap.worker_id:
+            self.name = snap.worker_id
 
     def update_hints(self, *, inflight: int | None = None, queue_depth: int | None = None,
                      capacity: int | None = None) -> None:
