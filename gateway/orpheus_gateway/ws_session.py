@@ -149,26 +149,19 @@ class WsSession:
                                      "The session is already authenticated."))
 
     async def _open_text(self, msg: p.WsOpen) -> None:
-        if msg.utterance_id in self._open:
-            await self.send(ws_error(
-                None, p.ErrorCode.INVALID_REQUEST,
-                f"Utterance '{msg.utterance_id}' is already queued or speaking."))
+        if await self._duplicate(msg.utterance_id):
             return
-        utt = Utterance(msg.utterance_id, None)
+        utt: Utterance | None = Utterance(msg.utterance_id, None)
+        opened = utt
         try:
-            utt.text = open_text_utterance(
+            opened.text = open_text_utterance(
                 self.gateway, msg, self.key_id, send=self.send,
-                send_audio=lambda seq, pcm: self._send_audio(utt, seq, pcm),
-                finish=lambda message: self.finish(utt, message))
+                send_audio=lambda seq, pcm: self._send_audio(opened, seq, pcm),
+                finish=lambda message: self.finish(opened, message))
+            problem = None
         except p.RequestError as exc:
-            self.gateway.count_error(exc.code)
-            await self.send(ws_error(msg.utterance_id, exc.code, exc.message))
-            return
-        self._open[utt.id] = utt
-        if msg.interrupt:
-            await self.cancel_all()
-        self._queue.append(utt)
-        self._wake.set()
+            utt, problem = None, exc
+        await self._admit(msg.utterance_id, utt, problem, msg.interrupt)
 
     async def _feed_text(self, msg: p.WsAppend | p.WsFlush | p.WsEnd) -> None:
         utt = self._open.get(msg.utterance_id)
@@ -177,21 +170,35 @@ class WsSession:
             await self.send(ws_error(None, p.ErrorCode.INVALID_REQUEST, problem))
 
     async def _speak(self, msg: p.WsSpeak) -> None:
-        if msg.utterance_id in self._open:
-            await self.send(ws_error(
-                None, p.ErrorCode.INVALID_REQUEST,
-                f"Utterance '{msg.utterance_id}' is already queued or speaking."))
+        if await self._duplicate(msg.utterance_id):
             return
         try:
-            request = self.gateway.validate(msg.tts_body())
+            utt, problem = Utterance(msg.utterance_id, self.gateway.validate(msg.tts_body())), None
         except p.RequestError as exc:
+            utt, problem = None, exc
+        await self._admit(msg.utterance_id, utt, problem, msg.interrupt)
+
+    async def _duplicate(self, utterance_id: str) -> bool:
+        """An id already queued or speaking is refused with a session error."""
+        if utterance_id not in self._open:
+            return False
+        await self.send(ws_error(
+            None, p.ErrorCode.INVALID_REQUEST,
+            f"Utterance '{utterance_id}' is already queued or speaking."))
+        return True
+
+    async def _admit(self, utterance_id: str, utt: Utterance | None,
+                     problem: p.RequestError | None, interrupt: bool) -> None:
+        """Queue a `speak` or `open` (cancelling the others first on `interrupt`), or refuse it
+        with its one terminal `error`."""
+        if problem is not None or utt is None:
+            assert problem is not None
             # Refused before it was ever open: this error is its one terminal message.
-            self.gateway.count_error(exc.code)
-            await self.send(ws_error(msg.utterance_id, exc.code, exc.message))
+            self.gateway.count_error(problem.code)
+            await self.send(ws_error(utterance_id, problem.code, problem.message))
             return
-        utt = Utterance(msg.utterance_id, request)
         self._open[utt.id] = utt
-        if msg.interrupt:
+        if interrupt:
             await self.cancel_all()
         self._queue.append(utt)
         self._wake.set()
