@@ -28,6 +28,8 @@ from .voice_map import VoiceMap
 
 log = logging.getLogger("orpheus_gateway")
 
+WORKER_KEEPALIVE_S = 4.0
+
 
 class StreamAborted(Exception):
     """Raised inside a response body: the connection is cut so the client sees a truncated
@@ -103,7 +105,10 @@ class Gateway:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, use_dns_cache=True),
+            # Idle worker connections are dropped before the worker's own keep-alive timeout
+            # (uvicorn: 5 s) could close one just as a request goes out on it.
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, use_dns_cache=True,
+                                           keepalive_timeout=WORKER_KEEPALIVE_S),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"))
