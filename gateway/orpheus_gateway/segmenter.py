@@ -128,6 +128,15 @@ class Segmenter:
             return None
         return self._since + self.config.max_wait_s
 
+    def tentative(self) -> str | None:
+        """The pending text if it would go out whole as soon as whitespace follows it (it ends
+        in a sentence or clause end that is a cut here), else None. A caller may start on it
+        early; the next `append`, `flush` or `poll` says whether the cut is real."""
+        text = self._pending
+        if not text.strip() or text[-1].isspace():
+            return None
+        return text if self._next_cut(False, text + " ") == len(text) + 1 else None
+
     def flush(self) -> list[str]:
         """Everything pending, as one segment (a flush or the end of the utterance)."""
         out = [self._pending] if self._pending else []
@@ -157,8 +166,9 @@ class Segmenter:
             forced = False  # one forced cut per poll; what remains waits its own turn
         return out
 
-    def _next_cut(self, forced: bool) -> int | None:
-        text, cfg = self._pending, self.config
+    def _next_cut(self, forced: bool, text: str | None = None) -> int | None:
+        text = self._pending if text is None else text
+        cfg = self.config
         cuts = safe_cuts(text)
         if not cuts or not (cfg.sentences or cfg.clauses != "never" or forced):
             return None

@@ -8,6 +8,12 @@ up to `lookahead` following segments are already open and buffering their audio,
 segment's first audio is ready before the previous one's runs out whenever text arrives faster
 than real time.
 
+Speculative start: when the buffered text ends in a sentence (or first-segment clause) end
+that would be a cut as soon as whitespace follows it, its upstream opens at once rather than
+one token later, but its audio is held until the next text, a flush or the end confirms the
+cut. If the next text continues the word instead (`example.` then `com`), that upstream is
+aborted, like a cancelled one, and the text carries on; no audio of it is ever relayed.
+
 Ownership and completion: each upstream is owned by the one reader task that opened it and is
 closed in that task's `finally`; the utterance owns the reader tasks and the driver task that
 relays audio in segment order. Every utterance ends with exactly one terminal (`Done`,
@@ -145,6 +151,9 @@ class TextUtterance:
         self._loop = asyncio.get_running_loop()
         self._ready: deque[str] = deque()  # cut, not yet opened
         self._jobs: deque[_Job] = deque()  # opened, in order; the head is being relayed
+        self._spec: _Job | None = None  # opened on text whose cut is not yet confirmed
+        self._spec_pending = ""  # the segmenter's pending text it was opened on
+        self._dropped: list[_Job] = []  # refuted speculative jobs, until their readers end
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._chars = 0
@@ -214,12 +223,25 @@ class TextUtterance:
             raise UtteranceClosed()
 
     def _take(self, segments: list[str]) -> None:
-        for s in segments:
-            if s.strip():
-                self._ready.append(s)
+        segments = [s for s in segments if s.strip()]
+        spec, self._spec = self._spec, None
+        if spec is not None:
+            if segments and segments[0].strip() == spec.text:  # the cut is real: keep it
+                self.segments.append(segments.pop(0))
+                self._jobs.append(spec)
+            elif not segments and self._segmenter.pending == self._spec_pending:
+                self._spec = spec  # nothing new yet (a poll that cut nothing)
+            else:
+                self._drop(spec)
+        self._ready.extend(segments)
         self._fill()
         self._arm_timer()
         self._wake.set()
+
+    def _drop(self, job: _Job) -> None:
+        job.abort()
+        self._dropped = [j for j in self._dropped if not j.task.done()]
+        self._dropped.append(job)
 
     def _fill(self) -> None:
         """Start the next segments: up to `lookahead` beyond the head, each once the one before
@@ -232,6 +254,18 @@ class TextUtterance:
             text = self._ready.popleft()
             self.segments.append(text)
             self._jobs.append(_Job(text.strip(), self._open_segment, self._fill))
+        self._speculate()
+
+    def _speculate(self) -> None:
+        """Open the pending text early where `_fill` would open it at once if it were cut."""
+        if (self._spec is not None or self._driver is None or self._finished or self._ended
+                or self._refusing or self._ready or len(self._jobs) > self._lookahead
+                or (self._jobs and not self._jobs[-1].audible)):
+            return
+        text = self._segmenter.tentative()
+        if text is not None:
+            self._spec_pending = text
+            self._spec = _Job(text.strip(), self._open_segment, self._fill)
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -319,6 +353,9 @@ class TextUtterance:
         self._stop_timer()
         self._ready.clear()
         me = asyncio.current_task()
+        if self._spec is not None:
+            self._drop(self._spec)
+            self._spec = None
         for job in self._jobs:
             job.abort()
         if self._driver is not None and self._driver is not me:
@@ -330,9 +367,10 @@ class TextUtterance:
         """Wait for every reader to end (its `finally` closes its upstream). An aborted reader
         is cancelled again until it ends: code under it may swallow one cancellation (Python
         3.11's `asyncio.wait_for` does when its wait completes as it is cancelled)."""
-        pending = {job.task for job in self._jobs if not job.task.done()}
+        jobs = [*self._jobs, *self._dropped]
+        pending = {job.task for job in jobs if not job.task.done()}
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.02)
-            for job in self._jobs:
+            for job in jobs:
                 if job.aborted and job.task in pending:
                     job.task.cancel()

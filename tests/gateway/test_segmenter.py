@@ -141,3 +141,20 @@ def test_granularities_of_the_omni_protocol():
     # Clause ends too, each piece at least `min_chars` long.
     assert cut("clause") == ["Well, to be honest, ", "I think so. And you, ", "my friend? Fine. ",
                              "Yes, more text, ", "with clauses, ", "that goes on and on. "]
+
+
+def test_tentative_is_the_text_a_following_space_would_cut_whole():
+    seg = Segmenter()
+    assert seg.append("Sure, I can help with that.", 0) == []
+    assert seg.tentative() == "Sure, I can help with that."
+    assert seg.append(" The", 0.03) == ["Sure, I can help with that. "]
+    assert seg.tentative() is None  # "The" ends nothing
+    for text in ("The site is example.", "Ask Dr.", "It costs 1,000."):
+        seg = Segmenter()
+        seg.append(text, 0)
+        # a sentence end may still turn out to be a URL or a number ("1,000.50"): tentative;
+        # a listed abbreviation never ends a sentence: not even tentative
+        assert seg.tentative() == (text if text.endswith(("example.", "1,000.")) else None)
+    seg = Segmenter()
+    seg.append("Short.", 0)
+    assert seg.tentative() is None  # under min_chars: a following space would not cut it

@@ -266,6 +266,55 @@ async def test_a_client_that_is_gone_cancels_the_utterance():
     assert sink.terminals == [Cancelled()] and fake.live == 0
 
 
+# --- speculative start ------------------------------------------------------------------------
+async def test_a_sentence_end_opens_its_upstream_before_the_next_token_confirms_it():
+    fake, sink = FakeUpstreams(chunks=2), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(max_wait_s=10))
+    utt.append("Sure, I can help with that.")
+    await asyncio.sleep(0.03)
+    assert fake.opened == ["Sure, I can help with that."]  # open, but not confirmed ...
+    assert sink.tags == []  # ... so none of its audio is relayed yet
+    utt.append(" The meeting is at three.")
+    await asyncio.sleep(0.03)
+    assert sink.tags == [(0, 0), (0, 1)] and utt.segments == ["Sure, I can help with that. "]
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert fake.opened == [s.strip() for s in utt.segments] == [
+        "Sure, I can help with that.", "The meeting is at three."]  # the end confirmed it
+    assert sink.tags == [(0, 0), (0, 1), (1, 0), (1, 1)] and fake.live == 0
+    assert isinstance(sink.terminals[0], Done)
+
+
+async def test_a_refuted_sentence_end_aborts_its_upstream_and_relays_none_of_it():
+    fake, sink = FakeUpstreams(chunks=1000, chunk_delay=0.005), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(max_wait_s=10))
+    utt.append("The address is example.")
+    await asyncio.sleep(0.03)
+    assert fake.live == 1
+    utt.append("com")  # a URL, not a sentence end
+    await asyncio.sleep(0.03)
+    assert fake.live == 0 and fake.closed == 1 and sink.tags == []
+    utt.append(" for now.")
+    utt.flush()  # a flush confirms what it sends, like the end
+    await asyncio.sleep(0.03)
+    assert utt.segments == ["The address is example.com for now."]
+    assert fake.opened[-1] == "The address is example.com for now." and fake.live == 1
+    assert {t for t, _ in sink.text_tags} == {"The address is example.com for now."}
+    await utt.cancel()
+    assert fake.live == 0 and sink.terminals == [Cancelled()]
+
+
+async def test_cancel_aborts_a_speculative_upstream_too():
+    fake, sink = FakeUpstreams(chunks=1000, chunk_delay=0.005, swallow_cancel=True), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(max_wait_s=10))
+    utt.append("Sure, I can help with that.")
+    await asyncio.sleep(0.03)
+    assert fake.live == 1
+    t0 = time.monotonic()
+    await utt.cancel()
+    assert time.monotonic() - t0 < 0.1 and fake.live == 0 and sink.tags == []
+
+
 # --- random interleavings ---------------------------------------------------------------------
 OPS = st.lists(st.one_of(
     st.tuples(st.just("append"), st.sampled_from(
