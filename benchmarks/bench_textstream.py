@@ -42,7 +42,7 @@ from orpheus_tts.session import Session, Utterance  # noqa: E402
 from orpheus_tts.up import LocalStack, StackConfig, free_port  # noqa: E402
 
 RATES = (30, 100)
-ROUNDS = 2
+ROUNDS = 3
 MAX_TOKENS = 140  # per request: 20 SNAC frames, 1.7 s of audio from the random stand-in
 WORKER_ARGS = ["--max-num-seqs", "8", "--max-model-len", "2048"]
 # Two replies of the same length and shape but for the first sentence: one opens with a short
@@ -86,29 +86,36 @@ def tokens(reply: str) -> list[str]:
     return re.findall(r"\s*\S+", reply)  # words with their leading space, as LLM tokens come
 
 
-async def produce(reply: str, rate: float, send) -> float:
-    """Write the reply token by token; returns the time the first token was sent."""
-    first = time.perf_counter()
+def first_sentence_end(reply: str) -> int:
+    """The index of the token that ends the first sentence."""
+    return next(i for i, t in enumerate(tokens(reply)) if SENTENCE_END.search(t))
+
+
+async def produce(reply: str, rate: float, send) -> list[float]:
+    """Write the reply token by token; returns the time each token was written (before it
+    was sent)."""
+    written = []
     for token in tokens(reply):
+        written.append(time.perf_counter())
         await send(token)
         await asyncio.sleep(1 / rate)
-    return first
+    return written
 
 
 async def streaming(session: Session, reply: str, rate: float) -> dict:
     utt = await session.open(**PARAMS)
     timeline = Timeline()
 
-    async def feed() -> float:
-        first = await produce(reply, rate, utt.send)
+    async def feed() -> list[float]:
+        written = await produce(reply, rate, utt.send)
         await utt.end()
-        return first
+        return written
 
     feeder = asyncio.create_task(feed())
     async for pcm in utt:
         timeline.add(pcm)
-    first = await feeder
-    return {"first": first, "timeline": timeline, "requests": len(utt.segments)}
+    written = await feeder
+    return {"written": written, "timeline": timeline, "requests": len(utt.segments)}
 
 
 async def sentence_at_a_time(session: Session, reply: str, rate: float) -> dict:
@@ -122,12 +129,12 @@ async def sentence_at_a_time(session: Session, reply: str, rate: float) -> dict:
             await queue.put(await session.speak("".join(buffered).strip(), **PARAMS))
             buffered.clear()
 
-    async def feed() -> float:
-        first = await produce(reply, rate, send)
+    async def feed() -> list[float]:
+        written = await produce(reply, rate, send)
         if "".join(buffered).strip():
             await queue.put(await session.speak("".join(buffered).strip(), **PARAMS))
         await queue.put(None)
-        return first
+        return written
 
     feeder = asyncio.create_task(feed())
     requests = 0
@@ -135,8 +142,8 @@ async def sentence_at_a_time(session: Session, reply: str, rate: float) -> dict:
         requests += 1
         async for pcm in utt:
             timeline.add(pcm)
-    first = await feeder
-    return {"first": first, "timeline": timeline, "requests": requests}
+    written = await feeder
+    return {"written": written, "timeline": timeline, "requests": requests}
 
 
 async def engine_rtf(session: Session) -> float:
@@ -146,6 +153,13 @@ async def engine_rtf(session: Session) -> float:
     return float(utt.stats["rtf"])
 
 
+def summary(reply: str, rate: int, client: str, runs: list[dict]) -> dict:
+    med = {k: statistics.median(x[k] for x in runs)
+           for k in ("ttfa_s", "after_end_s", "underruns", "underrun_s", "audio_s")}
+    return {"reply": reply, "rate": rate, "client": client, **med,
+            "requests": runs[0]["requests"], "runs": runs}
+
+
 async def run(url: str, key: str | None, rates: tuple[int, ...], rounds: int) -> dict:
     rows = []
     async with OrpheusTTS([url], api_key=key, hedge_ttfb_ms=None) as tts:
@@ -153,28 +167,26 @@ async def run(url: str, key: str | None, rates: tuple[int, ...], rounds: int) ->
             await engine_rtf(session)  # warm-up
             rtf = statistics.median([await engine_rtf(session) for _ in range(3)])
             print(f"engine RTF {rtf:.2f}", flush=True)
+            clients = (("streaming input", streaming), ("sentence at a time", sentence_at_a_time))
             for reply_name, reply in REPLIES.items():
                 for rate in rates:
-                    for name, client in (("streaming input", streaming),
-                                         ("sentence at a time", sentence_at_a_time)):
-                        runs = []
-                        for _ in range(rounds):
+                    runs: dict[str, list[dict]] = {name: [] for name, _ in clients}
+                    for _ in range(rounds):  # the two clients alternate: same conditions
+                        for name, client in clients:
                             r = await client(session, reply, rate)
-                            ttfa = r["timeline"].chunks[0][0] - r["first"]
+                            audio0 = r["timeline"].chunks[0][0]
                             count, length = r["timeline"].underruns(rtf)
-                            runs.append({"ttfa_s": ttfa, "underruns": count,
-                                         "underrun_s": length, "requests": r["requests"],
-                                         "audio_s": sum(s for _, s in r["timeline"].chunks)})
-                        row = {"reply": reply_name, "rate": rate, "client": name,
-                               "ttfa_s": statistics.median(x["ttfa_s"] for x in runs),
-                               "underruns": statistics.median(x["underruns"] for x in runs),
-                               "underrun_s": statistics.median(x["underrun_s"] for x in runs),
-                               "requests": runs[0]["requests"],
-                               "audio_s": statistics.median(x["audio_s"] for x in runs),
-                               "runs": runs}
-                        rows.append(row)
+                            runs[name].append({
+                                "ttfa_s": audio0 - r["written"][0],
+                                "after_end_s": audio0 - r["written"][first_sentence_end(reply)],
+                                "underruns": count, "underrun_s": length,
+                                "requests": r["requests"],
+                                "audio_s": sum(s for _, s in r["timeline"].chunks)})
+                    for name, _ in clients:
+                        rows.append(row := summary(reply_name, rate, name, runs[name]))
                         print(f"{reply_name:<21} {rate:>3} tok/s {name:<18} TTFA "
-                              f"{row['ttfa_s']:.2f} s, {row['underruns']:.0f} underruns, "
+                              f"{row['ttfa_s']:.3f} s (first sentence's last token → audio "
+                              f"{row['after_end_s']:.3f} s), {row['underruns']:.0f} underruns, "
                               f"{row['underrun_s']:.2f} audio-s starved, {row['requests']} "
                               "requests", flush=True)
     return {"rtf": rtf, "rows": rows}
@@ -191,11 +203,12 @@ def table(result: dict) -> str:
 
     return markdown_table(
         ["reply", "tokens/s", "client", "engine requests", "first token → first audio (s)",
-         "baseline ÷ streaming", "underruns", "underrun total (audio s)", "audio (s)"],
-        [[r["reply"], r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.2f}", versus(r),
+         "baseline ÷ streaming", "first sentence's last token → first audio (s)", "underruns", "underrun total (audio s)", "audio (s)"],
+        [[r["reply"], r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.3f}", versus(r),
+          f"{r['after_end_s']:.3f}",
           f"{r['underruns']:.0f}", f"{r['underrun_s']:.2f}", f"{r['audio_s']:.1f}"]
          for r in rows],
-        align="lrlrrrrrr")
+        align="lrlrrrrrrr")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         + "; ".join(f"*{k}*: \"{v}\"" for k, v in REPLIES.items()) + ". Every engine "
         f"request asks for {MAX_TOKENS} tokens ({MAX_TOKENS // 7} SNAC frames, "
         f"{MAX_TOKENS // 7 * 2048 / 24000:.1f} s of audio), so audio length follows the number "
-        f"of requests, not the text. Both clients use one SDK `Session`; medians of {rounds} "
-        f"runs. Engine RTF measured in the same run: **{result['rtf']:.2f}** (median of 3 "
+        f"of requests, not the text. Both clients use one SDK `Session` and alternate round by "
+        f"round (so both see the same machine conditions); medians of {rounds} runs. *First "
+        "sentence's last token → first audio* leaves the LLM's writing out: the server's and "
+        "client's own part, from when the token ending the first sentence was written. Engine RTF measured in the same run: **{result['rtf']:.2f}** (median of 3 "
         "uncontended `speak`s; worker generation time / audio time).\n\n"
         + table(result) + "\n\n"
         "Underruns: a player that starts at the first audio and plays at 1/RTF speed (one "
