@@ -5,7 +5,11 @@ clients speak it through the gateway's WebSocket with the SDK's `Session`, in th
 
 (a) streaming input: one `open` utterance fed every token as it is written (`append`), then
     `end`; the server cuts and pipelines the segments;
-(b) the baseline: the client waits for each full sentence and sends it as one `speak`.
+(b) the baseline: the client waits for each full sentence and sends it as one `speak`, in two
+    variants: with Pipecat's own sentence aggregator (what a real voice agent runs: it calls a
+    sentence done once the next word has begun, so `example.com` or `Dr. Who` stay whole), and
+    an optimistic one that sends on the token ending in `.`, `!` or `?` (it would split
+    `example.com`; it is the earliest any client could send).
 
 Figures per client and rate: time from the first text token to the first audio; audio
 underruns (gaps where a player would starve) as a count and a total length.
@@ -58,6 +62,8 @@ REPLIES = {
 }
 PARAMS = {"max_tokens": MAX_TOKENS, "timeout_s": 300}
 SENTENCE_END = re.compile(r"[.!?]$")
+PIPECAT = "sentence at a time (Pipecat's aggregator)"
+END_MARK = "sentence at a time (end mark at once)"
 
 
 class Timeline:
@@ -136,14 +142,40 @@ async def sentence_at_a_time(session: Session, reply: str, rate: float) -> dict:
         await queue.put(None)
         return written
 
-    feeder = asyncio.create_task(feed())
+    return await _play(queue, timeline, asyncio.create_task(feed()))
+
+
+async def pipecat_sentences(session: Session, reply: str, rate: float) -> dict:
+    """The baseline as a real voice agent does it: Pipecat's own sentence aggregator (which
+    waits for the next word before it calls a sentence done), one `speak` per sentence."""
+    from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
+
+    aggregator = SimpleTextAggregator()
+    queue: asyncio.Queue[Utterance | None] = asyncio.Queue()
+    timeline = Timeline()
+
+    async def send(token: str) -> None:
+        async for sentence in aggregator.aggregate(token):
+            await queue.put(await session.speak(sentence.text, **PARAMS))
+
+    async def feed() -> list[float]:
+        written = await produce(reply, rate, send)
+        rest = await aggregator.flush()
+        if rest is not None and rest.text.strip():
+            await queue.put(await session.speak(rest.text.strip(), **PARAMS))
+        await queue.put(None)
+        return written
+
+    return await _play(queue, timeline, asyncio.create_task(feed()))
+
+
+async def _play(queue: asyncio.Queue, timeline: Timeline, feeder: asyncio.Task) -> dict:
     requests = 0
     while (utt := await queue.get()) is not None:
         requests += 1
         async for pcm in utt:
             timeline.add(pcm)
-    written = await feeder
-    return {"written": written, "timeline": timeline, "requests": requests}
+    return {"written": await feeder, "timeline": timeline, "requests": requests}
 
 
 async def engine_rtf(session: Session) -> float:
@@ -167,7 +199,8 @@ async def run(url: str, key: str | None, rates: tuple[int, ...], rounds: int) ->
             await engine_rtf(session)  # warm-up
             rtf = statistics.median([await engine_rtf(session) for _ in range(3)])
             print(f"engine RTF {rtf:.2f}", flush=True)
-            clients = (("streaming input", streaming), ("sentence at a time", sentence_at_a_time))
+            clients = (("streaming input", streaming), (PIPECAT, pipecat_sentences),
+                       (END_MARK, sentence_at_a_time))
             for reply_name, reply in REPLIES.items():
                 for rate in rates:
                     runs: dict[str, list[dict]] = {name: [] for name, _ in clients}
@@ -194,21 +227,22 @@ async def run(url: str, key: str | None, rates: tuple[int, ...], rounds: int) ->
 
 def table(result: dict) -> str:
     rows = result["rows"]
-    base = {(r["reply"], r["rate"]): r for r in rows if r["client"] == "sentence at a time"}
+    by = {(r["reply"], r["rate"], r["client"]): r for r in rows}
 
-    def versus(r: dict) -> str:
+    def versus(r: dict, baseline: str) -> str:
         if r["client"] != "streaming input":
             return "—"
-        return f"{base[(r['reply'], r['rate'])]['ttfa_s'] / r['ttfa_s']:.2f}×"
+        return f"{by[(r['reply'], r['rate'], baseline)]['ttfa_s'] / r['ttfa_s']:.2f}×"
 
     return markdown_table(
         ["reply", "tokens/s", "client", "engine requests", "first token → first audio (s)",
-         "baseline ÷ streaming", "first sentence's last token → first audio (s)", "underruns", "underrun total (audio s)", "audio (s)"],
-        [[r["reply"], r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.3f}", versus(r),
+         "Pipecat baseline ÷ streaming", "end-mark baseline ÷ streaming",
+         "first sentence's last token → first audio (s)", "underruns", "underrun total (audio s)", "audio (s)"],
+        [[r["reply"], r["rate"], r["client"], r["requests"], f"{r['ttfa_s']:.3f}", versus(r, PIPECAT), versus(r, END_MARK),
           f"{r['after_end_s']:.3f}",
           f"{r['underruns']:.0f}", f"{r['underrun_s']:.2f}", f"{r['audio_s']:.1f}"]
          for r in rows],
-        align="lrlrrrrrrr")
+        align="lrlrrrrrrrr")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         "once the previous one has its first audio, and relays both in order. Where streaming "
         "input can start before the first sentence is complete (a clause of at least 12 "
         "characters, or the 0.5 s maximum wait) it is faster to first audio. Where the first "
-        "sentence is itself short, both send the same first request: the baseline on the token "
-        "that ends in `.` (a plain end-mark test, which a real client could not trust: it would "
-        "also fire on `example.` of `example.com`), streaming input on that same token by a "
-        "speculative start (its upstream opens when the text ends in a sentence end, its audio "
-        "is held until the next token confirms the cut, and a refuted one is aborted)."
+        "sentence is itself short, all three send the same first request: Pipecat's aggregator one "
+        "token after the sentence's last (it waits for the next word), the end-mark client on "
+        "that last token (a test a real client cannot trust: it also fires on `example.` of "
+        "`example.com`), and streaming input on that same last token by a speculative start "
+        "(its upstream opens when the text ends in a sentence end, its audio is held until the "
+        "next token confirms the cut, and a refuted one is aborted)."
         " Underruns: on this machine two requests at once (the head segment and the next) run on "
         "two workers that share two cores with each other and with the gateway, so each runs "
         "slower than the uncontended RTF the player is normalised by; the baseline never runs "
