@@ -6,8 +6,8 @@ PYTEST := $(PY) -m pytest
 
 .PHONY: setup run test test-unit test-k8s test-e2e test-browser k8s-tools k8s-node browser \
         client-venvs prometheus bench bench-worker bench-autoscale bench-gateway bench-hedge \
-        bench-e2e bench-memory bench-gpu bench-pools dashboard dashboard-picture images \
-        images-gpu clean
+        bench-e2e bench-memory bench-gpu bench-pools bench-textstream dashboard \
+        dashboard-picture images images-gpu clean
 
 setup:
 	@bash scripts/setup.sh
@@ -75,6 +75,9 @@ bench-gpu: setup
 
 bench-pools: setup
 	$(PY) benchmarks/bench_pools.py
+
+bench-textstream: setup
+	$(PY) benchmarks/bench_textstream.py
 
 # Regenerate the chart's Grafana dashboard from operator/orpheus_operator/dashboard.py
 dashboard: setup

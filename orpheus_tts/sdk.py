@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -36,6 +36,7 @@ from orpheus_tts.errors import (
     StreamError,
 )
 from orpheus_tts.routing import EndpointSnapshot, Router
+from orpheus_tts.session import Session
 
 __all__ = ["OrpheusTTS", "AudioStream", "StreamInfo"]
 
@@ -285,6 +286,7 @@ class OrpheusTTS:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._attempts: set[_Attempt] = set()
+        self._sessions: set[Session] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
@@ -315,6 +317,8 @@ class OrpheusTTS:
             )
         for attempt in list(self._attempts):
             await attempt.aclose()
+        for session in list(self._sessions):
+            await session.aclose()
         client, self._client = self._client, None
         await client.aclose()
 
@@ -360,6 +364,30 @@ class OrpheusTTS:
         body.update(params)
         info = StreamInfo()
         return AudioStream(self._run(body, timeout, info), info)
+
+    def session(self, voice: str | None = None, **params: Any) -> Session:
+        """A WebSocket session with the best endpoint: several utterances on one socket, text
+        streamed in as it is written (`Session.open`), `interrupt()`. Use it with `async with`;
+        `close()` also closes it. `voice` and `params` are its utterances' defaults."""
+        self._bind_loop()
+        url = self._router.pick_first().url
+
+        def closed() -> None:
+            self._sessions.discard(session)
+            self._router.release(url)
+
+        session = Session(url, self._headers, voice=voice, on_close=closed, **params)
+        self._sessions.add(session)
+        return session
+
+    async def stream_text(self, text: AsyncIterable[str], voice: str | None = None,
+                          **params: Any) -> AsyncIterator[bytes]:
+        """Speak text while it is being written (an LLM's tokens, in pieces): PCM chunks as
+        `stream()` yields them. The server cuts the text at sentence and clause boundaries
+        and starts speaking before the text is complete; see `orpheus_tts.session`."""
+        async with self.session() as session:
+            async for pcm in session.stream_text(text, voice, **params):
+                yield pcm
 
     async def synthesize(
         self, text: str, voice: str | None = None, **params: Any

@@ -16,7 +16,7 @@ from .config import GatewayConfig
 from .core import Gateway
 from .error_shapes import install_error_handlers
 from .middleware import AuthMiddleware
-from .routes import canopy, groq, models, pages, speech, v1, websocket
+from .routes import canopy, groq, models, omni, pages, speech, v1, websocket
 from .routes.common import SERVER_SEND_SCOPE
 
 
@@ -45,7 +45,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     app.add_middleware(AuthMiddleware, gateway=gw)
     app.add_middleware(tracing.TraceContextMiddleware)  # outermost: joins the caller's trace
     install_error_handlers(app, gw.count_error)
-    for router in (v1.router, speech.router, websocket.router, pages.router, groq.router,
-                   models.router, canopy.router):
+    for router in (v1.router, speech.router, websocket.router, omni.router, pages.router,
+                   groq.router, models.router, canopy.router):
         app.include_router(router)
     return app

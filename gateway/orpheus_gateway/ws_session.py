@@ -22,6 +22,8 @@ from orpheus_tts import protocol as p
 
 from .core import ActiveStream, Gateway
 from .error_shapes import ws_error
+from .textstream import TextUtterance
+from .ws_text import open_text_utterance, text_message
 
 log = logging.getLogger("orpheus_gateway.ws")
 
@@ -29,8 +31,9 @@ log = logging.getLogger("orpheus_gateway.ws")
 @dataclass
 class Utterance:
     id: str
-    request: p.TTSRequest
+    request: p.TTSRequest | None  # a `speak`; None for an `open` (its text arrives later)
     finished: bool = False
+    text: TextUtterance | None = None  # an `open`'s pipeline
 
 
 class WsSession:
@@ -94,8 +97,9 @@ class WsSession:
                     async with asyncio.timeout(self.idle_timeout_s):
                         message = await self.ws.receive()
                 except TimeoutError:
-                    if self._active is not None or self._queue:
+                    if self._busy():
                         continue  # speaking is not idle
+                    await self.cancel_all()  # an `open` still waiting for text hears why
                     await self._close(p.WS_CLOSE_IDLE, "idle timeout")
                     return
                 if message["type"] == "websocket.disconnect":
@@ -114,6 +118,12 @@ class WsSession:
             if self._closing:
                 await self._close(1000, "closed")
 
+    def _busy(self) -> bool:
+        """Speaking or with something queued; an `open` utterance that only waits for text
+        the client has not sent for the whole idle timeout does not count."""
+        utts = [u for u in (self._active, *self._queue) if u is not None]
+        return any(u.text is None or not u.text.waiting_for_text for u in utts)
+
     async def handle(self, raw: str | bytes) -> None:
         try:
             msg = p.parse_ws_message(raw)
@@ -122,6 +132,12 @@ class WsSession:
             return
         if isinstance(msg, p.WsSpeak):
             await self._speak(msg)
+        elif isinstance(msg, p.WsOpen):
+            await self._open_text(msg)
+        elif isinstance(msg, (p.WsAppend, p.WsFlush, p.WsEnd)):
+            await self._feed_text(msg)
+        elif isinstance(msg, p.WsInterrupt):
+            await self.cancel_all()
         elif isinstance(msg, p.WsCancel):
             await self._cancel(msg.utterance_id)
         elif isinstance(msg, p.WsClose):
@@ -132,27 +148,68 @@ class WsSession:
             await self.send(ws_error(None, p.ErrorCode.INVALID_REQUEST,
                                      "The session is already authenticated."))
 
+    async def _open_text(self, msg: p.WsOpen) -> None:
+        if await self._duplicate(msg.utterance_id):
+            return
+        utt: Utterance | None = Utterance(msg.utterance_id, None)
+        opened = utt
+        try:
+            self._check_queue_room(msg.interrupt)
+            opened.text = open_text_utterance(
+                self.gateway, msg, self.key_id, send=self.send,
+                send_audio=lambda seq, pcm: self._send_audio(opened, seq, pcm),
+                finish=lambda message: self.finish(opened, message))
+            problem = None
+        except p.RequestError as exc:
+            utt, problem = None, exc
+        await self._admit(msg.utterance_id, utt, problem, msg.interrupt)
+
+    async def _feed_text(self, msg: p.WsAppend | p.WsFlush | p.WsEnd) -> None:
+        utt = self._open.get(msg.utterance_id)
+        problem = text_message(utt.text if utt is not None else None, msg)
+        if problem is not None:
+            await self.send(ws_error(None, p.ErrorCode.INVALID_REQUEST, problem))
+
     async def _speak(self, msg: p.WsSpeak) -> None:
-        if msg.utterance_id in self._open:
-            await self.send(ws_error(
-                None, p.ErrorCode.INVALID_REQUEST,
-                f"Utterance '{msg.utterance_id}' is already queued or speaking."))
+        if await self._duplicate(msg.utterance_id):
             return
         try:
-            request = self.gateway.validate(msg.tts_body())
-            limit = self.gateway.config.ws_max_queued
-            if not msg.interrupt and len(self._queue) >= limit:
-                raise p.RequestError(p.ErrorCode.OVERLOADED,
-                                     f"This session already has {limit} utterances waiting; "
-                                     f"send more once some are done.")
+            self._check_queue_room(msg.interrupt)
+            utt, problem = Utterance(msg.utterance_id, self.gateway.validate(msg.tts_body())), None
         except p.RequestError as exc:
+            utt, problem = None, exc
+        await self._admit(msg.utterance_id, utt, problem, msg.interrupt)
+
+    def _check_queue_room(self, interrupt: bool) -> None:
+        """A session holds at most `ws_max_queued` waiting utterances (an interrupt empties the
+        queue first, so it always fits)."""
+        limit = self.gateway.config.ws_max_queued
+        if not interrupt and len(self._queue) >= limit:
+            raise p.RequestError(p.ErrorCode.OVERLOADED,
+                                 f"This session already has {limit} utterances waiting; "
+                                 f"send more once some are done.")
+
+    async def _duplicate(self, utterance_id: str) -> bool:
+        """An id already queued or speaking is refused with a session error."""
+        if utterance_id not in self._open:
+            return False
+        await self.send(ws_error(
+            None, p.ErrorCode.INVALID_REQUEST,
+            f"Utterance '{utterance_id}' is already queued or speaking."))
+        return True
+
+    async def _admit(self, utterance_id: str, utt: Utterance | None,
+                     problem: p.RequestError | None, interrupt: bool) -> None:
+        """Queue a `speak` or `open` (cancelling the others first on `interrupt`), or refuse it
+        with its one terminal `error`."""
+        if problem is not None or utt is None:
+            assert problem is not None
             # Refused before it was ever open: this error is its one terminal message.
-            self.gateway.count_error(exc.code)
-            await self.send(ws_error(msg.utterance_id, exc.code, exc.message))
+            self.gateway.count_error(problem.code)
+            await self.send(ws_error(utterance_id, problem.code, problem.message))
             return
-        utt = Utterance(msg.utterance_id, request)
         self._open[utt.id] = utt
-        if msg.interrupt:
+        if interrupt:
             await self.cancel_all()
         self._queue.append(utt)
         self._wake.set()
@@ -172,6 +229,8 @@ class WsSession:
         except ValueError:
             pass
         await self.finish(utt, p.WsCancelled(utterance_id=utt.id))
+        if utt.text is not None:
+            await utt.text.cancel()  # every segment's stream closed before this returns
         if self._active is utt and self._active_task is not None:
             self._active_task.cancel()
 
@@ -218,6 +277,10 @@ class WsSession:
                 self._active_task = None
 
     async def _speak_one(self, utt: Utterance) -> None:
+        if utt.text is not None:
+            await self._speak_text(utt, utt.text)
+            return
+        assert utt.request is not None
         stream: ActiveStream | None = None
         try:
             # The deadline and time to first audio count from here: waiting behind the
@@ -258,3 +321,12 @@ class WsSession:
             if not utt.finished:  # ended with no terminal (e.g. socket gone): still explicit
                 await self.finish(utt, ws_error(utt.id, p.ErrorCode.UPSTREAM_LOST,
                                                 "The utterance ended without a result."))
+
+    async def _speak_text(self, utt: Utterance, text: TextUtterance) -> None:
+        """An `open` utterance: its pipeline sends the audio and the one terminal."""
+        try:
+            await self.send(p.WsStarted(utterance_id=utt.id))
+            text.start()
+            await text.wait()
+        finally:
+            await text.cancel()  # a no-op once finished; on a cancelled task, closes it all

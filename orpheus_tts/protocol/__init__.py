@@ -22,8 +22,9 @@ from .request import (DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TIMEOUT_S, DEFAULT_TIM
                       parse_json_body, parse_request, parse_request_bytes,
                       validation_to_request_error)
 from .system import PoolState, SystemSnapshot, WorkerState
-from .ws import (WS_CLOSE_IDLE, WS_CLOSE_UNAUTHORIZED, WS_TERMINAL_TYPES, WsAuth, WsCancel,
-                 WsCancelled, WsClientMessage, WsClose, WsDone, WsError, WsPing, WsPong, WsReady,
+from .ws import (WS_CLOSE_IDLE, WS_CLOSE_UNAUTHORIZED, WS_MAX_APPEND_CHARS, WS_TERMINAL_TYPES,
+                 WsAppend, WsAuth, WsCancel, WsCancelled, WsClientMessage, WsClose, WsDone, WsEnd,
+                 WsError, WsFlush, WsInterrupt, WsOpen, WsPing, WsPong, WsReady, WsSegment,
                  WsServerMessage, WsSpeak, WsStarted, decode_ws_audio, encode_ws_audio,
                  parse_ws_message)
 
@@ -34,11 +35,12 @@ __all__ = [
     "INTERNAL_TOKEN_ENV", "MIN_REPETITION_PENALTY", "MODELS_PATH", "NDJSON",
     "REQUEST_FIELDS", "REQUEST_ID_PATTERN", "SAMPLE_RATE", "SAMPLE_WIDTH", "SPEECH_PATH",
     "STREAM_PATH", "SYSTEM_PATH", "TERMINAL_TYPES", "VOICES_PATH", "WS_CLOSE_IDLE",
-    "WS_CLOSE_UNAUTHORIZED", "WS_PATH", "WS_TERMINAL_TYPES", "ChunkFrame", "EosFrame",
+    "WS_CLOSE_UNAUTHORIZED", "WS_MAX_APPEND_CHARS", "WS_PATH", "WS_TERMINAL_TYPES", "ChunkFrame", "EosFrame",
     "ErrorCode", "ErrorFrame", "Frame", "FrameDecodeError", "LoadHints", "MetricsFrame",
-    "PoolState", "RequestError", "SystemSnapshot", "TTSRequest", "WorkerState", "WsAuth", "WsCancel",
-    "WsCancelled", "WsClientMessage", "WsClose", "WsDone", "WsError", "WsPing", "WsPong",
-    "WsReady", "WsServerMessage", "WsSpeak", "WsStarted", "chunk_audio", "chunk_line",
+    "PoolState", "RequestError", "SystemSnapshot", "TTSRequest", "WorkerState", "WsAppend",
+    "WsAuth", "WsCancel", "WsCancelled", "WsClientMessage", "WsClose", "WsDone", "WsEnd",
+    "WsError", "WsFlush", "WsInterrupt", "WsOpen", "WsPing", "WsPong", "WsReady", "WsSegment",
+    "WsServerMessage", "WsSpeak", "WsStarted", "chunk_audio", "chunk_line",
     "clip", "decode_frame", "decode_ws_audio", "encode_frame", "encode_ws_audio", "error_body",
     "error_frame", "error_line", "frame_type", "is_valid_request_id", "line_type",
     "load_headers", "parse_json_body", "parse_request", "parse_request_bytes", "pcm_seconds",

@@ -1,10 +1,12 @@
 """WebSocket session (`WS /v1/tts/ws`) messages.
 
-Client -> server: JSON text messages (`speak`, `cancel`, `close`, `auth`, `ping`).
-Server -> client: JSON text messages (`ready`, `started`, `done`, `error`, `cancelled`,
-`pong`) and binary audio frames (see `encode_ws_audio`). Every `speak` that is accepted
-ends with exactly one of `done` / `error` / `cancelled` carrying its `utterance_id`, and no
-audio for an utterance follows its terminal message.
+Client -> server: JSON text messages (`speak`, `open`, `append`, `flush`, `end`, `cancel`,
+`interrupt`, `close`, `auth`, `ping`). Server -> client: JSON text messages (`ready`,
+`started`, `segment`, `done`, `error`, `cancelled`, `pong`) and binary audio frames (see
+`encode_ws_audio`). Every utterance that is accepted (a `speak`, or an `open` whose text then
+arrives in `append` messages until `end`) ends with exactly one of `done` / `error` /
+`cancelled` carrying its `utterance_id`, and no audio for an utterance follows its terminal
+message.
 """
 
 from __future__ import annotations
@@ -59,6 +61,60 @@ class WsSpeak(_WsMessage):
         return body
 
 
+WS_MAX_APPEND_CHARS = 4_000  # one `append` message's text
+
+
+class _UtteranceMessage(_WsMessage):
+    utterance_id: str = Field(min_length=1)
+
+    @field_validator("utterance_id")
+    @classmethod
+    def _utterance_id_fits(cls, v: str) -> str:
+        return _check_utterance_id(v)
+
+
+class WsOpen(_UtteranceMessage):
+    """Open an utterance whose text follows in `append` messages and ends with `end`. Queues
+    behind the active utterance like `speak`; `interrupt` cancels the others first."""
+
+    type: Literal["open"]
+    voice: str | None = None
+    params: dict[str, Any] | None = None  # any other `TTSRequest` field, for every segment
+    interrupt: bool = False
+
+    def tts_body(self) -> dict[str, Any]:
+        """The request every segment is sent as, less its `text`."""
+        body: dict[str, Any] = dict(self.params or {})
+        if self.voice is not None:
+            body["voice"] = self.voice
+        return body
+
+
+class WsAppend(_UtteranceMessage):
+    """More text for an open utterance, exactly as written (spaces included)."""
+
+    type: Literal["append"]
+    text: str = Field(max_length=WS_MAX_APPEND_CHARS)
+
+
+class WsFlush(_UtteranceMessage):
+    """Synthesise what is buffered now, without waiting for a boundary; more text may follow."""
+
+    type: Literal["flush"]
+
+
+class WsEnd(_UtteranceMessage):
+    """No more text: the utterance ends (`done`) once what was sent has been spoken."""
+
+    type: Literal["end"]
+
+
+class WsInterrupt(_WsMessage):
+    """Cancel every queued and speaking utterance of the session (each gets `cancelled`)."""
+
+    type: Literal["interrupt"]
+
+
 class WsCancel(_WsMessage):
     type: Literal["cancel"]
     utterance_id: str
@@ -84,14 +140,18 @@ class WsPing(_WsMessage):
     type: Literal["ping"]
 
 
-WsClientMessage = Union[WsSpeak, WsCancel, WsClose, WsAuth, WsPing]
+WsClientMessage = Union[WsSpeak, WsOpen, WsAppend, WsFlush, WsEnd, WsCancel, WsInterrupt,
+                        WsClose, WsAuth, WsPing]
 _WS_CLIENT_TYPES: dict[str, type[_WsMessage]] = {
-    "speak": WsSpeak, "cancel": WsCancel, "close": WsClose, "auth": WsAuth, "ping": WsPing,
+    "speak": WsSpeak, "open": WsOpen, "append": WsAppend, "flush": WsFlush, "end": WsEnd,
+    "cancel": WsCancel, "interrupt": WsInterrupt, "close": WsClose, "auth": WsAuth,
+    "ping": WsPing,
 }
 
 
-def parse_ws_message(raw: str | bytes) -> WsClientMessage:
-    """One client message; raises `RequestError` (400 semantics) for anything malformed."""
+def parse_typed_message(raw: str | bytes, types: dict[str, type[BaseModel]]) -> BaseModel:
+    """A JSON object whose `type` names one of `types`, validated by that model; raises
+    `RequestError` (400 semantics) for anything malformed."""
     try:
         obj = parse_json_body(raw)
     except RequestError as exc:
@@ -99,15 +159,20 @@ def parse_ws_message(raw: str | bytes) -> WsClientMessage:
                            exc.message.replace("Request body", "Message")) from None
     if not isinstance(obj, dict):
         raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
-    cls = _WS_CLIENT_TYPES.get(obj.get("type"))  # type: ignore[arg-type]
+    cls = types.get(obj.get("type"))  # type: ignore[arg-type]
     if cls is None:
         raise RequestError(
             ErrorCode.INVALID_REQUEST, f"Unknown message type {clip(repr(obj.get('type')))}; "
-            f"one of {', '.join(_WS_CLIENT_TYPES)}.", param="type")
+            f"one of {', '.join(types)}.", param="type")
     try:
-        return cls.model_validate(obj)  # type: ignore[return-value]
+        return cls.model_validate(obj)
     except ValidationError as exc:
         raise validation_to_request_error(exc) from None
+
+
+def parse_ws_message(raw: str | bytes) -> WsClientMessage:
+    """One client message; raises `RequestError` (400 semantics) for anything malformed."""
+    return parse_typed_message(raw, _WS_CLIENT_TYPES)  # type: ignore[return-value]
 
 
 class _WsServerMessage(BaseModel):
@@ -123,6 +188,17 @@ class WsStarted(_WsServerMessage):
 
     type: Literal["started"] = "started"
     utterance_id: str
+
+
+class WsSegment(_WsServerMessage):
+    """Informational, for a streamed-text utterance: segment `index` (the `text` the server cut)
+    starts its audio; the audio messages that follow, up to the next `segment` or the
+    terminal, are its audio."""
+
+    type: Literal["segment"] = "segment"
+    utterance_id: str
+    index: int
+    text: str
 
 
 class WsDone(_WsServerMessage):
@@ -153,7 +229,7 @@ class WsPong(_WsServerMessage):
     type: Literal["pong"] = "pong"
 
 
-WsServerMessage = Union[WsReady, WsStarted, WsDone, WsError, WsCancelled, WsPong]
+WsServerMessage = Union[WsReady, WsStarted, WsSegment, WsDone, WsError, WsCancelled, WsPong]
 
 
 def encode_ws_audio(utterance_id: str, seq: int, pcm: bytes) -> bytes:

@@ -1,5 +1,6 @@
-"""The SDK stays light: the base install pulls httpx and pydantic only, and importing the SDK
-and the CLI loads no server stack (checked in a fresh interpreter)."""
+"""The SDK stays light: the base install pulls httpx, pydantic and websockets only, and
+importing the SDK and the CLI loads no server stack, no voice-agent framework and not even
+the WebSocket client until a session is opened (checked in a fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = {"torch", "vllm", "fastapi", "starlette", "uvicorn", "kopf", "kubernetes", "snac",
-         "transformers", "numpy", "prometheus_client"}
+         "transformers", "numpy", "prometheus_client", "sentencex", "pipecat", "livekit",
+         "websockets"}
 
 
-def test_base_dependencies_are_only_httpx_and_pydantic():
+def test_base_dependencies_are_only_httpx_pydantic_and_websockets():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower()
              for d in project["dependencies"]}
-    assert names == {"httpx", "pydantic"}
+    assert names == {"httpx", "pydantic", "websockets"}
 
 
 def test_importing_the_sdk_and_cli_loads_no_server_stack():

@@ -1,0 +1,193 @@
+"""Cut text that arrives in pieces (an LLM writing) into segments worth synthesising.
+
+Sentence boundaries come from `sentencex` (Wikimedia's maintained rule-based segmenter: it knows
+abbreviations, decimals and URLs across languages); this module adds what a streaming TTS needs
+on top of it:
+
+* cuts only where the text has whitespace, so a word, a number (`1,000.50`) or a URL is never
+  split, and never right after an abbreviation from `ABBREVIATIONS` (`Dr.`, `e.g.`...);
+* a sentence is final only once text after it has arrived (the last one may still grow);
+* a minimum size, so the first audio is not one word;
+* clause boundaries (`,` `;` `:` dashes) for the first segment, and for any later one that has
+  grown past `long_chars` without a sentence end;
+* a maximum wait: text older than `max_wait_s` goes out at its last safe word boundary, so a
+  slow writer is still heard.
+
+Segments keep their whitespace: concatenating every segment returned gives exactly the text
+appended. The clock is passed in (`now`), so the rules are plain functions of their input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sentencex
+
+# Tokens after which a cut never happens: they are followed by more of the same sentence.
+ABBREVIATIONS = frozenset(
+    a.lower() for a in (
+        "Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "Sr.", "Jr.", "St.", "Mt.", "Gen.", "Col.",
+        "Capt.", "Lt.", "Sgt.", "Rev.", "Hon.", "Gov.", "Sen.", "Rep.", "Pres.", "e.g.",
+        "i.e.", "vs.", "cf.", "approx.", "no.", "nos.", "vol.", "fig.", "p.", "pp.", "ca.",
+        "U.S.", "U.K.", "a.m.", "p.m.", "Inc.", "Ltd.", "Co.", "Corp.", "Jan.", "Feb.",
+        "Mar.", "Apr.", "Jun.", "Jul.", "Aug.", "Sep.", "Sept.", "Oct.", "Nov.", "Dec.",
+    )
+)
+_CLAUSE_END = re.compile(r"[,;:]['\")\]]*$|^[\u2013\u2014-]+$|[\u2013\u2014]$")
+_SENTENCE_END = re.compile(r"[.!?\u2026]['\")\]\u201d\u2019]*$")
+_CUT = re.compile(r"\S\s+")  # a cut point is the end of a whitespace run that follows text
+_LEADING_QUOTES = "\"'([{\u201c\u2018"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    language: str = "en"
+    min_chars: int = 12  # a segment shorter than this waits for more (unless forced)
+    long_chars: int = 160  # past this, a later segment may end at a clause boundary too
+    max_wait_s: float | None = 0.5  # the oldest unsent text waits at most this long
+    sentences: bool = True  # cut at sentence ends (False: only flushes cut)
+    clauses: str = "first"  # clause cuts: "first" segment (and long ones), "always", "never"
+
+
+# vLLM-Omni's `split_granularity` values, as segmenter configurations.
+GRANULARITIES = {
+    "sentence": SegmenterConfig(clauses="never"),
+    "clause": SegmenterConfig(clauses="always"),
+    "none": SegmenterConfig(sentences=False, clauses="never", max_wait_s=None),
+}
+
+
+def _token_before(text: str, cut: int) -> str:
+    """The whitespace-free token that ends right before the whitespace ending at `cut`."""
+    end = len(text[:cut].rstrip())
+    start = end
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    return text[start:end]
+
+
+def safe_cuts(text: str) -> list[int]:
+    """Every offset where `text` may be cut: after whitespace that follows a word which is not
+    an abbreviation from the list. Numbers and URLs contain no whitespace, so no cut splits one."""
+    cuts = []
+    for m in _CUT.finditer(text):
+        cut = m.end()
+        token = _token_before(text, cut).lstrip(_LEADING_QUOTES).lower()
+        if token in ABBREVIATIONS:
+            continue
+        cuts.append(cut)
+    return cuts
+
+
+def sentence_cuts(text: str, language: str = "en") -> set[int]:
+    """Offsets where `sentencex` ends a sentence (its segments keep their trailing whitespace)."""
+    cuts, pos = set(), 0
+    for sentence in sentencex.segment(language, text):
+        found = text.find(sentence, pos)
+        if found < 0:  # the library normalised something: stop trusting offsets past here
+            break
+        pos = found + len(sentence)
+        cuts.add(pos)
+    return cuts
+
+
+def is_clause_cut(text: str, cut: int) -> bool:
+    return bool(_CLAUSE_END.search(_token_before(text, cut)))
+
+
+class Segmenter:
+    """One utterance's pending text. `append`, `poll` and `flush` return the segments that are
+    ready, in order; `due()` says when `poll` may next have something to return."""
+
+    def __init__(self, config: SegmenterConfig | None = None):
+        self.config = config or SegmenterConfig()
+        self._pending = ""
+        self._since: float | None = None  # when the oldest unsent non-blank text arrived
+        self._emitted = 0  # segments returned so far
+
+    @property
+    def pending(self) -> str:
+        return self._pending
+
+    def append(self, text: str, now: float) -> list[str]:
+        if not text:
+            return []
+        self._pending += text
+        if self._since is None and self._pending.strip():
+            self._since = now
+        return self._cut(now, forced=False)
+
+    def poll(self, now: float) -> list[str]:
+        """Segments due because the oldest pending text has waited `max_wait_s`."""
+        return self._cut(now, forced=self._overdue(now))
+
+    def due(self) -> float | None:
+        """The clock time at which `poll` may force a cut, or None if nothing waits."""
+        if self._since is None or self.config.max_wait_s is None:
+            return None
+        return self._since + self.config.max_wait_s
+
+    def tentative(self) -> str | None:
+        """The pending text if it would go out whole as soon as whitespace follows it (it ends
+        in a sentence or clause end that is a cut here), else None. A caller may start on it
+        early; the next `append`, `flush` or `poll` says whether the cut is real."""
+        text = self._pending
+        if not text.strip() or text[-1].isspace():
+            return None
+        return text if self._next_cut(False, text + " ") == len(text) + 1 else None
+
+    def flush(self) -> list[str]:
+        """Everything pending, as one segment (a flush or the end of the utterance)."""
+        out = [self._pending] if self._pending else []
+        self._take(len(self._pending), now=None)
+        if out:
+            self._emitted += 1
+        return out
+
+    # --- internals ---------------------------------------------------------------------------
+    def _overdue(self, now: float) -> bool:
+        due = self.due()
+        return due is not None and now >= due
+
+    def _take(self, cut: int, now: float | None) -> str:
+        segment, self._pending = self._pending[:cut], self._pending[cut:]
+        self._since = now if (now is not None and self._pending.strip()) else None
+        return segment
+
+    def _cut(self, now: float, forced: bool) -> list[str]:
+        out: list[str] = []
+        while self._pending.strip():
+            cut = self._next_cut(forced)
+            if cut is None:
+                break
+            out.append(self._take(cut, now))
+            self._emitted += 1
+            forced = False  # one forced cut per poll; what remains waits its own turn
+        return out
+
+    def _next_cut(self, forced: bool, text: str | None = None) -> int | None:
+        text = self._pending if text is None else text
+        cfg = self.config
+        cuts = safe_cuts(text)
+        if not cuts or not (cfg.sentences or cfg.clauses != "never" or forced):
+            return None
+        sentences = sentence_cuts(text, cfg.language) if cfg.sentences or forced else set()
+        # `sentencex` always ends its last segment at the end of the text; there, only a
+        # token that ends in sentence punctuation ends a sentence (the rest may still grow).
+        clauses = cfg.clauses == "always" or (cfg.clauses == "first" and (
+            self._emitted == 0 or len(text.strip()) >= cfg.long_chars))
+        long_enough = [c for c in cuts if len(text[:c].strip()) >= cfg.min_chars]
+        for cut in long_enough:
+            if cfg.sentences and cut in sentences and (cut < len(text) or _SENTENCE_END.search(
+                    _token_before(text, cut))):
+                return cut
+            if clauses and is_clause_cut(text, cut):
+                return cut
+        if forced:
+            # The best boundary there is: the last sentence or clause end of at least
+            # `min_chars`, else the last complete word.
+            preferred = [c for c in long_enough
+                         if (c in sentences and c < len(text)) or is_clause_cut(text, c)]
+            return (preferred or cuts)[-1]
+        return None

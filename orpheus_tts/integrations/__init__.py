@@ -1,0 +1,1 @@
+"""Voice-agent framework services (optional extras: `[pipecat]`, `[livekit]`)."""
