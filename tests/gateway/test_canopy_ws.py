@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from websockets.asyncio.client import connect
@@ -102,3 +103,16 @@ def test_models_lists_served_names(gw, client):
         ids = [m["id"] for m in r.json()["data"]]
         assert ids[0] == "fake" and "gpt-4o-mini-tts" in ids  # the worker's name first
     assert client.get(gw.url + "/v1/models").status_code == 401
+
+
+async def test_a_wrong_key_is_refused_at_the_upgrade_without_an_error_line(gw, caplog):
+    from websockets.exceptions import InvalidStatus
+
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(InvalidStatus) as exc:
+            async with connect(gw.ws_url + c.CANOPY_WS_PATH,
+                               additional_headers={"Authorization": "Api-Key wrong"}):
+                pass
+        await asyncio.sleep(0.3)
+    assert exc.value.response.status_code in (401, 403)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
