@@ -105,6 +105,16 @@ def test_models_lists_served_names(gw, client):
     assert client.get(gw.url + "/v1/models").status_code == 401
 
 
+async def test_deeply_nested_json_is_an_error_and_the_socket_lives_on(gw):
+    async with canopy_connect(gw) as ws:
+        await ws.send("[" * 50_000)
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert msg["error"].startswith("invalid_request: ")
+        await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara"}))
+        seen = await read_until_terminals(ws, 1)
+    assert seen[-1] == {"done": True}
+
+
 async def test_a_wrong_key_is_refused_at_the_upgrade_without_an_error_line(gw, caplog):
     from websockets.exceptions import InvalidStatus
 
