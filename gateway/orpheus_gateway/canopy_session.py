@@ -164,7 +164,8 @@ class CanopySession:
                     elif kind == "error":
                         frame = p.decode_frame(line)
                         assert isinstance(frame, p.ErrorFrame)
-                        await self._finish(req, c.error(_text(frame.code, frame.message), **ids))
+                        await self._finish(req, c.error(_text(frame.error_code, frame.message),
+                                                        **ids))
         except p.RequestError as exc:
             self.gateway.count_error(exc.code)
             await self._finish(req, c.error(_text(exc.code, exc.message), **ids))

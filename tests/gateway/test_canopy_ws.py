@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 
 from orpheus_tts.protocol import canopy as c
 from tests.gateway.conftest import API_KEY
+from tests.support.fake_server import Behaviour
 
 CHUNKS, CHUNK_SAMPLES = 3, 480
 
@@ -113,6 +114,21 @@ async def test_deeply_nested_json_is_an_error_and_the_socket_lives_on(gw):
         await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara"}))
         seen = await read_until_terminals(ws, 1)
     assert seen[-1] == {"done": True}
+
+
+@pytest.mark.parametrize("behaviour,code", [
+    (Behaviour.error("engine_error", after=1), "engine_error"),
+    (Behaviour.eof(after=1), "upstream_lost"),
+    (Behaviour.drop(after=1), "upstream_lost"),
+], ids=["error-frame", "eof", "drop"])
+async def test_a_worker_failing_mid_stream_ends_with_its_code(gw, caplog, behaviour, code):
+    gw.worker.script(behaviour)
+    with caplog.at_level(logging.ERROR):
+        async with canopy_connect(gw) as ws:
+            await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara", "request_id": "r1"}))
+            seen = await read_until_terminals(ws, 1)
+    assert seen[-1]["error"].startswith(code + ": ") and seen[-1]["client_request_id"] == "r1"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_a_wrong_key_is_refused_at_the_upgrade_without_an_error_line(gw, caplog):
