@@ -131,6 +131,20 @@ async def test_a_worker_failing_mid_stream_ends_with_its_code(gw, caplog, behavi
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
+
+async def test_a_stalled_worker_ends_with_deadline_exceeded(fake_server, gateway_server, caplog):
+    srv = fake_server()
+    srv.script(Behaviour.stall(after=1))
+    gw = gateway_server([srv.url], default_timeout_s=1.0)
+    gw.wait_polled()
+    with caplog.at_level(logging.ERROR):
+        async with canopy_connect(gw) as ws:
+            await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara"}))
+            seen = await read_until_terminals(ws, 1)
+    assert seen[-1]["error"].startswith("deadline_exceeded: ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert srv.wait_until(lambda: srv.cancelled_streams == 1)
+
 async def test_a_wrong_key_is_refused_at_the_upgrade_without_an_error_line(gw, caplog):
     from websockets.exceptions import InvalidStatus
 
