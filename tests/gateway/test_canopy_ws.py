@@ -145,6 +145,21 @@ async def test_a_stalled_worker_ends_with_deadline_exceeded(fake_server, gateway
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert srv.wait_until(lambda: srv.cancelled_streams == 1)
 
+async def test_a_duplicate_request_id_is_refused_for_that_request(gw):
+    async with canopy_connect(gw) as ws:
+        for _ in range(2):
+            await ws.send(json.dumps({"prompt": "Hi there.", "voice": "tara",
+                                      "request_id": "same"}))
+        seen = await read_until_terminals(ws, 2)
+    texts = [m for m in seen if isinstance(m, dict)]
+    assert [m["client_request_id"] for m in texts if m.get("type") == "accepted"] == ["same"]
+    errors = [m for m in texts if "error" in m]
+    assert len(errors) == 1 and errors[0]["error"].startswith("invalid_request: ")
+    assert errors[0]["client_request_id"] == "same" and "server_request_id" not in errors[0]
+    assert len([m for m in texts if m.get("done")]) == 1
+    assert len(gw.worker.stream_requests) == 1
+
+
 async def test_a_wrong_key_is_refused_at_the_upgrade_without_an_error_line(gw, caplog):
     from websockets.exceptions import InvalidStatus
 
