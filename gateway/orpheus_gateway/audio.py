@@ -41,6 +41,19 @@ def atempo_factors(speed: float) -> list[float]:
     return factors
 
 
+class _WholeSamples:
+    """Bytes cut at sample boundaries: an odd trailing byte waits for the next piece."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def take(self, pcm: bytes) -> bytes:
+        pcm = self._carry + pcm
+        cut = len(pcm) // 2 * 2
+        pcm, self._carry = pcm[:cut], pcm[cut:]
+        return pcm
+
+
 class TimeStretch:
     """Tempo change without pitch change, streaming (s16le mono in, s16le mono out)."""
 
@@ -64,6 +77,7 @@ class TimeStretch:
         self._graph.configure()
         self._pts = 0
         self._done = False
+        self._whole = _WholeSamples()
 
     def _drain(self) -> bytes:
         out = []
@@ -76,11 +90,14 @@ class TimeStretch:
         return b"".join(out)
 
     def process(self, pcm: bytes) -> bytes:
+        if self._done:
+            return b""
+        pcm = self._whole.take(pcm)
         n = len(pcm) // 2
-        if n == 0 or self._done:
+        if n == 0:
             return b""
         frame = self._av.AudioFrame(format="s16", layout="mono", samples=n)
-        frame.planes[0].update(pcm[: n * 2])
+        frame.planes[0].update(pcm)
         frame.sample_rate = self._rate
         frame.time_base = Fraction(1, self._rate)
         frame.pts = self._pts
@@ -104,11 +121,15 @@ class Resample:
 
         self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
         self._done = False
+        self._whole = _WholeSamples()
 
     def process(self, pcm: bytes) -> bytes:
-        if self._done or len(pcm) < 2:
+        if self._done:
             return b""
-        x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+        pcm = self._whole.take(pcm)
+        if not pcm:
+            return b""
+        x = np.frombuffer(pcm, dtype="<i2")
         return self._stream.resample_chunk(x).astype("<i2").tobytes()
 
     def flush(self) -> bytes:
@@ -131,14 +152,10 @@ class PcmPipeline:
             self._stages.append(TimeStretch(speed))
         if sample_rate != SAMPLE_RATE:
             self._stages.append(Resample(sample_rate))
-        self._carry = b""  # an odd trailing byte, kept for the next chunk
 
     def process(self, pcm: bytes) -> bytes:
         if not self._stages:
             return pcm
-        pcm = self._carry + pcm
-        cut = len(pcm) // 2 * 2
-        pcm, self._carry = pcm[:cut], pcm[cut:]
         for stage in self._stages:
             pcm = stage.process(pcm)
         return pcm

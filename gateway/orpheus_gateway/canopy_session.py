@@ -105,6 +105,10 @@ class CanopySession:
                 raise p.RequestError(
                     p.ErrorCode.RATE_LIMITED,
                     f"Too many open requests on this socket (limit {MAX_OPEN_PER_SOCKET}).")
+            if msg.multiplexed and any(s.client_id == msg.request_id for s in self._open):
+                raise p.RequestError(
+                    p.ErrorCode.INVALID_REQUEST,
+                    f"Request '{msg.request_id}' is already open on this socket.")
             request = self.gateway.validate(msg.tts_body())
         except p.RequestError as exc:
             self.gateway.count_error(exc.code)
@@ -164,7 +168,8 @@ class CanopySession:
                     elif kind == "error":
                         frame = p.decode_frame(line)
                         assert isinstance(frame, p.ErrorFrame)
-                        await self._finish(req, c.error(_text(frame.code, frame.message), **ids))
+                        await self._finish(req, c.error(_text(frame.error_code, frame.message),
+                                                        **ids))
         except p.RequestError as exc:
             self.gateway.count_error(exc.code)
             await self._finish(req, c.error(_text(exc.code, exc.message), **ids))

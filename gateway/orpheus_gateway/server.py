@@ -1,8 +1,9 @@
 """How the gateway meets the network: uvicorn settings that bound what a client may hold open.
 
 Bounds (docs/gateway.md, "Hostile clients"):
-- request head (request line and headers): at most `MAX_HEAD_BYTES` (h11's limit: larger is
-  answered 400 and closed) and complete within `HEADER_TIMEOUT_S` of the connection opening or
+- request head (request line and headers): at most `MAX_HEAD_BYTES`, larger is answered 400
+  and closed (h11's limit covers only a head still incomplete, so one that arrives in a single
+  read is measured once parsed: `HeadBoundConnection`), and complete within `HEADER_TIMEOUT_S` of the connection opening or
   of the previous response — uvicorn has no such deadline, so `HeadDeadlineH11Protocol` adds
   it; a connection that sends nothing is closed after the same time;
 - request body: complete within `BODY_TIMEOUT_S` (408) and at most 1 MiB (413), in
@@ -28,10 +29,29 @@ WS_MAX_MESSAGE_BYTES = 256 * 1024
 ANSWERED_GRACE_S = 1.0  # for the rest of a body the app answered without reading
 
 
+class HeadBoundConnection(h11.Connection):
+    """h11's server connection, refusing a parsed request head over `MAX_HEAD_BYTES` (uvicorn
+    answers h11's protocol error with a 400 and closes)."""
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            size = len(event.method) + len(event.target) + sum(
+                len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+            if size > MAX_HEAD_BYTES:
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        return event
+
+
 class HeadDeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus: a request head must arrive within `HEADER_TIMEOUT_S`."""
+    """uvicorn's h11 protocol, plus: a request head must arrive within `HEADER_TIMEOUT_S`, and
+    its size is bounded however it arrives (`HeadBoundConnection`)."""
 
     head_timeout_s = HEADER_TIMEOUT_S
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = HeadBoundConnection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None

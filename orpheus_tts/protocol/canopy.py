@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ErrorCode, RequestError
-from .request import validation_to_request_error
+from .request import parse_json_message, validation_to_request_error
 
 CANOPY_WS_PATH = "/v1/canopy/ws"
 CANOPY_HEALTH_PATH = "/health"
@@ -56,10 +56,7 @@ class CanopyRequest(BaseModel):
 
 
 def parse_canopy_request(raw: str | bytes) -> CanopyRequest:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise RequestError(ErrorCode.INVALID_REQUEST, "Message is not valid JSON.") from None
+    obj = parse_json_message(raw)
     if not isinstance(obj, dict):
         raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
     try:
@@ -71,8 +68,8 @@ def parse_canopy_request(raw: str | bytes) -> CanopyRequest:
 def client_request_id(raw: str | bytes) -> str | None:
     """The `request_id` of a message that failed validation, to address its error."""
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        obj = parse_json_message(raw)
+    except RequestError:
         return None
     rid = obj.get("request_id") if isinstance(obj, dict) else None
     return rid if isinstance(rid, str) and 0 < len(rid) <= 128 else None

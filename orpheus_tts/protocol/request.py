@@ -122,6 +122,15 @@ def parse_json_body(raw: bytes | str) -> Any:
                            "Request body is nested too deeply.") from None
 
 
+def parse_json_message(raw: bytes | str) -> Any:
+    """`parse_json_body` for a WebSocket message: the same bounds, the text says "Message"."""
+    try:
+        return parse_json_body(raw)
+    except RequestError as exc:
+        raise RequestError(ErrorCode.INVALID_REQUEST,
+                           exc.message.replace("Request body", "Message")) from None
+
+
 def parse_request_bytes(raw: bytes, **limits: Any) -> TTSRequest:
     """`parse_request` for a raw body: invalid JSON is a 400 too."""
     return parse_request(parse_json_body(raw), **limits)

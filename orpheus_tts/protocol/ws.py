@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ErrorCode, RequestError
-from .request import clip, parse_json_body, validation_to_request_error
+from .request import clip, parse_json_message, validation_to_request_error
 
 WS_CLOSE_UNAUTHORIZED = 4401  # no valid key (header, `?api_key=` or a first `auth` message)
 WS_CLOSE_IDLE = 4408  # nothing happened for the idle timeout
@@ -152,11 +152,7 @@ _WS_CLIENT_TYPES: dict[str, type[_WsMessage]] = {
 def parse_typed_message(raw: str | bytes, types: dict[str, type[BaseModel]]) -> BaseModel:
     """A JSON object whose `type` names one of `types`, validated by that model; raises
     `RequestError` (400 semantics) for anything malformed."""
-    try:
-        obj = parse_json_body(raw)
-    except RequestError as exc:
-        raise RequestError(ErrorCode.INVALID_REQUEST,
-                           exc.message.replace("Request body", "Message")) from None
+    obj = parse_json_message(raw)
     if not isinstance(obj, dict):
         raise RequestError(ErrorCode.INVALID_REQUEST, "Message must be a JSON object.")
     cls = types.get(obj.get("type"))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import uvicorn
 from orpheus_gateway.app import create_app
 from orpheus_gateway.logs import install_log_redaction
 from orpheus_gateway.config import GatewayConfig
+from orpheus_gateway.server import server_settings
 from orpheus_gateway.core import Gateway
 
 API_KEY = "test-key-0123456789"
@@ -51,7 +52,7 @@ class GatewayServer:
         server = uvicorn.Server(uvicorn.Config(
             self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=1,
             ws_ping_interval=self.config.ws_ping_interval_s,
-            ws_ping_timeout=self.config.ws_ping_interval_s))
+            ws_ping_timeout=self.config.ws_ping_interval_s, **server_settings()))
         self._server = server
 
         def run() -> None:

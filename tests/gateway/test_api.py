@@ -316,3 +316,17 @@ def test_metrics_names(gw, client):
     assert 'orpheus_gateway_errors_total{code="invalid_api_key"} 1.0' in text
     assert check_metrics(text) == ""  # Prometheus's own linter: names, types, help
     assert "http://" not in text and "request_id" not in text  # bounded labels
+
+
+def test_an_oversized_request_head_is_refused(gw, client):
+    """The shipped server settings (`server.server_settings`) bound the request head: over
+    16 KiB is a 400. A 1 MiB header is refused the same way, though the client, still
+    sending when the server closes, may see the connection reset before it reads the 400."""
+    r = client.get(gw.url + "/v1/models", headers={**auth(), "X-Big": "a" * (32 << 10)})
+    assert r.status_code in (400, 431), r.status_code
+    try:
+        r = client.get(gw.url + "/v1/models", headers={**auth(), "X-Big": "a" * (1 << 20)})
+        assert r.status_code in (400, 431), r.status_code
+    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+        pass  # refused while sending: not served
+    assert client.get(gw.url + "/v1/models", headers=auth()).status_code == 200

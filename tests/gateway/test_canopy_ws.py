@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from websockets.asyncio.client import connect
 
 from orpheus_tts.protocol import canopy as c
 from tests.gateway.conftest import API_KEY
+from tests.support.fake_server import Behaviour
 
 CHUNKS, CHUNK_SAMPLES = 3, 480
 
@@ -102,3 +104,70 @@ def test_models_lists_served_names(gw, client):
         ids = [m["id"] for m in r.json()["data"]]
         assert ids[0] == "fake" and "gpt-4o-mini-tts" in ids  # the worker's name first
     assert client.get(gw.url + "/v1/models").status_code == 401
+
+
+async def test_deeply_nested_json_is_an_error_and_the_socket_lives_on(gw):
+    async with canopy_connect(gw) as ws:
+        await ws.send("[" * 50_000)
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert msg["error"].startswith("invalid_request: ")
+        await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara"}))
+        seen = await read_until_terminals(ws, 1)
+    assert seen[-1] == {"done": True}
+
+
+@pytest.mark.parametrize("behaviour,code", [
+    (Behaviour.error("engine_error", after=1), "engine_error"),
+    (Behaviour.eof(after=1), "upstream_lost"),
+    (Behaviour.drop(after=1), "upstream_lost"),
+], ids=["error-frame", "eof", "drop"])
+async def test_a_worker_failing_mid_stream_ends_with_its_code(gw, caplog, behaviour, code):
+    gw.worker.script(behaviour)
+    with caplog.at_level(logging.ERROR):
+        async with canopy_connect(gw) as ws:
+            await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara", "request_id": "r1"}))
+            seen = await read_until_terminals(ws, 1)
+    assert seen[-1]["error"].startswith(code + ": ") and seen[-1]["client_request_id"] == "r1"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+
+async def test_a_stalled_worker_ends_with_deadline_exceeded(fake_server, gateway_server, caplog):
+    srv = fake_server()
+    srv.script(Behaviour.stall(after=1))
+    gw = gateway_server([srv.url], default_timeout_s=1.0)
+    gw.wait_polled()
+    with caplog.at_level(logging.ERROR):
+        async with canopy_connect(gw) as ws:
+            await ws.send(json.dumps({"prompt": "Hi.", "voice": "tara"}))
+            seen = await read_until_terminals(ws, 1)
+    assert seen[-1]["error"].startswith("deadline_exceeded: ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert srv.wait_until(lambda: srv.cancelled_streams == 1)
+
+async def test_a_duplicate_request_id_is_refused_for_that_request(gw):
+    async with canopy_connect(gw) as ws:
+        for _ in range(2):
+            await ws.send(json.dumps({"prompt": "Hi there.", "voice": "tara",
+                                      "request_id": "same"}))
+        seen = await read_until_terminals(ws, 2)
+    texts = [m for m in seen if isinstance(m, dict)]
+    assert [m["client_request_id"] for m in texts if m.get("type") == "accepted"] == ["same"]
+    errors = [m for m in texts if "error" in m]
+    assert len(errors) == 1 and errors[0]["error"].startswith("invalid_request: ")
+    assert errors[0]["client_request_id"] == "same" and "server_request_id" not in errors[0]
+    assert len([m for m in texts if m.get("done")]) == 1
+    assert len(gw.worker.stream_requests) == 1
+
+
+async def test_a_wrong_key_is_refused_at_the_upgrade_without_an_error_line(gw, caplog):
+    from websockets.exceptions import InvalidStatus
+
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(InvalidStatus) as exc:
+            async with connect(gw.ws_url + c.CANOPY_WS_PATH,
+                               additional_headers={"Authorization": "Api-Key wrong"}):
+                pass
+        await asyncio.sleep(0.3)
+    assert exc.value.response.status_code in (401, 403)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
