@@ -21,7 +21,7 @@ pytestmark = pytest.mark.engine
 
 def inflight_metric(url: str) -> float:
     text = httpx.get(url + "/metrics", timeout=10).text
-    return float(re.search(r"^orpheus_worker_inflight (\S+)$", text, re.M).group(1))
+    return float(re.search(r"^orpheus_worker_streams_inflight (\S+)$", text, re.M).group(1))
 
 
 async def test_cancel_mid_utterance_brings_every_worker_back_to_idle(real_gw, worker_pair):  # noqa: F811

@@ -40,6 +40,8 @@ def _projected(plane: ControlPlane, namespace: str, volume: dict[str, Any]) -> d
         source = volume["configMap"]
         obj = _object(plane, namespace, "configmap", source["name"])
         data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+    elif "emptyDir" in volume:
+        return {}  # a scratch directory (the read-only root's writable /tmp): starts empty
     else:
         raise AssertionError(f"the gateway mounts an unexpected volume: {volume}")
     items = source.get("items")

@@ -268,7 +268,10 @@ def test_the_autoscaler_reads_the_deployed_gateway_and_scales_under_held_streams
     refreshes = [int(m) for m in re.findall(r"Deployment event \(status only\): (\d+) API calls",
                                             operator.log())]
     full = [int(m) for m in re.findall(r"reconciled: (\d+) API calls", operator.log())]
-    assert refreshes and max(refreshes) <= 3, refreshes
+    # The autoscaler patches status every tick too, so a refresh's status patch may meet a 409
+    # and retry once (a read and a write more); typical refreshes stay within three calls.
+    assert refreshes and sorted(refreshes)[len(refreshes) // 2] <= 3, refreshes
+    assert max(refreshes) <= 5, refreshes
     assert full and min(full) >= 10, full
 
     # Observe-only: with autoscaling off the columns still follow the gateway, and nothing

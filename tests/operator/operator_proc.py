@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from tests.support.child_proc import stop_group, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
