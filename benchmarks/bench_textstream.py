@@ -49,7 +49,7 @@ from orpheus_tts.session import Session, Utterance  # noqa: E402
 from orpheus_tts.up import LocalStack, StackConfig, free_port  # noqa: E402
 
 RATES = (30, 100)
-ROUNDS = 8
+ROUNDS = 10
 SEED = 15  # the order of the clients in each round is shuffled with this seed
 SETTLE_S = 0.5  # pause between runs, so one run's last requests never overlap the next
 MAX_TOKENS = 70  # per request: 10 SNAC frames, 0.85 s of audio from the random stand-in
@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     body = describe(result, args.reply)
     if not args.quick:
         write_section("textstream", "Streaming text input vs sentence at a time",
-                      f"make bench-textstream (benchmarks/bench_textstream.py --rounds {rounds})",
+                      "make bench-textstream" + ("" if rounds == ROUNDS else
+                                                 f" (bench_textstream.py --rounds {rounds})"),
                       "first text token to first audio (min/median/max), and underruns of an "
                       "RTF-normalised player, for streaming input and two sentence-at-a-time "
                       "clients, same run, same text, an LLM-like producer at 30 and 100 "
