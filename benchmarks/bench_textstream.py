@@ -261,9 +261,10 @@ async def compare(session: Session, reply_name: str, rates: tuple[int, ...], rou
         for name, _ in CLIENTS:
             rows.append(row := summary(reply_name, rate, name, runs[rate][name]))
             if name != STREAMING:  # the same round's streaming run: a paired ratio
-                row["paired_ratio"] = statistics.median(
-                    b["ttfa_s"] / s["ttfa_s"] for b, s in zip(runs[rate][name],
-                                                              runs[rate][STREAMING]))
+                pairs = list(zip(runs[rate][name], runs[rate][STREAMING]))
+                row["paired_ratio"] = statistics.median(b["ttfa_s"] / s["ttfa_s"]
+                                                        for b, s in pairs)
+                row["streaming_won"] = sum(s["ttfa_s"] < b["ttfa_s"] for b, s in pairs)
             print(f"{reply_name} {rate:>3} tok/s {name:<42} TTFA min/median/max "
                   f"{row['ttfa_min_s']:.3f}/{row['ttfa_s']:.3f}/{row['ttfa_max_s']:.3f} s, "
                   f"sentence end → audio {row['after_end_s']:.3f} s, {row['underruns']:.0f} "
@@ -289,11 +290,13 @@ async def run(url: str, key: str | None, reply_name: str, rates: tuple[int, ...]
 
 
 def ratio(rows: list[dict], row: dict, baseline: str) -> str:
-    """Ratio of the medians (and, in brackets, the median of each round's own ratio)."""
+    """Ratio of the medians (and, in brackets, the median of each round's own ratio and the
+    rounds in which streaming input was first)."""
     if row["client"] != STREAMING:
         return "—"
     base = next(r for r in rows if r["rate"] == row["rate"] and r["client"] == baseline)
-    return f"**{base['ttfa_s'] / row['ttfa_s']:.2f}×** ({base['paired_ratio']:.2f}×)"
+    return (f"**{base['ttfa_s'] / row['ttfa_s']:.2f}×** ({base['paired_ratio']:.2f}×; "
+            f"{base['streaming_won']}/{len(base['runs'])})")
 
 
 def table(result: dict) -> str:
@@ -339,7 +342,8 @@ def describe(result: dict, reply: str) -> str:
         "token was written to the first audio chunk received; *first sentence's last token → "
         "first audio* leaves the LLM's writing of the first sentence out. Ratios: baseline's "
         "median ÷ streaming input's median, and in brackets the median of the rounds' own "
-        "ratios (each baseline run against the same round's streaming run). Engine RTF: "
+        "ratios (each baseline run against the same round's streaming run) and the number of "
+        "rounds in which streaming input had the first audio sooner. Engine RTF: "
         f"**{result['rtf']:.2f}** (median of 3 uncontended `speak`s before "
         f"the runs: {', '.join(f'{x:.2f}' for x in result['rtf_runs'])}; after them: "
         f"{', '.join(f'{x:.2f}' for x in result['rtf_after'])}; worker generation time / audio "
