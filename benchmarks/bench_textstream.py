@@ -1,7 +1,8 @@
 """Streaming text input vs a sentence-at-a-time client, on the stand-in stack.
 
-An LLM-like producer writes a fixed reply token by token at 30 and at 100 tokens/s. Two
-clients speak it through the gateway's WebSocket with the SDK's `Session`, in the same run:
+An LLM-like producer writes a fixed reply (`REPLIES`) token by token at 30 and at 100
+tokens/s. The clients speak it through the gateway's WebSocket with the SDK's `Session`, in
+the same run, in rounds: each round, every client once at each rate, in a shuffled order.
 
 (a) streaming input: one `open` utterance fed every token as it is written (`append`), then
     `end`; the server cuts and pipelines the segments;
@@ -11,8 +12,10 @@ clients speak it through the gateway's WebSocket with the SDK's `Session`, in th
     an optimistic one that sends on the token ending in `.`, `!` or `?` (it would split
     `example.com`; it is the earliest any client could send).
 
-Figures per client and rate: time from the first text token to the first audio; audio
-underruns (gaps where a player would starve) as a count and a total length.
+Figures per client and rate: time from the first text token to the first audio (min, median,
+max; the ratio of the baseline's median to streaming input's, the median of each round's own
+ratio, and the rounds streaming input won); audio underruns (gaps where a player would starve)
+as a count and a total length.
 
 Normalisation: on CPU the stand-in engine is slower than real time, so a player at real-time
 speed would starve on every chunk of either client. The engine's real-time factor is measured
@@ -23,7 +26,9 @@ reported divided by RTF, in audio-time seconds (what they would be on an engine 
 real time with the same relative speed). The producer's token rates are wall-clock, as a
 real LLM's would be.
 
-Run: `make bench-textstream` (or `.venv/bin/python benchmarks/bench_textstream.py [--quick]`).
+Run: `make bench-textstream` (or `.venv/bin/python benchmarks/bench_textstream.py [--quick]
+[--rounds N] [--reply NAME]`); `benchmarks/probe_textstream_path.py` runs the same clients
+against fake workers with a fixed time to first audio.
 """
 
 from __future__ import annotations
