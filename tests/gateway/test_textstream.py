@@ -202,6 +202,17 @@ async def test_the_maximum_wait_does_not_cut_a_sentence_while_earlier_audio_is_c
     assert sink.terminals == [Done({"segments": 4, "audio_bytes": utt.audio_bytes})]
 
 
+async def test_text_past_the_long_size_goes_out_after_the_wait_even_while_audio_is_coming():
+    fake, sink = FakeUpstreams(chunks=20, chunk_delay=0.05), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=4, max_wait_s=0.05))
+    utt.append("I checked, and")
+    utt.append(" then" * 40)  # 200 characters with no place to end a sentence or clause
+    await asyncio.sleep(0.2)
+    assert len(fake.opened) == 2 and fake.live == 2  # the first is still being spoken
+    await utt.cancel()
+    assert fake.live == 0
+
+
 async def test_flush_sends_the_buffer_without_ending():
     fake, sink = FakeUpstreams(), Sink()
     utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=50, max_wait_s=10))
