@@ -29,7 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import crd, kube
-from .cluster import Cluster, gateway_name, worker_name
+from .cluster import Cluster, gateway_name
 from .manifests import Options, children, internal_token_secret, system_key_secret
 from .metrics import OPERATOR_METRICS
 from .status import (
@@ -217,9 +217,10 @@ class Reconciler:
                 return DeploymentState()
             return DeploymentState.from_status(obj["spec"].get("replicas", 0), obj.get("status"))
 
-        return Observed(workers=deployment(worker_name(cluster.name)),
+        pools = {pool.name: deployment(pool.worker_name) for pool in cluster.pools}
+        return Observed(workers=DeploymentState.total(list(pools.values())),
                         gateway=deployment(gateway_name(cluster.name)),
-                        endpoint=seen.endpoint, problems=list(seen.problems))
+                        endpoint=seen.endpoint, problems=list(seen.problems), pools=pools)
 
     def _write_status(self, body: dict[str, Any] | None, cluster: Cluster | None, seen: _Seen,
                       namespace: str | None = None, name: str | None = None) -> bool:
@@ -239,7 +240,7 @@ class Reconciler:
             before.update(status)
             status["conditions"] = merge_conditions(status.get("conditions") or [], conditions,
                                                     generation)
-            status.update(compute_status(live, observed, generation))
+            status.update(compute_status(live, observed, generation, status.get("pools")))
             after.update(body=current, observed=observed, conditions=conditions)
 
         written = patch_status(self.custom, namespace, name, mutate)
