@@ -128,9 +128,11 @@ def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer) -> N
 
 
 class HeldStreams:
-    """`n` v1 streams through the gateway, each held open after its first audio chunk."""
+    """`n` v1 streams through the gateway, each held open after its first audio chunk (for
+    `model`'s pool when given)."""
 
-    def __init__(self, url: str, key: str, n: int):
+    def __init__(self, url: str, key: str, n: int, model: str | None = None):
+        self.model = model
         self.release = threading.Event()
         self.first_audio = threading.Semaphore(0)
         self.errors: list[str] = []
@@ -140,7 +142,8 @@ class HeldStreams:
             thread.start()
 
     def _hold(self, url: str, key: str) -> None:
-        body = {"text": "[[fake kind=stall chunks=1]] Hold the line.", "timeout_s": 120}
+        body = {"text": "[[fake kind=stall chunks=1]] Hold the line.", "timeout_s": 120,
+                **({"model": self.model} if self.model else {})}
         try:
             with httpx.stream("POST", url + p.STREAM_PATH, json=body, timeout=130,
                               headers={"Authorization": f"Bearer {key}"}) as response:

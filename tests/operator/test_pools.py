@@ -12,7 +12,7 @@ from orpheus_gateway import models as gateway_models
 from orpheus_gateway import pools as gateway_pools
 from orpheus_gateway.config import read_pools_file
 from orpheus_operator import crd, manifests
-from orpheus_operator.autoscaler.policy import AutoscalingSpec, PolicyState, Signals, decide
+from orpheus_operator.autoscaler.policy import AutoscalingSpec, PolicyState, decide
 from orpheus_operator.autoscaler.signals import SignalsUnavailable, signals_by_pool
 from orpheus_operator.cluster import POOL_LABEL, Cluster
 from orpheus_operator.status import DeploymentState, Observed, compute_conditions, compute_status
