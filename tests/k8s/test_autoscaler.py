@@ -114,12 +114,14 @@ def host_address() -> str:
     pytest.fail("no non-loopback IPv4 address to publish a worker on")
 
 
-def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer) -> None:
-    """An EndpointSlice of the workers' Service with the fake worker's address."""
+def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer,
+                   service: str = "demo-workers") -> None:
+    """An EndpointSlice (`SERVICE-test`) of the workers' Service with the fake worker's
+    address."""
     plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "demo-workers-test", "labels": {
-            "kubernetes.io/service-name": "demo-workers",
+        "metadata": {"name": f"{service}-test", "labels": {
+            "kubernetes.io/service-name": service,
             "endpointslice.kubernetes.io/managed-by": "tests.orpheus.dev"}},
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": worker.port, "protocol": "TCP"}],

@@ -26,7 +26,8 @@ from orpheus_operator.autoscaler.controller import METRICS_URL_ANNOTATION
 from orpheus_tts import protocol as p
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.deployed_gateway import DeployedGateway
-from tests.k8s.test_autoscaler import CRD_FILE, HeldStreams, auth_system, host_address
+from tests.k8s.test_autoscaler import (CRD_FILE, HeldStreams, auth_system, host_address,
+                                      publish_worker)
 from tests.k8s.test_operator import condition, events, get, wait_ready, wait_until
 from tests.operator.operator_proc import OperatorProcess
 from tests.support.fake_server import FakeServer
@@ -142,14 +143,7 @@ def test_two_pools_render_a_fleet_each_one_gateway_and_scale_apart(
 
         arabic_before = get(plane, namespace, "deployment", "babel-arabic-worker")
         with FakeServer(capacity=4, host=host_address()) as worker:
-            plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "babel-english-test", "labels": {
-                    "kubernetes.io/service-name": "babel-english-workers",
-                    "endpointslice.kubernetes.io/managed-by": "tests.orpheus.dev"}},
-                "addressType": "IPv4",
-                "ports": [{"name": "http", "port": worker.port, "protocol": "TCP"}],
-                "endpoints": [{"addresses": [worker.host], "conditions": {"ready": True}}]}))
+            publish_worker(plane, namespace, worker, service="babel-english-workers")
             held = HeldStreams(gateway.url, user["Authorization"].removeprefix("Bearer "), 6,
                                model=ENGLISH)
             try:
@@ -183,7 +177,7 @@ def test_two_pools_render_a_fleet_each_one_gateway_and_scale_apart(
                for e in events(plane, namespace, "babel"))
 
 
-@pytest.mark.parametrize("edit, message", [
+REFUSED: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (lambda s: s["pools"].append({**s["pools"][0], "model": {"name": "x", "standIn": True}}),
      "Duplicate value"),
     (lambda s: s["pools"][1]["model"].update(name=ENGLISH), "spec.pools[].model.name must be "
@@ -194,16 +188,18 @@ def test_two_pools_render_a_fleet_each_one_gateway_and_scale_apart(
     (lambda s: s["gateway"].update(defaultVoice="tara"), "set voiceAliases and defaultVoice "
                                                          "per pool"),
     (lambda s: s["pools"][0].update(name="English"), "spec.pools[0].name"),
-])
-def test_the_api_server_refuses_inconsistent_pools(
-        control_plane: ControlPlane, namespace: str, edit: Callable[[dict[str, Any]], None],
-        message: str) -> None:
+]
+
+
+def test_the_api_server_refuses_inconsistent_pools(control_plane: ControlPlane,
+                                                   namespace: str) -> None:
     _install_crd(control_plane)
-    _secret, cluster = _docs(POOLS_EXAMPLE)
-    edit(cluster["spec"])
-    result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
-                                   input=json.dumps(cluster), check=False)
-    assert result.returncode != 0 and message in result.stderr, result.stderr
+    for edit, message in REFUSED:
+        _secret, cluster = _docs(POOLS_EXAMPLE)
+        edit(cluster["spec"])
+        result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                                       input=json.dumps(cluster), check=False)
+        assert result.returncode != 0 and message in result.stderr, (message, result.stderr)
 
 
 def test_a_running_single_model_cluster_is_adopted_in_place(

@@ -74,6 +74,23 @@ def history_entry(decision: Decision) -> dict[str, Any]:
     }
 
 
+def recorded(entry: dict[str, Any] | None, scale_fields: dict[str, Any], decision: Decision,
+             state: PolicyState) -> dict[str, Any]:
+    """An autoscaler status block (`status.autoscaler`, or a pool's entry in it) after
+    `decision`; a change also sets `lastScaleTime`/`lastScaleReason` in `scale_fields` (the
+    cluster's `status.metrics`, or the pool's `status.pools[]` block)."""
+    entry = dict(entry or {})
+    history = list(entry.get("history") or [])
+    when = _iso(decision.signals.time)
+    if decision.changed:
+        history = (history + [history_entry(decision)])[-HISTORY_LENGTH:]
+        scale_fields["lastScaleTime"] = when
+        scale_fields["lastScaleReason"] = decision.reason
+    entry.update(lastReason=decision.reason, lastTick=when, history=history,
+                 state=state.to_dict())
+    return entry
+
+
 class SystemKeys:
     """The system key of each cluster, read from its Secret once and kept until refused."""
 
@@ -283,15 +300,8 @@ class AutoscalerController:
                     block.pop("ttfaP95Ms", None)
                 if decision is None:
                     continue
-                entry = dict(auto_pools.get(pool.name) or {})
-                history = list(entry.get("history") or [])
-                if decision.changed:
-                    history = (history + [history_entry(decision)])[-HISTORY_LENGTH:]
-                    block["lastScaleTime"] = _iso(observed.time)
-                    block["lastScaleReason"] = decision.reason
-                entry.update(lastReason=decision.reason, lastTick=_iso(observed.time),
-                             history=history, state=states[pool.name].to_dict())
-                auto_pools[pool.name] = entry
+                auto_pools[pool.name] = recorded(auto_pools.get(pool.name), block, decision,
+                                                 states[pool.name])
                 reasons.append(f"{pool.name}: {decision.reason}")
             status["pools"] = [blocks.pop(pool.name) for pool in cluster.pools] + list(
                 blocks.values())
@@ -341,15 +351,7 @@ class AutoscalerController:
             if decision is None or state is None:
                 status["metrics"] = metrics
                 return
-            auto = dict(status.get("autoscaler") or {})
-            history = list(auto.get("history") or [])
-            if decision.changed:
-                history = (history + [history_entry(decision)])[-HISTORY_LENGTH:]
-                metrics["lastScaleTime"] = _iso(signals.time)
-                metrics["lastScaleReason"] = decision.reason
-            auto.update(lastReason=decision.reason, lastTick=_iso(signals.time),
-                        history=history, state=state.to_dict())
-            status["autoscaler"] = auto
+            status["autoscaler"] = recorded(status.get("autoscaler"), metrics, decision, state)
             status["metrics"] = metrics
             status["conditions"] = merge_conditions(
                 status.get("conditions") or [],
