@@ -548,6 +548,13 @@ def crd() -> dict[str, Any]:
                     "description": "An Orpheus text-to-speech deployment: GPU workers behind "
                                    "a gateway.",
                     "required": ["spec"],
+                    "x-kubernetes-validations": [{
+                        # NAME-POOL-workers is a Service name: a DNS label of 63 at most
+                        "rule": "!has(self.spec.pools) || self.spec.pools.all(p, "
+                                "size(self.metadata.name) + size(p.name) <= 54)",
+                        "message": "a pool's Service NAME-POOL-workers must fit 63 "
+                                   "characters: shorten the cluster's or the pool's name",
+                    }],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

@@ -188,6 +188,7 @@ REFUSED: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (lambda s: s["gateway"].update(defaultVoice="tara"), "set voiceAliases and defaultVoice "
                                                          "per pool"),
     (lambda s: s["pools"][0].update(name="English"), "spec.pools[0].name"),
+    (lambda s: s["pools"][0].update(name="e" * 32), "must fit 63 characters"),
 ]
 
 
@@ -196,6 +197,7 @@ def test_the_api_server_refuses_inconsistent_pools(control_plane: ControlPlane,
     _install_crd(control_plane)
     for edit, message in REFUSED:
         _secret, cluster = _docs(POOLS_EXAMPLE)
+        cluster["metadata"]["name"] = "b" * 30
         edit(cluster["spec"])
         result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
                                        input=json.dumps(cluster), check=False)
