@@ -176,6 +176,29 @@ def test_two_pools_render_a_fleet_each_one_gateway_and_scale_apart(
     assert any(e["reason"] == "ScaledUp" and "pool english" in e["message"]
                for e in events(plane, namespace, "babel"))
 
+    # A pool removed from the spec: its workers scaled to zero (the operator never deletes),
+    # the other pool untouched; put back, it returns at its own count.
+    english = get(plane, namespace, "deployment", "babel-english-worker")["metadata"]
+    plane.kubectl("patch", f"{crd.PLURAL}/babel", "-n", namespace, "--type=json", "-p",
+                  json.dumps([{"op": "remove", "path": "/spec/pools/1"}]))
+    wait_until("the Arabic workers scaled to zero", lambda: get(
+        plane, namespace, "deployment", "babel-arabic-worker")["spec"]["replicas"] == 0,
+        30, operator)
+    live = wait_until("status without the Arabic pool", lambda: (
+        lambda o: o if [b["name"] for b in o["status"]["pools"]] == ["english"] else None)(
+        get(plane, namespace, crd.PLURAL, "babel")), 30, operator)
+    assert live["status"]["poolsReady"] == "1/1"
+    assert get(plane, namespace, "deployment", "babel-english-worker")["metadata"]["uid"] == \
+        english["uid"]
+    assert any(e["reason"] == "RetiredWorkers" and "babel-arabic-worker" in e["message"]
+               for e in events(plane, namespace, "babel"))
+    plane.kubectl("patch", f"{crd.PLURAL}/babel", "-n", namespace, "--type=json", "-p",
+                  json.dumps([{"op": "add", "path": "/spec/pools/1",
+                               "value": cluster["spec"]["pools"][1]}]))
+    wait_until("the Arabic pool back at its count", lambda: get(
+        plane, namespace, "deployment", "babel-arabic-worker")["spec"]["replicas"] == 1,
+        30, operator)
+
 
 REFUSED: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (lambda s: s["pools"].append({**s["pools"][0], "model": {"name": "x", "standIn": True}}),
