@@ -1,26 +1,19 @@
 """The recent time-to-first-audio window a worker's and a gateway's `/v1/system` report."""
 
 from orpheus_tts.ttfa_window import TtfaWindow, percentiles
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def test_samples_older_than_the_window_leave_it():
     clock = Clock()
     window = TtfaWindow(30.0, clock=clock)
     window.add(500.0)
-    clock.now += 20
+    clock.t += 20
     window.add(100.0)
     assert window.values() == [500.0, 100.0]
-    clock.now += 15  # the first sample is now 35 s old
+    clock.t += 15  # the first sample is now 35 s old
     assert window.values() == [100.0]
-    clock.now += 30
+    clock.t += 30
     assert window.values() == [] and window.percentiles() == (None, None)
 
 
