@@ -1,8 +1,9 @@
 """What every WebSocket session (`WS /v1/tts/ws`, Canopy's, vLLM-Omni's) shares.
 
 `SessionSocket` is the sending side of a server WebSocket, owned by one session: one lock so
-messages never interleave, a socket that is gone makes every later send a no-op instead of an
-error, `close` happens once, and each utterance (anything with a `finished` flag) gets exactly
+messages never interleave, each send bounded by `SEND_TIMEOUT_S`, a socket that is gone (or a
+client that stopped reading) makes every later send a no-op instead of an error, `close`
+happens once, and each utterance (anything with a `finished` flag) gets exactly
 one terminal message, after which nothing more is sent for it.
 
 `SocketSession` holds what each session is constructed with, and `next_queued` is the wait of
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from .core import Gateway
 
 SOCKET_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
+# A client that takes no message for this long (its buffers full: it stopped reading) is
+# treated as gone, so its utterances end and their worker streams close.
+SEND_TIMEOUT_S = 20.0
 
 Message = BaseModel | str | bytes  # a model goes as its JSON text
 
@@ -66,12 +70,13 @@ class SessionSocket:
         if not self.open:
             return False
         try:
-            if isinstance(message, bytes):
-                await self.ws.send_bytes(message)
-            else:
-                await self.ws.send_text(message if isinstance(message, str)
-                                        else message.model_dump_json())
-        except SOCKET_ERRORS:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                if isinstance(message, bytes):
+                    await self.ws.send_bytes(message)
+                else:
+                    await self.ws.send_text(message if isinstance(message, str)
+                                            else message.model_dump_json())
+        except (*SOCKET_ERRORS, TimeoutError):
             self.open = False
         return self.open
 

@@ -1,10 +1,12 @@
 """`SessionSocket`, the one owner of a session's socket: what every WebSocket session (ours,
 Canopy's, vLLM-Omni's) relies on for one terminal per utterance and a quiet end."""
 
+import asyncio
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocketDisconnect
 
+from orpheus_gateway import ws_socket
 from orpheus_gateway.ws_socket import SessionSocket
 from orpheus_tts import protocol as p
 
@@ -63,3 +65,21 @@ async def test_a_gone_socket_makes_later_sends_no_ops_and_close_happens_once():
     assert ws.closed == [(1000, "closed")]
     assert not await sock.send("late")
     assert ws.sent == []
+
+
+class StuckSocket(FakeSocket):
+    """A client that stopped reading: a send never completes."""
+
+    async def _put(self, message: str | bytes) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_client_that_stops_reading_counts_as_gone(monkeypatch):
+    monkeypatch.setattr(ws_socket, "SEND_TIMEOUT_S", 0.05)
+    sock = SessionSocket(StuckSocket())  # type: ignore[arg-type]
+    utt = Utt()
+    async with asyncio.timeout(5):  # without the bound this would wait forever
+        assert not await sock.send_for(utt, b"pcm")  # the speaker stops: its stream closes
+    assert not sock.open
+    assert await sock.finish(utt, p.WsDone(utterance_id="u"))  # recorded, nothing blocks
+    assert not await sock.send("later")
