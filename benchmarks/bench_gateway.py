@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -425,6 +426,14 @@ def load_line(load: dict | None) -> str:
     return f"\n\nLoad average (1 / 5 / 15 min): {before} before the run, {after} after."
 
 
+def event_loop() -> str:
+    """The event loop uvicorn gives the gateway here (`loop="auto"`: uvloop when installed)."""
+    if importlib.util.find_spec("uvloop") is not None:
+        return "The gateway ran on uvloop, as in its image."
+    return ("The gateway ran on asyncio's own event loop: this environment lacks uvloop, which "
+            "the gateway image installs with `uvicorn[standard]`.")
+
+
 def report(results: list[dict], levels: tuple[int, ...], note: str,
            load: dict | None = None) -> str:
     return (
@@ -437,7 +446,7 @@ def report(results: list[dict], levels: tuple[int, ...], note: str,
         "round's direct and nginx rows):\n\n" + round_table(results) + "\n\n"
         "Everything (client, gateway or nginx, both fake workers) shares the machine's cores, so "
         "at 256 streams the client itself is part of what is measured; compare rows, not "
-        "absolute numbers." + load_line(load) + (f"\n\n{note}" if note else "")
+        "absolute numbers. " + event_loop() + load_line(load) + (f"\n\n{note}" if note else "")
     )
 
 
