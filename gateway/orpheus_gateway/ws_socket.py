@@ -50,21 +50,18 @@ class SessionSocket:
         async with self.lock:
             return await self._send(message)
 
-    async def send_for(self, item: Finishable, message: Message) -> bool:
-        """A message of `item` (its audio): never after its terminal. False when not sent."""
+    async def send_for(self, item: Finishable, message: Message, *, last: bool = False) -> bool:
+        """A message of `item` (its audio), never after its terminal; with `last` the message
+        is that one terminal (recorded even when the socket is gone). False when not sent."""
         async with self.lock:
             if item.finished:
                 return False
-            return await self._send(message)
+            item.finished = last
+            return await self._send(message) or last
 
     async def finish(self, item: Finishable, message: Message) -> bool:
         """`item`'s one terminal message; later calls do nothing and answer False."""
-        async with self.lock:
-            if item.finished:
-                return False
-            item.finished = True
-            await self._send(message)
-            return True
+        return await self.send_for(item, message, last=True)
 
     async def _send(self, message: Message) -> bool:
         if not self.open:
