@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ CHUNK_SAMPLES = 2400  # 100 ms of audio per chunk
 CHUNK_DELAY_MS = 100.0  # a real-time stream: one chunk of 100 ms every 100 ms
 FIRST_DELAY_MS = 50.0
 LEVELS = (1, 64, 256)
-ROUNDS = {1: 20, 64: 3, 256: 3}  # streams per level = level x rounds
+ROUNDS = {1: 20, 64: 5, 256: 3}  # streams per level = level x rounds
 AUTH_KEYS = [f"bench-key-{i:02d}-0123456789" for i in range(16)]
 
 
@@ -417,7 +418,24 @@ async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
         stop_children(children)
 
 
-def report(results: list[dict], levels: tuple[int, ...], note: str) -> str:
+def load_line(load: dict | None) -> str:
+    """The machine's load average (1/5/15 min) before and after the run, as measured."""
+    if not load:
+        return ""
+    before, after = (" / ".join(f"{x:.2f}" for x in load[k]) for k in ("before", "after"))
+    return f"\n\nLoad average (1 / 5 / 15 min): {before} before the run, {after} after."
+
+
+def event_loop() -> str:
+    """The event loop uvicorn gives the gateway here (`loop="auto"`: uvloop when installed)."""
+    if importlib.util.find_spec("uvloop") is not None:
+        return "The gateway ran on uvloop, as in its image."
+    return ("The gateway ran on asyncio's own event loop: this environment lacks uvloop, which "
+            "the gateway image installs with `uvicorn[standard]`.")
+
+
+def report(results: list[dict], levels: tuple[int, ...], note: str,
+           load: dict | None = None) -> str:
     return (
         f"Fake workers: 2 processes, each stream {CHUNKS} chunks of {CHUNK_SAMPLES} samples "
         f"({CHUNK_SAMPLES / 24:.0f} ms of audio), first after {FIRST_DELAY_MS:.0f} ms, then one "
@@ -428,7 +446,7 @@ def report(results: list[dict], levels: tuple[int, ...], note: str) -> str:
         "round's direct and nginx rows):\n\n" + round_table(results) + "\n\n"
         "Everything (client, gateway or nginx, both fake workers) shares the machine's cores, so "
         "at 256 streams the client itself is part of what is measured; compare rows, not "
-        "absolute numbers." + (f"\n\n{note}" if note else "")
+        "absolute numbers. " + event_loop() + load_line(load) + (f"\n\n{note}" if note else "")
     )
 
 
@@ -445,11 +463,14 @@ def main(argv: list[str] | None = None) -> int:
         ROUNDS[16] = 3
         ROUNDS[1] = 5
     if args.render:
-        results = json.loads(Path(args.render).read_text())["results"]["results"]
+        saved = json.loads(Path(args.render).read_text())["results"]
+        results, load = saved["results"], saved.get("load")
     else:
         log_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+        before = os.getloadavg()
         results = asyncio.run(bench(levels, log_dir))
-    body = report(results, levels, args.note)
+        load = {"before": before, "after": os.getloadavg()}
+    body = report(results, levels, args.note, load)
     if not args.quick:
         write_section(
             "gateway", "Gateway overhead vs direct and nginx",
@@ -457,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             "added latency = path percentile minus the direct path's at the same concurrency; "
             "chunk lateness = arrival minus scheduled send; CPU = proxy process tree "
             "user+system time / stream-seconds (psutil), in ms of CPU per second of stream.",
-            body, {"results": results})
+            body, {"results": results, "load": load})
     print(body)
     return 0
 

@@ -17,14 +17,14 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from orpheus_tts import protocol as p
 from orpheus_tts.protocol import canopy as c
 
 from .audio import Resample
 from .core import ActiveStream, Gateway
-from .ws_receive import Idle, messages
+from .ws_socket import SocketSession
 
 log = logging.getLogger("orpheus_gateway.canopy")
 
@@ -41,62 +41,25 @@ class CanopyRequestState:
     task: asyncio.Task | None = field(default=None, repr=False)
 
 
-class CanopySession:
+class CanopySession(SocketSession):
     def __init__(self, gateway: Gateway, websocket: WebSocket, key_id: str,
                  idle_timeout_s: float):
-        self.gateway = gateway
-        self.ws = websocket
-        self.key_id = key_id
-        self.idle_timeout_s = idle_timeout_s
-        self._send_lock = asyncio.Lock()
+        super().__init__(gateway, websocket, key_id, idle_timeout_s)
         self._legacy_turn = asyncio.Lock()  # legacy requests speak one at a time
         self._open: set[CanopyRequestState] = set()
         self._next_id = 0
-        self._socket_open = True
-
-    # --- sending ---------------------------------------------------------------------------
-    async def _send(self, message: str | bytes) -> bool:
-        if not self._socket_open:
-            return False
-        try:
-            if isinstance(message, bytes):
-                await self.ws.send_bytes(message)
-            else:
-                await self.ws.send_text(message)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self._socket_open = False
-            return False
-        return True
 
     async def _audio(self, req: CanopyRequestState, pcm: bytes) -> bool:
-        async with self._send_lock:
-            if req.finished:
-                return False
-            return await self._send(c.audio(pcm, req.server_id))
+        return await self.socket.send_for(req, c.audio(pcm, req.server_id))
 
     async def _finish(self, req: CanopyRequestState, message: str) -> None:
         """`req`'s one terminal message; later calls do nothing."""
-        async with self._send_lock:
-            if req.finished:
-                return
-            req.finished = True
-            self._open.discard(req)
-            await self._send(message)
+        self._open.discard(req)
+        await self.socket.finish(req, message)
 
     # --- the session -----------------------------------------------------------------------
-    async def run(self) -> None:
-        try:
-            async for raw in messages(self.ws, self.idle_timeout_s, lambda: bool(self._open)):
-                await self.handle(raw)
-            self._socket_open = False  # the client disconnected
-        except Idle:
-            if self._socket_open:
-                self._socket_open = False
-                await self.ws.close(p.WS_CLOSE_IDLE, "idle timeout")
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self._socket_open = False
-        finally:
-            await self.shutdown()
+    def busy(self) -> bool:
+        return bool(self._open)
 
     async def handle(self, raw: str | bytes) -> None:
         try:
@@ -112,16 +75,14 @@ class CanopySession:
             request = self.gateway.validate(msg.tts_body())
         except p.RequestError as exc:
             self.gateway.count_error(exc.code)
-            async with self._send_lock:
-                await self._send(c.error(_text(exc.code, exc.message),
-                                         client_id=c.client_request_id(raw)))
+            await self.socket.send(c.error(_text(exc.code, exc.message),
+                                           client_id=c.client_request_id(raw)))
             return
         state = CanopyRequestState(self._new_server_id() if msg.multiplexed else None,
                                    msg.request_id)
         self._open.add(state)
         if state.server_id is not None:
-            async with self._send_lock:
-                await self._send(c.accepted(state.server_id, msg.request_id or ""))
+            await self.socket.send(c.accepted(state.server_id, msg.request_id or ""))
         state.task = asyncio.create_task(self._speak(state, request),
                                          name=f"canopy-{state.server_id}")
 

@@ -20,13 +20,14 @@ import aiohttp
 
 from orpheus_tts import protocol as p
 from orpheus_tts import tracing
+from orpheus_tts.ttfa_window import percentiles
 
 from .auth import KeyLimiter, KeyStore, StreamSlot
 from .browser import OriginPolicy
 from .config import GatewayConfig
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList
 from .keyfile import KeyFileWatcher
-from .metrics import GatewayMetrics, percentiles
+from .metrics import GatewayMetrics
 from .pools import Pool, PoolRouter
 from .relay import CONNECTION_ERRORS, ClientGone, Upstream, UpstreamStream
 from .worker_pool import BREAKER_STATE_VALUE, Worker, WorkerPool

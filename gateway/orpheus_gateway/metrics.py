@@ -1,4 +1,5 @@
-"""Prometheus metrics (`orpheus_gateway_` prefix) and the sliding time-to-first-audio window.
+"""Prometheus metrics (`orpheus_gateway_` prefix); the time-to-first-audio window is
+`orpheus_tts.ttfa_window`'s.
 
 Each app gets its own registry, so several gateways can live in one process (tests). Series
 about streams and workers carry the model `pool` (a configured name, at most
@@ -7,48 +8,10 @@ about streams and workers carry the model `pool` (a configured name, at most
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+
 TTFA_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
-
-
-class TtfaWindow:
-    """Time-to-first-audio samples of the last `window_s` seconds, for p50/p95."""
-
-    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic,
-                 max_samples: int = 10_000):
-        self.window_s = window_s
-        self._clock = clock
-        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
-
-    def add(self, ttfa_ms: float) -> None:
-        self._samples.append((self._clock(), ttfa_ms))
-
-    def values(self) -> list[float]:
-        """The samples of the last `window_s` seconds."""
-        cutoff = self._clock() - self.window_s
-        while self._samples and self._samples[0][0] < cutoff:
-            self._samples.popleft()
-        return [v for _, v in self._samples]
-
-    def percentiles(self) -> tuple[float | None, float | None]:
-        return percentiles(self.values())
-
-
-def percentiles(samples: list[float]) -> tuple[float | None, float | None]:
-    """p50 and p95 of `samples` (None, None when there are none)."""
-    values = sorted(samples)
-    if not values:
-        return None, None
-
-    def pct(p: float) -> float:
-        return values[min(len(values) - 1, int(round(p * (len(values) - 1))))]
-
-    return pct(0.50), pct(0.95)
 
 
 class GatewayMetrics:

@@ -22,7 +22,7 @@ from orpheus_tts.wav import pcm_to_wav
 from .core import Gateway
 from .segmenter import GRANULARITIES
 from .textstream import Done, Failed, Terminal, TextUtterance, UtteranceClosed
-from .ws_socket import SOCKET_ERRORS, SessionSocket
+from .ws_socket import SocketSession, next_queued
 from .ws_text import segment_opener
 
 log = logging.getLogger("orpheus_gateway.omni")
@@ -65,7 +65,7 @@ class _Utterance:
             pcm = bytes(self.buffer)
             data = pcm_to_wav(pcm) if self.config.response_format == "wav" else pcm
             self.sentence_bytes = len(data)
-            await self.session.send_bytes(data)
+            await self.session.send(data)
         self.buffer.clear()
         self.sentences += 1
         await self.session.send(po.OmniAudioDone(
@@ -75,7 +75,7 @@ class _Utterance:
     async def _audio(self, pcm: bytes) -> bool:
         if self.config.stream_audio:
             self.sentence_bytes += len(pcm)
-            return await self.session.send_bytes(pcm)
+            return await self.session.send(pcm)
         self.buffer += pcm
         return self.session.socket.open
 
@@ -89,59 +89,32 @@ class _Utterance:
             error=not isinstance(terminal, Done)))
 
 
-class OmniSession:
+class OmniSession(SocketSession):
     def __init__(self, gateway: Gateway, websocket: WebSocket, key_id: str,
                  idle_timeout_s: float):
-        self.gateway = gateway
-        self.ws = websocket
-        self.socket = SessionSocket(websocket)
-        self.key_id = key_id
-        self.idle_timeout_s = idle_timeout_s
+        super().__init__(gateway, websocket, key_id, idle_timeout_s)
         self._config: po.OmniSessionConfig | None = None
         self._current: _Utterance | None = None  # taking text
         self._queue: deque[_Utterance] = deque()  # ended or taking text, not yet spoken
         self._speaking: _Utterance | None = None
         self._wake = asyncio.Event()
         self._count = 0
-        self._closing = False
         self._shut = False
 
     # --- sending -----------------------------------------------------------------------------
-    async def send(self, message: po.OmniServerMessage) -> None:
-        await self.socket.send_json(message)
-
-    async def send_bytes(self, data: bytes) -> bool:
-        return await self.socket.send_bytes(data)
+    async def send(self, message: po.OmniServerMessage | bytes) -> bool:
+        return await self.socket.send(message)
 
     async def _refuse(self, exc: p.RequestError) -> None:
         self.gateway.count_error(exc.code)
         await self.send(po.OmniError(code=exc.code, message=exc.message))
 
     # --- the session -------------------------------------------------------------------------
-    async def run(self) -> None:
-        speaker = asyncio.create_task(self._speaker(), name="omni-speaker")
-        try:
-            while not (self._closing and self._idle()):
-                try:
-                    message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
-                except asyncio.TimeoutError:
-                    if self._idle() or self._stalled():
-                        await self.socket.close(p.WS_CLOSE_IDLE, "idle timeout")
-                        return
-                    continue
-                if message["type"] == "websocket.disconnect":
-                    self.socket.open = False
-                    return
-                raw = message.get("text")
-                await self.handle(raw if raw is not None else message.get("bytes") or b"")
-        except SOCKET_ERRORS:
-            self.socket.open = False
-        finally:
-            await self.shutdown()
-            speaker.cancel()
-            await asyncio.gather(speaker, return_exceptions=True)
-            if self._closing:
-                await self.socket.close(1000, "closed")
+    def busy(self) -> bool:
+        return not (self._idle() or self._stalled())
+
+    def closed(self) -> bool:
+        return self.closing and self._idle()
 
     def _idle(self) -> bool:
         return self._speaking is None and not self._queue and self._current is None
@@ -166,7 +139,7 @@ class OmniSession:
         else:  # session.close: what was sent is still spoken, then the socket closes
             if self._current is not None:
                 await self._done()
-            self._closing = True
+            self.closing = True
             if self._idle():
                 return
             await self._until_idle()
@@ -234,12 +207,9 @@ class OmniSession:
             if utt is not None:
                 await utt.text.cancel()
 
-    async def _speaker(self) -> None:
+    async def speaker(self) -> None:
         while True:
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            utt = self._queue.popleft()
+            utt = await next_queued(self._queue, self._wake)
             self._speaking = utt
             try:
                 utt.text.start()

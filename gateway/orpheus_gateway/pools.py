@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orpheus_tts import protocol as p
+from orpheus_tts.ttfa_window import TtfaWindow
 
 from .discovery import EndpointSliceDiscovery, StaticDiscovery, WorkerList, discovery_for
-from .metrics import TtfaWindow
 from .models import OPENAI_MODEL_NAMES, ModelNames
 from .relay import Upstream
 from .voice_map import VoiceMap

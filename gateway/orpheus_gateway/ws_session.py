@@ -16,13 +16,14 @@ from collections import deque
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from orpheus_tts import protocol as p
 
 from .core import ActiveStream, Gateway
 from .error_shapes import ws_error
 from .textstream import TextUtterance
+from .ws_socket import SocketSession, next_queued
 from .ws_text import open_text_utterance, text_message
 
 log = logging.getLogger("orpheus_gateway.ws")
@@ -36,89 +37,35 @@ class Utterance:
     text: TextUtterance | None = None  # an `open`'s pipeline
 
 
-class WsSession:
+class WsSession(SocketSession):
     def __init__(self, gateway: Gateway, websocket: WebSocket, key_id: str,
                  idle_timeout_s: float):
-        self.gateway = gateway
-        self.ws = websocket
-        self.key_id = key_id
-        self.idle_timeout_s = idle_timeout_s
-        self._send_lock = asyncio.Lock()
+        super().__init__(gateway, websocket, key_id, idle_timeout_s)
         self._queue: deque[Utterance] = deque()
         self._open: dict[str, Utterance] = {}  # queued or active, by id
         self._active: Utterance | None = None
         self._active_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
-        self._socket_open = True
-        self._closing = False
         self._shut = False
 
     # --- sending ---------------------------------------------------------------------------
-    async def _send_json(self, message: p.WsServerMessage) -> None:
-        if not self._socket_open:
-            return
-        try:
-            await self.ws.send_text(message.model_dump_json())
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self._socket_open = False
-
     async def send(self, message: p.WsServerMessage) -> None:
-        async with self._send_lock:
-            await self._send_json(message)
+        await self.socket.send(message)
 
     async def finish(self, utt: Utterance, message: p.WsServerMessage) -> bool:
         """Send `utt`'s terminal message unless it already has one. Idempotent."""
-        async with self._send_lock:
-            if utt.finished:
-                return False
-            utt.finished = True
-            self._open.pop(utt.id, None)
-            await self._send_json(message)
-            return True
+        if self._open.get(utt.id) is utt:
+            del self._open[utt.id]
+        return await self.socket.finish(utt, message)
 
     async def _send_audio(self, utt: Utterance, seq: int, pcm: bytes) -> bool:
-        async with self._send_lock:
-            if utt.finished or not self._socket_open:
-                return False
-            try:
-                await self.ws.send_bytes(p.encode_ws_audio(utt.id, seq, pcm))
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self._socket_open = False
-                return False
-            return True
+        return await self.socket.send_for(utt, p.encode_ws_audio(utt.id, seq, pcm))
 
     # --- the session -----------------------------------------------------------------------
-    async def run(self) -> None:
-        """Serve messages until the client closes, says `close`, or stays idle too long."""
-        speaker = asyncio.create_task(self._speaker(), name="ws-speaker")
-        try:
-            while not self._closing:
-                try:
-                    async with asyncio.timeout(self.idle_timeout_s):
-                        message = await self.ws.receive()
-                except TimeoutError:
-                    if self._busy():
-                        continue  # speaking is not idle
-                    await self.cancel_all()  # an `open` still waiting for text hears why
-                    await self._close(p.WS_CLOSE_IDLE, "idle timeout")
-                    return
-                if message["type"] == "websocket.disconnect":
-                    self._socket_open = False
-                    return
-                raw = message.get("text")
-                if raw is None:
-                    raw = message.get("bytes") or b""
-                await self.handle(raw)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self._socket_open = False
-        finally:
-            await self.shutdown()
-            speaker.cancel()
-            await asyncio.gather(speaker, return_exceptions=True)
-            if self._closing:
-                await self._close(1000, "closed")
+    async def on_idle(self) -> None:
+        await self.cancel_all()  # an `open` still waiting for text hears why
 
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
         """Speaking or with something queued; an `open` utterance that only waits for text
         the client has not sent for the whole idle timeout does not count."""
         utts = [u for u in (self._active, *self._queue) if u is not None]
@@ -141,7 +88,7 @@ class WsSession:
         elif isinstance(msg, p.WsCancel):
             await self._cancel(msg.utterance_id)
         elif isinstance(msg, p.WsClose):
-            self._closing = True
+            self.closing = True
         elif isinstance(msg, p.WsPing):
             await self.send(p.WsPong())
         else:  # a second `auth`
@@ -250,22 +197,10 @@ class WsSession:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _close(self, code: int, reason: str) -> None:
-        if not self._socket_open:
-            return
-        self._socket_open = False
-        try:
-            await self.ws.close(code, reason)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
-
     # --- speaking, one utterance at a time ----------------------------------------------------
-    async def _speaker(self) -> None:
+    async def speaker(self) -> None:
         while True:
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            utt = self._queue.popleft()
+            utt = await next_queued(self._queue, self._wake)
             if utt.finished:
                 continue
             self._active = utt

@@ -21,7 +21,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ErrorCode, RequestError
 from .frames import SAMPLE_RATE
-from .ws import WS_MAX_APPEND_CHARS, parse_typed_message
+from .ws import ErrorMessage, ServerMessage, TextPiece, parse_typed_message, present
 
 OMNI_SPEECH_STREAM_PATH = "/v1/audio/speech/stream"
 OMNI_FORMATS = ("pcm", "wav")
@@ -63,17 +63,14 @@ class OmniSessionConfig(_OmniMessage):
 
     def tts_body(self) -> dict[str, Any]:
         """The v1 request fields every segment is sent with (less `text`)."""
-        body: dict[str, Any] = {k: v for k, v in {
-            "voice": self.voice, "max_tokens": self.max_new_tokens,
-            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
-            "repetition_penalty": self.repetition_penalty, "seed": self.seed,
-        }.items() if v is not None}
-        return body
+        return present(voice=self.voice, max_tokens=self.max_new_tokens,
+                       temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                       repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
 class OmniInputText(_OmniMessage):
     type: Literal["input.text"]
-    text: str = Field(max_length=WS_MAX_APPEND_CHARS)
+    text: TextPiece
 
 
 class OmniInputDone(_OmniMessage):
@@ -102,40 +99,36 @@ def parse_omni_message(raw: str | bytes) -> OmniClientMessage:
         raise
 
 
-class _OmniServerMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class OmniAudioStart(_OmniServerMessage):
-    type: Literal["audio.start"] = "audio.start"
+class _OmniUtteranceMessage(ServerMessage):
     utterance_index: int
+
+
+class _OmniSentenceMessage(_OmniUtteranceMessage):
     sentence_index: int
+
+
+class OmniAudioStart(_OmniSentenceMessage):
+    type: Literal["audio.start"] = "audio.start"
     sentence_text: str
     format: str
     sample_rate: int = SAMPLE_RATE
 
 
-class OmniAudioDone(_OmniServerMessage):
+class OmniAudioDone(_OmniSentenceMessage):
     type: Literal["audio.done"] = "audio.done"
-    utterance_index: int
-    sentence_index: int
     total_bytes: int
     error: bool = False
 
 
-class OmniSessionDone(_OmniServerMessage):
+class OmniSessionDone(_OmniUtteranceMessage):
     """The one terminal message of an utterance (after an `error`, if it failed)."""
 
     type: Literal["session.done"] = "session.done"
-    utterance_index: int
     total_sentences: int
     error: bool = False
 
 
-class OmniError(_OmniServerMessage):
-    type: Literal["error"] = "error"
-    code: str
-    message: str
+class OmniError(ErrorMessage):
     utterance_index: int | None = None
 
 

@@ -22,15 +22,12 @@ class WorkerState(BaseModel):
     pool: str | None = None  # the gateway's model pool the worker belongs to
 
 
-class PoolState(BaseModel):
-    """One model pool of a gateway: its own queue, workers and time to first audio, so each
-    pool is scaled on its own signals."""
+class _Load(BaseModel):
+    """What a worker, a pool and a whole gateway report alike: readiness, load and time to
+    first audio."""
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str
-    models: list[str] = Field(default_factory=list)  # names `model` may take for this pool
-    default: bool = False  # requests naming neither a model nor a voice go here
     ready: bool
     queue_depth: int = 0
     inflight: int = 0
@@ -38,11 +35,20 @@ class PoolState(BaseModel):
     ttfa_p50_ms: float | None = None
     ttfa_p95_ms: float | None = None
     voices: list[str] = Field(default_factory=list)
+
+
+class PoolState(_Load):
+    """One model pool of a gateway: its own queue, workers and time to first audio, so each
+    pool is scaled on its own signals."""
+
+    name: str
+    models: list[str] = Field(default_factory=list)  # names `model` may take for this pool
+    default: bool = False  # requests naming neither a model nor a voice go here
     workers: int = 0
     workers_ready: int = 0
 
 
-class SystemSnapshot(BaseModel):
+class SystemSnapshot(_Load):
     """`GET /v1/system` on a worker (`role="worker"`) or a gateway (`role="gateway"`).
 
     The autoscaler reads a gateway's snapshot: `queue_depth` is requests waiting anywhere
@@ -51,18 +57,9 @@ class SystemSnapshot(BaseModel):
     have are left out (null).
     """
 
-    model_config = ConfigDict(extra="ignore")
-
     role: Literal["worker", "gateway"]
-    ready: bool
-    queue_depth: int = 0
-    inflight: int = 0
-    capacity: int | None = None
-    ttfa_p50_ms: float | None = None
-    ttfa_p95_ms: float | None = None
     window_s: float | None = None
     model: str | None = None
-    voices: list[str] = Field(default_factory=list)
     workers: list[WorkerState] = Field(default_factory=list)
     # worker only
     worker_id: str | None = None

@@ -11,9 +11,9 @@ message.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ErrorCode, RequestError
 from .request import clip, parse_json_message, validation_to_request_error
@@ -34,43 +34,34 @@ def _check_utterance_id(v: str) -> str:
     return v
 
 
-class WsSpeak(_WsMessage):
+UtteranceId = Annotated[str, AfterValidator(_check_utterance_id)]
+WS_MAX_APPEND_CHARS = 4_000  # one `append` (or Omni `input.text`) message's text
+TextPiece = Annotated[str, Field(max_length=WS_MAX_APPEND_CHARS)]
+
+
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that are set (not None), for a request body."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class _UtteranceMessage(_WsMessage):
+    utterance_id: UtteranceId = Field(min_length=1)
+
+
+class WsSpeak(_UtteranceMessage):
     """Speak `text`. Queues behind the active utterance unless `interrupt` is true, which
     cancels the active and queued ones first (each gets its `cancelled`)."""
 
     type: Literal["speak"]
-    utterance_id: str = Field(min_length=1)
     text: str
     voice: str | None = None
     model: str | None = None  # a served model name: picks the gateway's pool (see TTSRequest)
     params: dict[str, Any] | None = None  # any other `TTSRequest` field (temperature, seed...)
     interrupt: bool = False
 
-    @field_validator("utterance_id")
-    @classmethod
-    def _utterance_id_fits(cls, v: str) -> str:
-        return _check_utterance_id(v)
-
     def tts_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = dict(self.params or {})
-        body["text"] = self.text
-        if self.voice is not None:
-            body["voice"] = self.voice
-        if self.model is not None:
-            body["model"] = self.model
-        return body
-
-
-WS_MAX_APPEND_CHARS = 4_000  # one `append` message's text
-
-
-class _UtteranceMessage(_WsMessage):
-    utterance_id: str = Field(min_length=1)
-
-    @field_validator("utterance_id")
-    @classmethod
-    def _utterance_id_fits(cls, v: str) -> str:
-        return _check_utterance_id(v)
+        return {**(self.params or {}), "text": self.text,
+                **present(voice=self.voice, model=self.model)}
 
 
 class WsOpen(_UtteranceMessage):
@@ -84,17 +75,14 @@ class WsOpen(_UtteranceMessage):
 
     def tts_body(self) -> dict[str, Any]:
         """The request every segment is sent as, less its `text`."""
-        body: dict[str, Any] = dict(self.params or {})
-        if self.voice is not None:
-            body["voice"] = self.voice
-        return body
+        return {**(self.params or {}), **present(voice=self.voice)}
 
 
 class WsAppend(_UtteranceMessage):
     """More text for an open utterance, exactly as written (spaces included)."""
 
     type: Literal["append"]
-    text: str = Field(max_length=WS_MAX_APPEND_CHARS)
+    text: TextPiece
 
 
 class WsFlush(_UtteranceMessage):
@@ -117,12 +105,7 @@ class WsInterrupt(_WsMessage):
 
 class WsCancel(_WsMessage):
     type: Literal["cancel"]
-    utterance_id: str
-
-    @field_validator("utterance_id")
-    @classmethod
-    def _utterance_id_fits(cls, v: str) -> str:
-        return _check_utterance_id(v)
+    utterance_id: UtteranceId
 
 
 class WsClose(_WsMessage):
@@ -171,22 +154,27 @@ def parse_ws_message(raw: str | bytes) -> WsClientMessage:
     return parse_typed_message(raw, _WS_CLIENT_TYPES)  # type: ignore[return-value]
 
 
-class _WsServerMessage(BaseModel):
+class ServerMessage(BaseModel):
+    """A message a server sends (a client reads it leniently: unknown fields are ignored);
+    each kind narrows `type` to its own name."""
+
     model_config = ConfigDict(extra="ignore")
 
+    type: str
 
-class WsReady(_WsServerMessage):
+
+class WsReady(ServerMessage):
     type: Literal["ready"] = "ready"
 
 
-class WsStarted(_WsServerMessage):
+class WsStarted(ServerMessage):
     """The utterance left the queue and is being generated (informational)."""
 
     type: Literal["started"] = "started"
     utterance_id: str
 
 
-class WsSegment(_WsServerMessage):
+class WsSegment(ServerMessage):
     """Informational, for a streamed-text utterance: segment `index` (the `text` the server cut)
     starts its audio; the audio messages that follow, up to the next `segment` or the
     terminal, are its audio."""
@@ -197,31 +185,36 @@ class WsSegment(_WsServerMessage):
     text: str
 
 
-class WsDone(_WsServerMessage):
+class WsDone(ServerMessage):
     type: Literal["done"] = "done"
     utterance_id: str
     stats: dict[str, Any] = Field(default_factory=dict)  # the `eos` frame's totals
 
 
-class WsError(_WsServerMessage):
+class ErrorMessage(ServerMessage):
+    """An `error` message of a WebSocket protocol: an `ErrorCode` value and what went wrong."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+class WsError(ErrorMessage):
     """Ends an utterance with an error; `utterance_id` is null for a message that could not be
     attributed to an utterance (malformed JSON, duplicate id, cancel of an unknown id)."""
 
-    type: Literal["error"] = "error"
     utterance_id: str | None
-    code: str
-    message: str
     retryable: bool = False
 
 
-class WsCancelled(_WsServerMessage):
+class WsCancelled(ServerMessage):
     """The acknowledgement of a `cancel` (or of an interrupt / close): the utterance is over."""
 
     type: Literal["cancelled"] = "cancelled"
     utterance_id: str
 
 
-class WsPong(_WsServerMessage):
+class WsPong(ServerMessage):
     type: Literal["pong"] = "pong"
 
 

@@ -25,14 +25,7 @@ from orpheus_gateway.worker_pool import WorkerPool
 from orpheus_tts.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from orpheus_gateway.voice_map import OPENAI_VOICES, VoiceMap
 from orpheus_tts import protocol as p
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.clock import Clock
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -30,22 +30,19 @@ async def read_json(request: Request) -> Any:
     require_json(request.headers)
     gw = gateway_of(request)
 
-    async def read() -> bytes:
-        raw = bytearray()
-        async for part in request.stream():
-            raw += part
-            if len(raw) > MAX_BODY_BYTES:
-                raise p.RequestError(p.ErrorCode.REQUEST_TOO_LARGE,
-                                     f"Request body is over {MAX_BODY_BYTES} bytes.")
-        return bytes(raw)
-
+    raw = bytearray()
     try:
-        raw = await asyncio.wait_for(read(), gw.config.body_timeout_s)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(gw.config.body_timeout_s):  # no task of its own
+            async for part in request.stream():
+                raw += part
+                if len(raw) > MAX_BODY_BYTES:
+                    raise p.RequestError(p.ErrorCode.REQUEST_TOO_LARGE,
+                                         f"Request body is over {MAX_BODY_BYTES} bytes.")
+    except TimeoutError:
         raise p.RequestError(p.ErrorCode.REQUEST_TIMEOUT,
                              f"The request body did not arrive within "
                              f"{gw.config.body_timeout_s:g} s.") from None
-    return p.parse_json_body(raw)
+    return p.parse_json_body(bytes(raw))
 
 
 class ClientWatch:
