@@ -3,8 +3,8 @@
 The workers are one model pool given by flags (`--workers`/`--discover`, `--model-name`,
 `--voice-aliases`, `--default-voice`), or several given by `--pools-file` (docs/gateway.md,
 "Model pools"): a JSON object `{"default_pool": NAME, "pools": [{"name", "model", "workers" |
-"discover", "voices", "voice_aliases", "default_voice"}, ...]}` (the shape for an operator to
-render; the CRD has no pools yet).
+"discover", "voices", "voice_aliases", "default_voice"}, ...]}` (the operator renders it from
+`OrpheusCluster.spec.pools`: `orpheus_operator.manifests.pools_document`).
 """
 
 from __future__ import annotations

@@ -276,9 +276,17 @@ class TextUtterance:
             self._timer = self._loop.call_at(due, self._on_due)
 
     def _on_due(self) -> None:
+        """The maximum wait is for a listener who would otherwise hear nothing: while an
+        earlier segment is still being synthesised or relayed, the text waits for a boundary
+        (a fast writer's later segments stay whole sentences); `_relay` re-arms this once
+        nothing is left. Text that has grown past `long_chars` goes out regardless."""
         self._timer = None
-        if not self._finished and not self._ended:
-            self._take(self._segmenter.poll(self._loop.time()))
+        if self._finished or self._ended:
+            return
+        if ((self._jobs or self._ready) and len(self._segmenter.pending.strip())
+                < self._segmenter.config.long_chars):
+            return
+        self._take(self._segmenter.poll(self._loop.time()))
 
     def _fail_soon(self, code: str, message: str) -> None:
         self._refusing = True  # not `_ended`: the driver must not finish with `Done` first
@@ -310,6 +318,8 @@ class TextUtterance:
                     self._relayed += 1
                     self._head_started = False
                     self._fill()
+                    if not self._jobs and not self._ready:
+                        self._arm_timer()  # text held back while this was spoken may be due
                 elif isinstance(item, SegmentFailed):
                     await self._abort(Failed(item.code, item.message, item.retryable))
                 else:

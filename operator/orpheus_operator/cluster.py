@@ -14,6 +14,75 @@ from . import crd
 from .defaults import spec_with_defaults
 
 MANAGED_BY = "orpheus-operator"
+POOL_LABEL = f"{crd.GROUP}/pool"
+SINGLE_POOL = "default"  # the single-model form's one pool (the gateway's name for it too)
+# The blocks of a pool; engine, workers and autoscaling start from the cluster's.
+INHERITED_BLOCKS = ("engine", "workers", "autoscaling")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One model's workers: `spec.pools[index]` with the cluster's blocks under it, or the
+    single-model form (`single`), whose children keep the names and labels they had before
+    pools existed (so an upgraded operator adopts a running cluster's workers unchanged)."""
+
+    cluster_name: str
+    name: str
+    spec: dict[str, Any]  # model, engine, workers, autoscaling, voiceAliases, defaultVoice
+    single: bool = False
+    index: int | None = None  # position in spec.pools
+
+    @property
+    def worker_name(self) -> str:
+        base = self.cluster_name if self.single else f"{self.cluster_name}-{self.name}"
+        return f"{base}-worker"
+
+    @property
+    def service_name(self) -> str:
+        base = self.cluster_name if self.single else f"{self.cluster_name}-{self.name}"
+        return f"{base}-workers"
+
+    @property
+    def selector_labels(self) -> dict[str, str]:
+        own = {} if self.single else {POOL_LABEL: self.name}
+        return {**selector_labels(self.cluster_name, "worker"), **own}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        own = {} if self.single else {POOL_LABEL: self.name}
+        return {**labels(self.cluster_name, "worker"), **own}
+
+    @property
+    def selector(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.selector_labels.items())
+
+    @property
+    def replicas(self) -> int:
+        return int(self.spec["workers"]["replicas"])
+
+    @property
+    def autoscaling(self) -> bool:
+        return bool(self.spec["autoscaling"]["enabled"])
+
+    @property
+    def model_name(self) -> str | None:
+        return self.spec["model"].get("name")
+
+
+def _pools(name: str, spec: dict[str, Any]) -> list[Pool]:
+    if "pools" not in spec:
+        gateway = spec["gateway"]
+        own = {"model": spec["model"], **{b: spec[b] for b in INHERITED_BLOCKS},
+               "voiceAliases": gateway.get("voiceAliases"),
+               "defaultVoice": gateway.get("defaultVoice")}
+        return [Pool(name, SINGLE_POOL, own, single=True)]
+    pools = []
+    for index, raw in enumerate(spec["pools"]):
+        own = {"model": raw["model"], "voiceAliases": raw.get("voiceAliases"),
+               "defaultVoice": raw.get("defaultVoice"),
+               **{b: {**spec[b], **(raw.get(b) or {})} for b in INHERITED_BLOCKS}}
+        pools.append(Pool(name, raw["name"], own, index=index))
+    return pools
 
 
 @dataclass(frozen=True)
@@ -32,14 +101,29 @@ class Cluster:
                    spec=spec_with_defaults(body.get("spec")))
 
     @property
+    def pools(self) -> list[Pool]:
+        """The model pools, in spec order; one (`single`) for the single-model form."""
+        return _pools(self.name, self.spec)
+
+    @property
+    def single_pool(self) -> bool:
+        return "pools" not in self.spec
+
+    @property
+    def default_pool(self) -> str:
+        return self.spec.get("defaultPool") or self.pools[0].name
+
+    @property
     def worker_replicas(self) -> int:
-        """`spec.workers.replicas`: the scale subresource, whoever drives it (`kubectl scale`,
-        KEDA, an HPA, or the built-in autoscaler)."""
-        return int(self.spec["workers"]["replicas"])
+        """Workers asked for, over all pools. The single-model form's is `spec.workers.replicas`:
+        the scale subresource, whoever drives it (`kubectl scale`, KEDA, an HPA, or the
+        built-in autoscaler)."""
+        return sum(pool.replicas for pool in self.pools)
 
     @property
     def autoscaling(self) -> bool:
-        return bool(self.spec["autoscaling"]["enabled"])
+        """Whether the autoscaler drives some pool."""
+        return any(pool.autoscaling for pool in self.pools)
 
     @property
     def auth(self) -> bool:
@@ -48,9 +132,11 @@ class Cluster:
     @property
     def deprecated_fields(self) -> list[str]:
         """Deprecated spellings the spec still uses (reported in a status condition)."""
-        raw = self.spec["autoscaling"]
-        return [f"spec.autoscaling.{old} (use {new})" for old, new in crd.DEPRECATED_FIELDS
-                if old in raw]
+        blocks = [("spec.autoscaling", self.spec["autoscaling"])] + [
+            (f"spec.pools[{raw['name']}].autoscaling", raw.get("autoscaling") or {})
+            for raw in self.spec.get("pools") or []]
+        return [f"{where}.{old} (use {new})" for where, raw in blocks
+                for old, new in crd.DEPRECATED_FIELDS if old in raw]
 
 
 def worker_name(cluster_name: str) -> str:

@@ -44,6 +44,11 @@ AUTOSCALING_DEFAULTS: dict[str, Any] = {
     "tolerance": 0.1,
     "workerCapacity": 8,
 }
+# Model pools: the gateway's limits (orpheus_gateway.pools); a unit test keeps them equal.
+MAX_POOLS = 16
+POOL_NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+# OpenAI's generic model names (orpheus_gateway.models.OPENAI_MODEL_NAMES): no pool's own name.
+GENERIC_MODEL_NAMES = ("gpt-4o-mini-tts", "tts-1", "tts-1-hd", "orpheus")
 # (old spelling, new spelling): still accepted, reported in the `Deprecated` condition.
 DEPRECATED_FIELDS = (("targetTTFBp95Ms", "targetTTFAp95Ms"),)
 
@@ -149,8 +154,8 @@ _ENV: Schema = {
 
 
 # --- the spec ----------------------------------------------------------------------------------
-def spec_schema() -> Schema:
-    model = _obj(
+def model_schema() -> Schema:
+    return _obj(
         {
             "name": _str("Hugging Face hub id or a path inside the cache volume, e.g. "
                          "canopylabs/orpheus-3b-0.1-ft."),
@@ -180,7 +185,10 @@ def spec_schema() -> Schema:
         rules=[("(has(self.standIn) && self.standIn) || has(self.name)",
                 "model.name is required unless model.standIn is true")],
     )
-    engine = _obj(
+
+
+def engine_schema() -> Schema:
+    return _obj(
         {
             "maxNumSeqs": _int("Most sequences vLLM runs at once per worker.", 32, 1, 4096),
             "gpuMemoryUtilization": _num("Fraction of GPU memory vLLM may use.", 0.9, 0.0, 1.0,
@@ -193,7 +201,10 @@ def spec_schema() -> Schema:
         description="vLLM engine settings.",
         default={},
     )
-    workers = _obj(
+
+
+def workers_schema() -> Schema:
+    return _obj(
         {
             "replicas": _int("Worker count when the autoscaler is off; the scale subresource "
                              "(`kubectl scale`, KEDA, HPA) drives it.", 1, 0),
@@ -221,7 +232,10 @@ def spec_schema() -> Schema:
                 "|| self.minReplicas <= self.maxReplicas",
                 "workers.minReplicas must not exceed workers.maxReplicas")],
     )
-    gateway = _obj(
+
+
+def gateway_schema() -> Schema:
+    return _obj(
         {
             "replicas": _int("Gateway replicas.", 1, 1, 64),
             "image": _str("Gateway image.", DEFAULT_GATEWAY_IMAGE),
@@ -279,8 +293,11 @@ def spec_schema() -> Schema:
         description="The gateway in front of the workers.",
         default={},
     )
+
+
+def autoscaling_schema() -> Schema:
     d = AUTOSCALING_DEFAULTS
-    autoscaling = _obj(
+    return _obj(
         {
             "enabled": _bool("Let the operator's autoscaler drive the scale subresource "
                              "(spec.workers.replicas). Off: `kubectl scale`, KEDA or an HPA "
@@ -321,12 +338,90 @@ def spec_schema() -> Schema:
                 "set autoscaling.targetTTFAp95Ms only (targetTTFBp95Ms is its deprecated "
                 "spelling)")],
     )
-    return _obj(
-        {"model": model, "engine": engine, "workers": workers, "gateway": gateway,
-         "autoscaling": autoscaling},
-        description="Desired state of an Orpheus TTS deployment.",
-        required=["model"],
+
+
+def _without_defaults(schema: Any) -> Any:
+    """`schema` with no `default` anywhere: a pool's blocks inherit the cluster's, so an
+    absent field must stay absent (the API server would otherwise fill it in)."""
+    if isinstance(schema, dict):
+        return {k: _without_defaults(v) for k, v in schema.items() if k != "default"}
+    if isinstance(schema, list):
+        return [_without_defaults(v) for v in schema]
+    return schema
+
+
+def pools_schema() -> Schema:
+    model = model_schema()
+    model["required"] = ["name"]
+    model["properties"]["name"] = {
+        **model["properties"]["name"], "maxLength": 256,
+        "description": "The model's public name, which requests pick it by (the OpenAI/Groq "
+                       "`model` field): a Hugging Face hub id or, with standIn, the name the "
+                       "stand-in serves under."}
+    pool = _obj(
+        {
+            "name": _str("Pool name: part of its children's names and the `pool` metrics "
+                         "label.", pattern=POOL_NAME_PATTERN, maxLength=32),
+            "model": model,
+            "voiceAliases": _string_map("Request voice name -> this model's voice (Groq's "
+                                        "`aisha` -> `lulwa`); a voice set's own aliases "
+                                        "(model.voices: [arabic]) are included."),
+            "defaultVoice": _str("Voice used when a request for this pool names none."),
+            "engine": _without_defaults(engine_schema()),
+            "workers": _without_defaults(workers_schema()),
+            "autoscaling": _without_defaults(autoscaling_schema()),
+        },
+        description="One model's workers. engine, workers and autoscaling start from the "
+                    "cluster's spec.engine, spec.workers and spec.autoscaling: each field a "
+                    "pool sets replaces the cluster's.",
+        required=["name", "model"],
         rules=[(
+            "!(self.model.name in " + str(list(GENERIC_MODEL_NAMES)) + ")",
+            "a pool's model.name must be its model's own name: "
+            + ", ".join(GENERIC_MODEL_NAMES) + " name no model in particular",
+        )],
+    )
+    return {
+        "type": "array",
+        "description": "Model pools behind one gateway (instead of spec.model). A request goes "
+                       "to the pool its `model` names, else the one pool serving its voice (a "
+                       "voice several pools serve needs `model`), else spec.defaultPool "
+                       "(docs/operator.md, 'Model pools').",
+        "minItems": 1,
+        "maxItems": MAX_POOLS,
+        "items": pool,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "x-kubernetes-validations": [{
+            "rule": "self.all(p, self.exists_one(q, q.model.name == p.model.name))",
+            "message": "each pool serves its own model: spec.pools[].model.name must be "
+                       "unique",
+        }],
+    }
+
+
+def spec_schema() -> Schema:
+    return _obj(
+        {"model": model_schema(), "engine": engine_schema(), "workers": workers_schema(),
+         "gateway": gateway_schema(), "autoscaling": autoscaling_schema(),
+         "pools": pools_schema(),
+         "defaultPool": _str("The pool serving requests that name neither a model nor a voice "
+                             "of one pool (default: the first of spec.pools).", maxLength=32)},
+        description="Desired state of an Orpheus TTS deployment: one model (spec.model) or "
+                    "several model pools (spec.pools) behind one gateway.",
+        rules=[(
+            "has(self.model) != has(self.pools)",
+            "give spec.model (one model) or spec.pools (several model pools), not both",
+        ), (
+            "!has(self.defaultPool) || (has(self.pools) "
+            "&& self.pools.exists(p, p.name == self.defaultPool))",
+            "spec.defaultPool must name one of spec.pools",
+        ), (
+            "!has(self.pools) || !has(self.gateway) "
+            "|| (!has(self.gateway.voiceAliases) && !has(self.gateway.defaultVoice))",
+            "with spec.pools, set voiceAliases and defaultVoice per pool "
+            "(spec.pools[].voiceAliases, spec.pools[].defaultVoice)",
+        ), (
             "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
             " || !has(self.workers) || (self.workers.replicas >= self.workers.minReplicas"
             " && self.workers.replicas <= self.workers.maxReplicas)",
@@ -383,11 +478,34 @@ def status_schema() -> Schema:
                 "lastScaleTime": _str("Time of the last scale decision.", format="date-time"),
                 "lastScaleReason": _str("Why the last scale decision was made."),
             }),
+            "pools": {
+                "type": "array",
+                "description": "One block per model pool (one, named `default`, for the "
+                               "single-model form).",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": _obj({
+                    "name": _str("The pool."),
+                    "model": _str("What it serves."),
+                    "deployment": _str("Its worker Deployment."),
+                    "replicas": _int("Workers its Deployment is asked for."),
+                    "readyReplicas": _int("Ready workers."),
+                    "ready": {"type": "boolean", "description": "At least one worker ready."},
+                    "summary": _str("ready/desired."),
+                    "queueDepth": _int("Its requests queued at the gateway."),
+                    "ttfaP95Ms": {"type": "number",
+                                  "description": "Its p95 time to first audio, milliseconds."},
+                    "lastScaleTime": _str("Time of its last scale decision.", format="date-time"),
+                    "lastScaleReason": _str("Why its last scale decision was made."),
+                }, required=["name"]),
+            },
+            "poolsReady": _str("Pools with a ready worker / pools, for `kubectl get`."),
             "autoscaler": {
                 "type": "object",
                 "description": "Autoscaler state: its policy state and recent decisions (written "
                                "by the autoscaler only; the replica count itself is "
-                               "spec.workers.replicas).",
+                               "spec.workers.replicas, or spec.pools[].workers.replicas; with "
+                               "pools, one entry per pool under `pools`).",
                 "x-kubernetes-preserve-unknown-fields": True,
             },
         },
@@ -402,6 +520,7 @@ PRINTER_COLUMNS = [
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.gateway.endpoint"},
     {"name": "TTFA p95", "type": "number", "jsonPath": ".status.metrics.ttfaP95Ms"},
     {"name": "Queue", "type": "integer", "jsonPath": ".status.metrics.queueDepth"},
+    {"name": "Pools", "type": "string", "jsonPath": ".status.poolsReady"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -429,6 +548,13 @@ def crd() -> dict[str, Any]:
                     "description": "An Orpheus text-to-speech deployment: GPU workers behind "
                                    "a gateway.",
                     "required": ["spec"],
+                    "x-kubernetes-validations": [{
+                        # NAME-POOL-workers is a Service name: a DNS label of 63 at most
+                        "rule": "!has(self.spec.pools) || self.spec.pools.all(p, "
+                                "size(self.metadata.name) + size(p.name) <= 54)",
+                        "message": "a pool's Service NAME-POOL-workers must fit 63 "
+                                   "characters: shorten the cluster's or the pool's name",
+                    }],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

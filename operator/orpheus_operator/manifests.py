@@ -27,6 +27,7 @@ from .cluster import (
     INTERNAL_TOKEN_FIELD,
     SYSTEM_KEY_FIELD,
     Cluster,
+    Pool,
     config_name,
     gateway_name,
     internal_token_secret_name,
@@ -35,7 +36,6 @@ from .cluster import (
     selector_labels,
     system_key_secret_name,
     worker_name,
-    worker_service_name,
 )
 
 Manifest = dict[str, Any]
@@ -64,11 +64,11 @@ class Options:
 
 
 def _meta(cluster: Cluster, name: str, component: str,
-          annotations: dict[str, str] | None = None) -> dict[str, Any]:
+          annotations: dict[str, str] | None = None, pool: Pool | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
         "namespace": cluster.namespace,
-        "labels": labels(cluster.name, component),
+        "labels": pool.labels if pool is not None else labels(cluster.name, component),
         "ownerReferences": [{
             "apiVersion": crd.API_VERSION,
             "kind": crd.KIND,
@@ -85,16 +85,55 @@ def _meta(cluster: Cluster, name: str, component: str,
 
 # --- the ConfigMap -----------------------------------------------------------------------------
 VOICE_ALIASES_FILE = "voice-aliases.json"
+POOLS_FILE = "pools.json"
+
+
+def _voice_set(pool: Pool) -> tuple[list[str], dict[str, str]]:
+    """The voices a pool's workers serve and the aliases of its voice set, as far as the spec
+    says: `model.voices` lists names, or names one built-in set (`[arabic]`), or is empty (the
+    workers report theirs)."""
+    from orpheus_worker.voices import builtin_sets, load_voice_set
+
+    voices = [v.lower() for v in pool.spec["model"].get("voices") or []]
+    if len(voices) == 1 and voices[0] in builtin_sets():
+        voice_set = load_voice_set(voices[0])
+        return list(voice_set.voices), dict(voice_set.aliases)
+    return voices, {}
+
+
+def pools_document(cluster: Cluster) -> dict[str, Any]:
+    """The gateway's `--pools-file` (orpheus_gateway.config.read_pools_file): each pool's
+    model, voices and aliases, and its workers' Service to discover."""
+    pools = []
+    for pool in cluster.pools:
+        voices, aliases = _voice_set(pool)
+        entry: dict[str, Any] = {
+            "name": pool.name, "model": pool.model_name,
+            "discover": f"{cluster.namespace}/{pool.service_name}"}
+        if voices:
+            entry["voices"] = voices
+        aliases.update({k.lower(): v for k, v in (pool.spec.get("voiceAliases") or {}).items()})
+        if aliases:
+            entry["voice_aliases"] = aliases
+        if pool.spec.get("defaultVoice"):
+            entry["default_voice"] = pool.spec["defaultVoice"]
+        pools.append(entry)
+    return {"default_pool": cluster.default_pool, "pools": pools}
 
 
 def config_map(cluster: Cluster) -> Manifest:
-    """Files the pods read: the gateway's voice alias map (`--voice-aliases`)."""
-    aliases = cluster.spec["gateway"].get("voiceAliases") or {}
+    """Files the pods read: the gateway's voice alias map (`--voice-aliases`), or with pools
+    the gateway's pools file (`--pools-file`)."""
+    if cluster.single_pool:
+        aliases = cluster.spec["gateway"].get("voiceAliases") or {}
+        data = {VOICE_ALIASES_FILE: json.dumps(aliases, indent=2, sort_keys=True) + "\n"}
+    else:
+        data = {POOLS_FILE: json.dumps(pools_document(cluster), indent=2, sort_keys=True) + "\n"}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(cluster, config_name(cluster.name), "config"),
-        "data": {VOICE_ALIASES_FILE: json.dumps(aliases, indent=2, sort_keys=True) + "\n"},
+        "data": data,
     }
 
 
@@ -179,18 +218,23 @@ def _internal_token_env(cluster: Cluster) -> dict[str, Any]:
 
 
 # --- workers -----------------------------------------------------------------------------------
-def model_paths(cluster: Cluster) -> tuple[str, str]:
+def _pool(cluster: Cluster, pool: Pool | None) -> Pool:
+    return pool if pool is not None else cluster.pools[0]
+
+
+def model_paths(cluster: Cluster, pool: Pool | None = None) -> tuple[str, str]:
     """(`--model`, `--snac`) for the worker."""
-    model = cluster.spec["model"]
+    model = _pool(cluster, pool).spec["model"]
     if model["standIn"]:
         root = f"{model['cache']['mountPath']}/{STAND_IN_DIR}"
         return f"{root}/llm", f"{root}/snac"
     return model["name"], model["snac"]
 
 
-def worker_args(cluster: Cluster) -> list[str]:
-    spec, engine = cluster.spec, cluster.spec["engine"]
-    model_path, snac_path = model_paths(cluster)
+def worker_args(cluster: Cluster, pool: Pool | None = None) -> list[str]:
+    pool = _pool(cluster, pool)
+    spec, engine = pool.spec, pool.spec["engine"]
+    model_path, snac_path = model_paths(cluster, pool)
     args = [
         "worker",
         "--model", model_path,
@@ -216,15 +260,27 @@ def worker_args(cluster: Cluster) -> list[str]:
     return args
 
 
-def _model_volume(cluster: Cluster) -> dict[str, Any]:
-    cache = cluster.spec["model"]["cache"]
+def _model_volume(pool: Pool) -> dict[str, Any]:
+    cache = pool.spec["model"]["cache"]
     if cache["type"] == "pvc":
         return {"name": "model-cache", "persistentVolumeClaim": {"claimName": cache["claimName"]}}
     return {"name": "model-cache", "emptyDir": {"sizeLimit": cache["sizeLimit"]}}
 
 
-def worker_deployment(cluster: Cluster) -> Manifest:
-    spec, workers = cluster.spec, cluster.spec["workers"]
+def _stand_in_args(pool: Pool, directory: str) -> list[str]:
+    """`make-tiny-model`: a voice set's stand-in (`voices: [arabic]`: Arabic script in the
+    tokenizer); the English one is the default checkpoint."""
+    from orpheus_worker.voices import builtin_sets
+
+    voices = pool.spec["model"].get("voices") or []
+    if len(voices) == 1 and voices[0] != "english" and voices[0] in builtin_sets():
+        return ["make-tiny-model", directory, "--voices", voices[0]]
+    return ["make-tiny-model", directory]
+
+
+def worker_deployment(cluster: Cluster, pool: Pool | None = None) -> Manifest:
+    pool = _pool(cluster, pool)
+    spec, workers = pool.spec, pool.spec["workers"]
     cache_mount = spec["model"]["cache"]["mountPath"]
     mounts = [
         {"name": "dshm", "mountPath": "/dev/shm"},
@@ -240,7 +296,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "image": workers["image"],
         "imagePullPolicy": workers["imagePullPolicy"],
         "command": ["orpheus-tts"],
-        "args": worker_args(cluster),
+        "args": worker_args(cluster, pool),
         "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
         "env": env,
         "resources": workers["resources"],
@@ -256,7 +312,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
         "containers": [container],
         "volumes": [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": workers["shmSize"]}},
-            _model_volume(cluster),
+            _model_volume(pool),
             _tmp_volume("4Gi"),
         ],
     }
@@ -266,7 +322,7 @@ def worker_deployment(cluster: Cluster) -> Manifest:
             "image": workers["image"],
             "imagePullPolicy": workers["imagePullPolicy"],
             "command": ["orpheus-tts"],
-            "args": ["make-tiny-model", f"{cache_mount}/{STAND_IN_DIR}"],
+            "args": _stand_in_args(pool, f"{cache_mount}/{STAND_IN_DIR}"),
             "env": _TMP_ENV,
             "volumeMounts": [{"name": "model-cache", "mountPath": cache_mount}, _TMP_MOUNT],
             "securityContext": container_security_context(),
@@ -278,30 +334,31 @@ def worker_deployment(cluster: Cluster) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(cluster, worker_name(cluster.name), "worker"),
+        "metadata": _meta(cluster, pool.worker_name, "worker", pool=pool),
         "spec": {
-            "replicas": cluster.worker_replicas,
-            "selector": {"matchLabels": selector_labels(cluster.name, "worker")},
+            "replicas": pool.replicas,
+            "selector": {"matchLabels": pool.selector_labels},
             # A new worker must be Ready before an old one drains: capacity never dips.
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels(cluster.name, "worker"), "annotations": annotations},
+                "metadata": {"labels": pool.labels, "annotations": annotations},
                 "spec": pod_spec,
             },
         },
     }
 
 
-def worker_service(cluster: Cluster) -> Manifest:
+def worker_service(cluster: Cluster, pool: Pool | None = None) -> Manifest:
     """Headless: the gateway discovers each ready worker through its EndpointSlices."""
+    pool = _pool(cluster, pool)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(cluster, worker_service_name(cluster.name), "worker"),
+        "metadata": _meta(cluster, pool.service_name, "worker", pool=pool),
         "spec": {
             "clusterIP": "None",
-            "selector": selector_labels(cluster.name, "worker"),
+            "selector": pool.selector_labels,
             "ports": [{"name": "http", "port": WORKER_PORT, "targetPort": "http",
                        "protocol": "TCP"}],
         },
@@ -316,7 +373,8 @@ def gateway_args(cluster: Cluster) -> list[str]:
         "gateway",
         "--host", "0.0.0.0",
         "--port", str(GATEWAY_PORT),
-        "--discover", f"{cluster.namespace}/{worker_service_name(cluster.name)}",
+        *(["--discover", f"{cluster.namespace}/{cluster.pools[0].service_name}"]
+          if cluster.single_pool else ["--pools-file", f"{CONFIG_MOUNT}/{POOLS_FILE}"]),
         "--rate-limit-rpm", str(per_replica["requestsPerMinute"]),
         "--max-streams-per-key", str(per_replica["concurrentStreams"]),
         "--max-pending", str(gateway["limits"]["pendingRequests"]),
@@ -430,14 +488,17 @@ def gateway_rbac(cluster: Cluster) -> list[Manifest]:
 
 # --- availability and monitoring ---------------------------------------------------------------
 def disruption_budgets(cluster: Cluster) -> list[Manifest]:
-    return [
-        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-         "metadata": _meta(cluster, name, component),
-         "spec": {"maxUnavailable": 1,
-                  "selector": {"matchLabels": selector_labels(cluster.name, component)}}}
-        for name, component in ((worker_name(cluster.name), "worker"),
-                                (gateway_name(cluster.name), "gateway"))
-    ]
+    """One per pool's workers, then the gateway's."""
+    def budget(name: str, component: str, selector: dict[str, str],
+               pool: Pool | None = None) -> Manifest:
+        return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": _meta(cluster, name, component, pool=pool),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}}}
+
+    return [*(budget(pool.worker_name, "worker", pool.selector_labels, pool)
+              for pool in cluster.pools),
+            budget(gateway_name(cluster.name), "gateway",
+                   selector_labels(cluster.name, "gateway"))]
 
 
 def service_monitor(cluster: Cluster) -> Manifest:
@@ -455,6 +516,9 @@ def service_monitor(cluster: Cluster) -> Manifest:
 
 def worker_network_policy(cluster: Cluster) -> Manifest:
     """Only this cluster's gateway pods reach the worker port; nothing else reaches a worker.
+
+    One policy for every pool: its selector (the cluster's worker labels) matches each pool's
+    workers, whose labels add only the pool's.
 
     Enforced by the CNI (Calico, Cilium, ...: one that implements NetworkPolicy). Kubelet
     probes come from the node and are allowed by those CNIs regardless. A Prometheus that
@@ -503,9 +567,12 @@ def system_key_secret(cluster: Cluster, key: str) -> Manifest:
 
 def children(cluster: Cluster, options: Options = Options()) -> list[Manifest]:
     """Every object the operator keeps in place for `cluster`, in apply order."""
+    pools = cluster.pools
     objects = [config_map(cluster), *gateway_rbac(cluster), worker_network_policy(cluster),
-               worker_service(cluster), worker_deployment(cluster), gateway_service(cluster),
-               gateway_deployment(cluster), *disruption_budgets(cluster)]
+               *(worker_service(cluster, pool) for pool in pools),
+               *(worker_deployment(cluster, pool) for pool in pools),
+               gateway_service(cluster), gateway_deployment(cluster),
+               *disruption_budgets(cluster)]
     if options.service_monitor:
         objects.append(service_monitor(cluster))
     return objects

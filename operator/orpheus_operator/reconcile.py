@@ -29,7 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import crd, kube
-from .cluster import Cluster, gateway_name, worker_name
+from .cluster import Cluster, gateway_name, worker_selector
 from .manifests import Options, children, internal_token_secret, system_key_secret
 from .metrics import OPERATOR_METRICS
 from .status import (
@@ -183,9 +183,37 @@ class Reconciler:
                 seen.generations[name] = live["metadata"].get("generation", 0)
             elif ref == f"Service/{gateway_name(cluster.name)}":
                 seen.endpoint = _load_balancer_endpoint(cluster, live)
+        self.retire_unrendered_workers(body, cluster, seen)
         seen.problems = list(result.problems)
         result.status_written = self._write_status(body, cluster, seen)
         return result
+
+    def retire_unrendered_workers(self, body: dict[str, Any], cluster: Cluster,
+                                  seen: _Seen) -> list[str]:
+        """Scale to zero this cluster's worker Deployments that no pool renders any more (a
+        pool removed from spec.pools, or the single-model fleet after a move to pools), so
+        they hold no GPU; returns their names. Never deleted: the operator holds no delete
+        permission (`kubectl delete deployment NAME` removes one; re-adding its pool brings it
+        back at the pool's count)."""
+        wanted = {pool.worker_name for pool in cluster.pools}
+        listed = client.AppsV1Api(self.api).list_namespaced_deployment(
+            cluster.namespace, label_selector=worker_selector(cluster.name))
+        retired = []
+        for deployment in listed.items:
+            name = deployment.metadata.name
+            owners = {ref.uid for ref in deployment.metadata.owner_references or []
+                      if ref.kind == crd.KIND and ref.controller}
+            if name in wanted or cluster.uid not in owners:
+                continue
+            retired.append(name)
+            seen.deployments.pop(name, None)
+            if deployment.spec.replicas:
+                client.AppsV1Api(self.api).patch_namespaced_deployment(
+                    name, cluster.namespace, {"spec": {"replicas": 0}})
+                emit_event(self.core, body, "Normal", "RetiredWorkers",
+                           f"Deployment {name} serves no pool of the spec any more: scaled "
+                           f"from {deployment.spec.replicas} to 0 (delete it with kubectl)")
+        return retired
 
     def _refresh(self, namespace: str, name: str, deployment: dict[str, Any]) -> ReconcileResult:
         seen = self._seen.get(_owner_uid(deployment))
@@ -217,9 +245,10 @@ class Reconciler:
                 return DeploymentState()
             return DeploymentState.from_status(obj["spec"].get("replicas", 0), obj.get("status"))
 
-        return Observed(workers=deployment(worker_name(cluster.name)),
+        pools = {pool.name: deployment(pool.worker_name) for pool in cluster.pools}
+        return Observed(workers=DeploymentState.total(list(pools.values())),
                         gateway=deployment(gateway_name(cluster.name)),
-                        endpoint=seen.endpoint, problems=list(seen.problems))
+                        endpoint=seen.endpoint, problems=list(seen.problems), pools=pools)
 
     def _write_status(self, body: dict[str, Any] | None, cluster: Cluster | None, seen: _Seen,
                       namespace: str | None = None, name: str | None = None) -> bool:
@@ -239,7 +268,7 @@ class Reconciler:
             before.update(status)
             status["conditions"] = merge_conditions(status.get("conditions") or [], conditions,
                                                     generation)
-            status.update(compute_status(live, observed, generation))
+            status.update(compute_status(live, observed, generation, status.get("pools")))
             after.update(body=current, observed=observed, conditions=conditions)
 
         written = patch_status(self.custom, namespace, name, mutate)

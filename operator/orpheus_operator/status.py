@@ -57,12 +57,29 @@ class DeploymentState:
                    available=status.get("availableReplicas") or 0, exists=True)
 
 
+    @classmethod
+    def total(cls, states: list[DeploymentState]) -> DeploymentState:
+        """Several pools' worker Deployments as one (exists: all of them do)."""
+        return cls(replicas=sum(s.replicas for s in states), ready=sum(s.ready for s in states),
+                   updated=sum(s.updated for s in states),
+                   available=sum(s.available for s in states),
+                   exists=bool(states) and all(s.exists for s in states))
+
+
 @dataclass(frozen=True)
 class Observed:
-    workers: DeploymentState = DeploymentState()
+    workers: DeploymentState = DeploymentState()  # every pool's workers together
     gateway: DeploymentState = DeploymentState()
     endpoint: str | None = None  # overrides the in-cluster URL (a LoadBalancer's address)
     problems: list[Problem] = field(default_factory=list)
+    pools: dict[str, DeploymentState] = field(default_factory=dict)  # by pool name
+
+    def pool_states(self, cluster: Cluster) -> dict[str, DeploymentState]:
+        """Each pool's workers (a single pool's are `workers` when not given by name)."""
+        if not self.pools and cluster.single_pool:
+            return {cluster.pools[0].name: self.workers}
+        return {pool.name: self.pools.get(pool.name, DeploymentState())
+                for pool in cluster.pools}
 
 
 def condition(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
@@ -103,6 +120,13 @@ def compute_conditions(cluster: Cluster, observed: Observed) -> list[dict[str, s
                                     "Degraded: " + observed.problems[0].message))
     elif gateway.ready < 1:
         conditions.append(condition("Ready", FALSE, "GatewayNotReady", "No gateway pod is ready."))
+    elif not cluster.single_pool and any(
+            state.ready < 1 for state in observed.pool_states(cluster).values()):
+        idle = [name for name, state in observed.pool_states(cluster).items() if state.ready < 1]
+        reason = "ScaledToZero" if all(observed.pool_states(cluster)[name].replicas == 0
+                                       for name in idle) else "NoWorkerReady"
+        conditions.append(condition("Ready", FALSE, reason,
+                                    f"No worker pod is ready in pool(s) {', '.join(idle)}."))
     elif workers.ready < 1:
         reason = "ScaledToZero" if workers.replicas == 0 else "NoWorkerReady"
         conditions.append(condition("Ready", FALSE, reason, "No worker pod is ready."))
@@ -111,10 +135,12 @@ def compute_conditions(cluster: Cluster, observed: Observed) -> list[dict[str, s
             "Ready", TRUE, "Serving",
             f"{gateway.ready} gateway and {workers.ready}/{workers.replicas} workers ready."))
 
-    if not cluster.spec["autoscaling"]["enabled"]:
+    if not cluster.autoscaling:
         conditions.append(condition(
             "ScalingActive", FALSE, "AutoscalingDisabled",
-            "spec.workers.replicas (the scale subresource) sets the worker count."))
+            "spec.workers.replicas (the scale subresource) sets the worker count."
+            if cluster.single_pool else
+            "spec.pools[].workers.replicas set each pool's worker count."))
 
     deprecated = cluster.deprecated_fields
     if deprecated:
@@ -126,11 +152,38 @@ def compute_conditions(cluster: Cluster, observed: Observed) -> list[dict[str, s
     return conditions
 
 
-def compute_status(cluster: Cluster, observed: Observed, generation: int) -> dict[str, Any]:
+# The fields of a `status.pools[]` entry the autoscaler writes (the operator keeps them).
+AUTOSCALER_POOL_FIELDS = ("queueDepth", "ttfaP95Ms", "lastScaleTime", "lastScaleReason")
+
+
+def pool_blocks(cluster: Cluster, observed: Observed,
+                current: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`status.pools`: each pool's workers, keeping what the autoscaler wrote there."""
+    kept = {item.get("name"): item for item in current or []}
+    blocks = []
+    for pool in cluster.pools:
+        state = observed.pool_states(cluster)[pool.name]
+        block: dict[str, Any] = {
+            "name": pool.name, "deployment": pool.worker_name,
+            "replicas": state.replicas, "readyReplicas": state.ready, "ready": state.ready >= 1,
+            "summary": f"{state.ready}/{state.replicas}"}
+        if pool.model_name:
+            block["model"] = pool.model_name
+        block.update({k: v for k, v in (kept.get(pool.name) or {}).items()
+                      if k in AUTOSCALER_POOL_FIELDS})
+        blocks.append(block)
+    return blocks
+
+
+def compute_status(cluster: Cluster, observed: Observed, generation: int,
+                   current_pools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The status fields the operator owns (conditions are merged separately)."""
     workers, gateway = observed.workers, observed.gateway
+    pools = pool_blocks(cluster, observed, current_pools)
     return {
         "observedGeneration": generation,
+        "pools": pools,
+        "poolsReady": f"{sum(1 for b in pools if b['ready'])}/{len(pools)}",
         "workers": {"replicas": workers.replicas, "readyReplicas": workers.ready,
                     "summary": f"{workers.ready}/{workers.replicas}",
                     "selector": worker_selector(cluster.name)},

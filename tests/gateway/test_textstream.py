@@ -177,6 +177,42 @@ async def test_a_slow_writer_is_heard_after_the_maximum_wait():
     await asyncio.wait_for(utt.wait(), 5)
 
 
+async def test_the_maximum_wait_does_not_cut_a_sentence_while_earlier_audio_is_coming():
+    """A writer faster than speech: the first segment goes out at its clause, and the rest of
+    the sentence waits for its end (prosody) while the first segment is still being spoken,
+    however long that takes; once nothing is left to speak, the maximum wait applies again."""
+    fake, sink = FakeUpstreams(chunks=20, chunk_delay=0.02), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=4, max_wait_s=0.05))
+    utt.append("I checked, and")
+    for word in " the meeting is on Friday at three".split(" ")[1:]:
+        await asyncio.sleep(0.03)
+        utt.append(" " + word)
+    utt.append(" today. Then we")
+    assert fake.opened == ["I checked,"]
+
+    async def third_opened() -> None:  # once all audio is relayed, "Then" has waited enough
+        while len(fake.opened) < 3:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(third_opened(), 5)
+    assert fake.opened[1:] == ["and the meeting is on Friday at three today.", "Then"]
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert fake.opened[3:] == ["we"]
+    assert sink.terminals == [Done({"segments": 4, "audio_bytes": utt.audio_bytes})]
+
+
+async def test_text_past_the_long_size_goes_out_after_the_wait_even_while_audio_is_coming():
+    fake, sink = FakeUpstreams(chunks=20, chunk_delay=0.05), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=4, max_wait_s=0.05))
+    utt.append("I checked, and")
+    utt.append(" then" * 40)  # 200 characters with no place to end a sentence or clause
+    await asyncio.sleep(0.2)
+    assert len(fake.opened) == 2 and fake.live == 2  # the first is still being spoken
+    await utt.cancel()
+    assert fake.live == 0
+
+
 async def test_flush_sends_the_buffer_without_ending():
     fake, sink = FakeUpstreams(), Sink()
     utt = make(fake, sink, segmenter=SegmenterConfig(min_chars=50, max_wait_s=10))

@@ -114,12 +114,14 @@ def host_address() -> str:
     pytest.fail("no non-loopback IPv4 address to publish a worker on")
 
 
-def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer) -> None:
-    """An EndpointSlice of the workers' Service with the fake worker's address."""
+def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer,
+                   service: str = "demo-workers") -> None:
+    """An EndpointSlice (`SERVICE-test`) of the workers' Service with the fake worker's
+    address."""
     plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "demo-workers-test", "labels": {
-            "kubernetes.io/service-name": "demo-workers",
+        "metadata": {"name": f"{service}-test", "labels": {
+            "kubernetes.io/service-name": service,
             "endpointslice.kubernetes.io/managed-by": "tests.orpheus.dev"}},
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": worker.port, "protocol": "TCP"}],
@@ -128,9 +130,11 @@ def publish_worker(plane: ControlPlane, namespace: str, worker: FakeServer) -> N
 
 
 class HeldStreams:
-    """`n` v1 streams through the gateway, each held open after its first audio chunk."""
+    """`n` v1 streams through the gateway, each held open after its first audio chunk (for
+    `model`'s pool when given)."""
 
-    def __init__(self, url: str, key: str, n: int):
+    def __init__(self, url: str, key: str, n: int, model: str | None = None):
+        self.model = model
         self.release = threading.Event()
         self.first_audio = threading.Semaphore(0)
         self.errors: list[str] = []
@@ -140,7 +144,8 @@ class HeldStreams:
             thread.start()
 
     def _hold(self, url: str, key: str) -> None:
-        body = {"text": "[[fake kind=stall chunks=1]] Hold the line.", "timeout_s": 120}
+        body = {"text": "[[fake kind=stall chunks=1]] Hold the line.", "timeout_s": 120,
+                **({"model": self.model} if self.model else {})}
         try:
             with httpx.stream("POST", url + p.STREAM_PATH, json=body, timeout=130,
                               headers={"Authorization": f"Bearer {key}"}) as response:

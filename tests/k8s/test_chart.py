@@ -59,13 +59,15 @@ def test_every_rendered_object_passes_server_validation(
 
 def test_examples_pass_server_validation(control_plane: ControlPlane, namespace: str,
                                          crds_installed: None) -> None:
-    for name in ("orpheus-cluster.yaml", "orpheus-cluster-gke.yaml", "orpheus-cluster-hpa.yaml"):
+    for name in ("orpheus-cluster.yaml", "orpheus-cluster-gke.yaml", "orpheus-cluster-hpa.yaml",
+                 "orpheus-cluster-pools.yaml", "orpheus-cluster-pools-gke.yaml"):
         result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace,
                                        "-f", str(ROOT / "examples" / name), check=False)
         assert result.returncode == 0, f"{name}: {result.stderr}"
 
 
-@pytest.mark.parametrize("example", ["orpheus-cluster.yaml", "orpheus-cluster-gke.yaml"])
+@pytest.mark.parametrize("example", ["orpheus-cluster.yaml", "orpheus-cluster-gke.yaml",
+                                     "orpheus-cluster-pools-gke.yaml"])
 def test_operator_children_pass_server_validation(control_plane: ControlPlane, namespace: str,
                                                   crds_installed: None, example: str) -> None:
     import yaml

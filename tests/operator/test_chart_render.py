@@ -149,10 +149,12 @@ def test_cluster_block_and_examples_validate_against_the_crd_schema() -> None:
     validator = jsonschema.Draft4Validator(_cr_schema())
     rendered = find(render(VARIANTS["with-cluster"]), crd.KIND)
     assert [o["metadata"]["name"] for o in rendered] == ["voice"]
-    examples = [d for name in ("orpheus-cluster.yaml", "orpheus-cluster-gke.yaml")
-                for d in yaml.safe_load_all((ROOT / "examples" / name).read_text())
+    examples = [d for path in sorted((ROOT / "examples").glob("orpheus-cluster*.yaml"))
+                for d in yaml.safe_load_all(path.read_text())
                 if d and d["kind"] == crd.KIND]
-    assert len(examples) == 2
+    # the single-model examples (kind, GKE) and the two with model pools
+    assert len(examples) == 4
+    assert sum(1 for e in examples if "pools" in e["spec"]) == 2
     for obj in rendered + examples:
         validator.validate(obj)
     with pytest.raises(jsonschema.ValidationError):

@@ -79,7 +79,7 @@ def test_scale_subresource_and_printer_columns_point_at_schema_fields() -> None:
         assert field in paths
     assert "status" in version["subresources"]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Ready", "Workers", "Endpoint", "TTFA p95", "Queue", "Age"]
+    assert names == ["Ready", "Workers", "Endpoint", "TTFA p95", "Queue", "Pools", "Age"]
     for column in version["additionalPrinterColumns"]:
         simple = column["jsonPath"].split("[")[0]
         assert simple in paths or simple.startswith(".metadata."), column

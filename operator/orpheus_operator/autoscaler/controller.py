@@ -11,6 +11,12 @@
 - record: `status.metrics` and the `ScalingActive` condition every tick; on a change, a
   Kubernetes Event and an entry in `status.autoscaler.history` (the last `HISTORY_LENGTH`).
 
+With model pools (`spec.pools`) every pool is decided on its own signals (the gateway's
+per-pool block of `/v1/system`), with its own bounds, targets and policy state
+(`status.autoscaler.pools[NAME]`); the counts that changed are written to
+`spec.pools[i].workers.replicas` in one JSON patch guarded by the tick's resourceVersion, and
+each pool's queue, TTFA and last decision go to its `status.pools[]` block.
+
 Everything the policy needs lives in status, so an operator restart loses nothing.
 """
 
@@ -50,6 +56,8 @@ class TickResult:
     decision: Decision | None
     error: str | None = None
     signals: Signals | None = None
+    pools: dict[str, Decision | None] | None = None  # with spec.pools: each pool's decision
+    pool_signals: dict[str, Signals] | None = None
 
 
 def _iso(ts: float) -> str:
@@ -64,6 +72,23 @@ def history_entry(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "signals": decision.signals.to_dict(),
     }
+
+
+def recorded(entry: dict[str, Any] | None, scale_fields: dict[str, Any], decision: Decision,
+             state: PolicyState) -> dict[str, Any]:
+    """An autoscaler status block (`status.autoscaler`, or a pool's entry in it) after
+    `decision`; a change also sets `lastScaleTime`/`lastScaleReason` in `scale_fields` (the
+    cluster's `status.metrics`, or the pool's `status.pools[]` block)."""
+    entry = dict(entry or {})
+    history = list(entry.get("history") or [])
+    when = _iso(decision.signals.time)
+    if decision.changed:
+        history = (history + [history_entry(decision)])[-HISTORY_LENGTH:]
+        scale_fields["lastScaleTime"] = when
+        scale_fields["lastScaleReason"] = decision.reason
+    entry.update(lastReason=decision.reason, lastTick=when, history=history,
+                 state=state.to_dict())
+    return entry
 
 
 class SystemKeys:
@@ -141,6 +166,8 @@ class AutoscalerController:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         cluster = Cluster.from_body(body)
+        if not cluster.single_pool:
+            return self.tick_pools(body, cluster)
         status = body.get("status") or {}
         ready_fallback = int((status.get("workers") or {}).get("readyReplicas") or 0)
         now = self.clock()
@@ -175,6 +202,128 @@ class AutoscalerController:
                      decision.desired, decision.reason)
         return TickResult(decision, signals=signals)
 
+    # --- model pools ---------------------------------------------------------------------------
+    def tick_pools(self, body: dict[str, Any], cluster: Cluster) -> TickResult:
+        """Observe every pool, decide for those that autoscale, scale them in one write."""
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        ready = {b.get("name"): int(b.get("readyReplicas") or 0)
+                 for b in status.get("pools") or []}
+        now = self.clock()
+        try:
+            signals = self.source_for(body).read_pools(
+                now, {pool.name: ready.get(pool.name, 0) for pool in cluster.pools})
+        except SignalsUnavailable as exc:
+            if isinstance(exc, SignalsUnauthorized):
+                self.keys.forget(cluster)
+            message = f"cannot read signals: {exc}"
+            log.warning("%s/%s: %s", cluster.namespace, cluster.name, message)
+            self._record_unavailable(cluster, meta.get("generation"), message)
+            self.metrics.observe_unavailable(cluster.namespace, cluster.name)
+            return TickResult(None, message)
+
+        states = ((status.get("autoscaler") or {}).get("pools") or {})
+        decisions: dict[str, Decision | None] = {}
+        new_states: dict[str, PolicyState] = {}
+        for pool in cluster.pools:
+            if not pool.autoscaling:
+                decisions[pool.name] = None
+                continue
+            spec = AutoscalingSpec.from_resource(pool.spec)
+            state = PolicyState.from_dict((states.get(pool.name) or {}).get("state"))
+            decisions[pool.name], new_states[pool.name] = decide(
+                spec, state, signals[pool.name], pool.replicas)
+        changed = {name: d for name, d in decisions.items() if d is not None and d.changed}
+        if changed and not self.scale_pools(body, cluster, changed):
+            return TickResult(None, "the cluster changed during the tick; decided again next")
+        self._record_pools(cluster, meta.get("generation"), signals, decisions, new_states)
+        desired_total = sum(d.desired if d is not None else pool.replicas
+                            for pool, d in ((p, decisions[p.name]) for p in cluster.pools))
+        for pool in cluster.pools:
+            decision = decisions[pool.name]
+            if decision is None:
+                continue
+            # the cluster's series: the workers it asks for in all, a decision per pool
+            self.metrics.observe_tick(cluster.namespace, cluster.name, desired_total,
+                                      decision.direction)
+            if decision.changed:
+                verb = "ScaledUp" if decision.direction > 0 else "ScaledDown"
+                emit_event(self.core, body, "Normal", verb,
+                           f"pool {pool.name}: workers {decision.current} -> "
+                           f"{decision.desired}: {decision.reason}")
+                log.info("%s/%s pool %s: %d -> %d (%s)", cluster.namespace, cluster.name,
+                         pool.name, decision.current, decision.desired, decision.reason)
+        return TickResult(None, pools=decisions, pool_signals=signals)
+
+    def scale_pools(self, body: dict[str, Any], cluster: Cluster,
+                    decisions: dict[str, Decision]) -> bool:
+        """Write each changed pool's `spec.pools[i].workers.replicas` in one JSON patch that
+        first tests the resourceVersion the tick read (and each pool's name at its index), so
+        a concurrent edit wins and this tick's decisions are dropped. False on that conflict."""
+        raw_pools = body["spec"]["pools"]
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
+                                      "value": body["metadata"]["resourceVersion"]}]
+        for pool in cluster.pools:
+            if pool.name not in decisions:
+                continue
+            raw = raw_pools[pool.index]
+            ops += [{"op": "test", "path": f"/spec/pools/{pool.index}/name", "value": pool.name},
+                    {"op": "add", "path": f"/spec/pools/{pool.index}/workers",
+                     "value": {**(raw.get("workers") or {}),
+                               "replicas": decisions[pool.name].desired}}]
+        path = (f"/apis/{crd.API_VERSION}/namespaces/{cluster.namespace}/{crd.PLURAL}/"
+                f"{cluster.name}")
+        try:
+            kube.request(self.api, "PATCH", path, body=ops,
+                         content_type="application/json-patch+json")
+        except ApiException as exc:
+            if exc.status in (409, 422):  # a failed test op is 422
+                return False
+            raise
+        return True
+
+    def _record_pools(self, cluster: Cluster, generation: int | None,
+                      signals: dict[str, Signals], decisions: dict[str, Decision | None],
+                      states: dict[str, PolicyState]) -> None:
+        def mutate(status: dict[str, Any], _cluster: dict[str, Any]) -> None:
+            blocks = {b.get("name"): dict(b) for b in status.get("pools") or []}
+            auto = dict(status.get("autoscaler") or {})
+            auto_pools = dict(auto.get("pools") or {})
+            reasons = []
+            for pool in cluster.pools:
+                observed, decision = signals[pool.name], decisions[pool.name]
+                block = blocks.setdefault(pool.name, {"name": pool.name})
+                block["queueDepth"] = observed.queue_depth
+                if observed.ttfa_p95_ms is not None:
+                    block["ttfaP95Ms"] = round(observed.ttfa_p95_ms, 1)
+                else:
+                    block.pop("ttfaP95Ms", None)
+                if decision is None:
+                    continue
+                auto_pools[pool.name] = recorded(auto_pools.get(pool.name), block, decision,
+                                                 states[pool.name])
+                reasons.append(f"{pool.name}: {decision.reason}")
+            status["pools"] = [blocks.pop(pool.name) for pool in cluster.pools] + list(
+                blocks.values())
+            metrics = dict(status.get("metrics") or {})
+            metrics["queueDepth"] = sum(s.queue_depth for s in signals.values())
+            p95s = [s.ttfa_p95_ms for s in signals.values() if s.ttfa_p95_ms is not None]
+            if p95s:  # the slowest pool's
+                metrics["ttfaP95Ms"] = round(max(p95s), 1)
+            else:
+                metrics.pop("ttfaP95Ms", None)
+            status["metrics"] = metrics
+            if reasons:
+                auto["pools"] = auto_pools
+                status["autoscaler"] = auto
+                status["conditions"] = merge_conditions(
+                    status.get("conditions") or [],
+                    [condition("ScalingActive", "True", "SignalsRead", "; ".join(reasons)[:900])],
+                    generation,
+                )
+
+        patch_status(self.custom, cluster.namespace, cluster.name, mutate)
+
     def scale(self, cluster: Cluster, resource_version: str, replicas: int) -> bool:
         """Write `replicas` through the scale subresource; False on a conflict."""
         path = (f"/apis/{crd.API_VERSION}/namespaces/{cluster.namespace}/{crd.PLURAL}/"
@@ -202,15 +351,7 @@ class AutoscalerController:
             if decision is None or state is None:
                 status["metrics"] = metrics
                 return
-            auto = dict(status.get("autoscaler") or {})
-            history = list(auto.get("history") or [])
-            if decision.changed:
-                history = (history + [history_entry(decision)])[-HISTORY_LENGTH:]
-                metrics["lastScaleTime"] = _iso(signals.time)
-                metrics["lastScaleReason"] = decision.reason
-            auto.update(lastReason=decision.reason, lastTick=_iso(signals.time),
-                        history=history, state=state.to_dict())
-            status["autoscaler"] = auto
+            status["autoscaler"] = recorded(status.get("autoscaler"), metrics, decision, state)
             status["metrics"] = metrics
             status["conditions"] = merge_conditions(
                 status.get("conditions") or [],
@@ -228,6 +369,10 @@ class AutoscalerController:
                 for stale in ("queueDepth", "ttfaP95Ms"):  # empty columns rather than old ones
                     metrics.pop(stale, None)
                 status["metrics"] = metrics
+            if status.get("pools"):
+                status["pools"] = [{k: v for k, v in block.items()
+                                    if k not in ("queueDepth", "ttfaP95Ms")}
+                                   for block in status["pools"]]
             if cluster.autoscaling:
                 status["conditions"] = merge_conditions(
                     status.get("conditions") or [],

@@ -32,6 +32,10 @@ class SignalsUnauthorized(SignalsUnavailable):
 class SignalSource(Protocol):
     def read(self, now: float, ready_fallback: int) -> Signals: ...
 
+    def read_pools(self, now: float, ready_fallbacks: dict[str, int]) -> dict[str, Signals]:
+        """Each model pool's own signals, by pool name."""
+        ...
+
 
 def signals_from_snapshot(snapshot: SystemSnapshot, now: float, ready_fallback: int) -> Signals:
     """Turn a gateway snapshot into policy input.
@@ -56,6 +60,37 @@ def signals_from_snapshot(snapshot: SystemSnapshot, now: float, ready_fallback: 
         ttfa_p95_ms=snapshot.ttfa_p95_ms,
         window_s=snapshot.window_s,
     )
+
+
+def signals_by_pool(snapshot: SystemSnapshot, now: float,
+                    ready_fallbacks: dict[str, int]) -> dict[str, Signals]:
+    """Each pool's own queue, streams, ready workers and p95 time to first audio, from the
+    gateway's per-pool blocks (`SystemSnapshot.pools`) and its workers' `pool`.
+
+    A pool the operator runs but the gateway does not report (its pools file not yet
+    reloaded, or another gateway answering) has no signals: the tick changes nothing."""
+    reported = {pool.name: pool for pool in snapshot.pools}
+    missing = sorted(set(ready_fallbacks) - set(reported))
+    if missing:
+        raise SignalsUnavailable(f"the gateway reports no pool {', '.join(missing)} "
+                                 f"(it reports {', '.join(sorted(reported)) or 'none'})")
+    signals = {}
+    for name in ready_fallbacks:
+        pool = reported[name]
+        workers = [w for w in snapshot.workers if w.pool == name]
+        if workers:
+            ready = [w for w in workers if w.ready and w.breaker != "open"]
+            caps = [w.capacity for w in ready if w.capacity]
+            ready_count = len(ready)
+            capacity = sum(caps) if len(caps) == len(ready) and caps else pool.capacity
+        else:
+            ready_count = pool.workers_ready if pool.workers else ready_fallbacks[name]
+            capacity = pool.capacity
+        signals[name] = Signals(
+            time=now, queue_depth=max(0, pool.queue_depth), inflight=max(0, pool.inflight),
+            ready_workers=ready_count, capacity=capacity, ttfa_p95_ms=pool.ttfa_p95_ms,
+            window_s=snapshot.window_s)
+    return signals
 
 
 @dataclass
@@ -96,6 +131,9 @@ class GatewaySource:
     def read(self, now: float, ready_fallback: int) -> Signals:
         return signals_from_snapshot(self.fetch(), now, ready_fallback)
 
+    def read_pools(self, now: float, ready_fallbacks: dict[str, int]) -> dict[str, Signals]:
+        return signals_by_pool(self.fetch(), now, ready_fallbacks)
+
 
 @dataclass
 class PrometheusSource:
@@ -134,6 +172,11 @@ class PrometheusSource:
             return None
         value = float(result[0]["value"][1])
         return None if math.isnan(value) else value
+
+    def read_pools(self, now: float, ready_fallbacks: dict[str, int]) -> dict[str, Signals]:
+        raise SignalsUnavailable("the Prometheus source reads a single-model cluster; a "
+                                 "cluster with spec.pools is scaled on the gateway's "
+                                 "per-pool /v1/system")
 
     def read(self, now: float, ready_fallback: int) -> Signals:
         with httpx.Client(timeout=self.timeout_s, transport=self.transport) as http:
