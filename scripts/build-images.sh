@@ -12,6 +12,12 @@
 # here from the Debian mirror with mmdebstrap, cached in the local image store. Set PYTHON_IMAGE
 # (e.g. python:3.12-slim-bookworm) to use another base. Layers are cached per machine: a rebuild
 # after editing project code only redoes the last layers.
+#
+# Each image is keyed by a hash of its inputs (the Dockerfile, its .dockerignore, every file the
+# context lets in, the base image and build args), kept as the image's label
+# org.orpheus-tts.inputs and beside the exported archive as <name>.tar.inputs. An image whose key
+# matches is not built again; where the local image store lost it (a fresh store, a pruned
+# machine) but the exported archive matches, the archive is loaded instead of rebuilding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +41,24 @@ BASE_SUITE=bookworm
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 BASE_TAG="localhost/orpheus-python:$BASE_SUITE-$(echo "$BASE_PACKAGES $MIRROR" | sha256sum | cut -c1-12)"
+
+INPUTS_LABEL=org.orpheus-tts.inputs
+
+# The hash of everything a build of NAME reads: what changes it is what makes a rebuild.
+inputs_hash() {  # name
+    local file="images/$1.Dockerfile" ignore="images/$1.Dockerfile.dockerignore" paths=()
+    mapfile -t paths < <(sed -n 's|^!\(.*\)|\1|p' "$ignore")
+    {
+        echo "PYTHON_IMAGE=${PYTHON_IMAGE:-} CUDA_IMAGE=${CUDA_IMAGE:-}"
+        sha256sum "$file" "$ignore"
+        find "${paths[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' \
+            -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    } | sha256sum | cut -c1-16
+}
+
+image_inputs() {  # tag: the inputs label of the local image, empty when there is none
+    buildah inspect --type image --format "{{index .OCIv1.Config.Labels \"$INPUTS_LABEL\"}}" "$1" 2>/dev/null || true
+}
 
 use_docker() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
 
@@ -62,10 +86,25 @@ build_one() {  # name
     local args=()
     [[ -n "${PYTHON_IMAGE:-}" ]] && args+=(--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE")
     [[ -n "${CUDA_IMAGE:-}" ]] && args+=(--build-arg "CUDA_IMAGE=$CUDA_IMAGE")
-    log "building $tag from $file"
     if use_docker; then
+        log "building $tag from $file"
         docker build -f "$file" -t "$tag" "${args[@]}" .
     else
+        local inputs archive="${EXPORT_DIR:+$EXPORT_DIR/$name.tar}"
+        inputs="$(inputs_hash "$name")"
+        if [[ "$(image_inputs "$tag")" == "$inputs" ]]; then
+            log "$tag is up to date (inputs $inputs)"
+            return
+        fi
+        if [[ -n "$archive" && -f "$archive" && "$(cat "$archive.inputs" 2>/dev/null)" == "$inputs" ]]; then
+            podman load --quiet -i "$archive" >/dev/null
+            podman tag "docker.io/library/$tag" "localhost/$tag"
+            podman rmi "docker.io/library/$tag" >/dev/null  # the tag only; the image stays
+            log "loaded $tag from $archive (inputs $inputs) in $((SECONDS - started)) s"
+            return
+        fi
+        args+=(--label "$INPUTS_LABEL=$inputs")
+        log "building $tag from $file (inputs $inputs)"
         local old
         old="$(buildah inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null || true)"
         # pip inside the build trusts the host's CA bundle (it may add a TLS-intercepting proxy's CA).
@@ -87,12 +126,14 @@ export_one() {  # name
     id="$(buildah inspect --type image --format '{{.FromImageID}}' "orpheus-tts-$name:latest")"
     # Skip the (multi-GB) write when the archive already holds this image.
     if [[ -f "$out" && -f "$out.id" && "$(cat "$out.id")" == "$id" ]]; then
+        image_inputs "orpheus-tts-$name:latest" > "$out.inputs"
         return
     fi
-    rm -f "$out" "$out.id"
+    rm -f "$out" "$out.id" "$out.inputs"
     buildah push --quiet "orpheus-tts-$name:latest" "docker-archive:$out.partial:$ref" >/dev/null
     mv "$out.partial" "$out"
     echo "$id" > "$out.id"
+    image_inputs "orpheus-tts-$name:latest" > "$out.inputs"
     log "exported $ref to $out"
 }
 

@@ -37,9 +37,10 @@ def export_images() -> list[Path]:
     return [images_dir() / f"{name}.tar" for name in IMAGES]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_cluster() -> Iterator[NodeCluster]:
-    """The control plane plus one real node, with our images imported; stopped cleanly after."""
+    """The control plane plus one real node, with our images imported; stopped cleanly after the
+    last e2e test (package scope: in `make test` the node does not idle through the other suites)."""
     try:
         bin_dir, node_bin_dir = find_bin_dir(), find_node_bin_dir()
     except ToolsMissing as exc:

@@ -177,9 +177,10 @@ def test_scaled_up_worker_joins_routing(demo: Demo) -> None:
     spec = demo.otts()["spec"]["workers"]
     target = len(before) + 1
     assert target <= spec["maxReplicas"]
-    # Scaling as a user does it with autoscaling on: raise the floor.
-    demo.node.kubectl("patch", "otts", demo.name, "-n", NAMESPACE, "--type=merge",
-                      "-p", json.dumps({"spec": {"workers": {"minReplicas": target}}}))
+    # Scaling as a user does it with autoscaling on: raise the floor, and the count with it (the
+    # CRD refuses a floor above the current count: replicas must lie within [min, max]).
+    demo.node.kubectl("patch", "otts", demo.name, "-n", NAMESPACE, "--type=merge", "-p",
+                      json.dumps({"spec": {"workers": {"minReplicas": target, "replicas": target}}}))
 
     def new_ready_pod_ip() -> str | None:
         for pod in demo.worker_pods():

@@ -413,7 +413,10 @@ class ControlPlane:
         self.components.append(component)
         return component
 
-    def _boot(self, apiserver_port: int, deadline: float) -> None:
+    def _start_control_plane(self, apiserver_port: int, deadline: float, *, address: str,
+                             serving: tuple[Path, Path], apiserver_flags: Sequence[str] = ()) -> None:
+        """etcd, kube-apiserver (serving on `address`), kube-controller-manager and kube-scheduler:
+        the part of the cluster that this plane and the real node (tests/k8s/realnode.py) share."""
         etcd_client, etcd_peer = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_client}"
         self._run(
@@ -434,11 +437,11 @@ class ControlPlane:
         self._run(
             "kube-apiserver",
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
             f"--secure-port={apiserver_port}",
-            f"--tls-cert-file={p.serving_cert}",
-            f"--tls-private-key-file={p.serving_key}",
+            f"--tls-cert-file={serving[0]}",
+            f"--tls-private-key-file={serving[1]}",
             f"--client-ca-file={p.ca_cert}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={p.service_account_pub}",
@@ -446,8 +449,7 @@ class ControlPlane:
             "--authorization-mode=Node,RBAC",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
-            # Loopback addresses are invalid in Endpoints, so the `kubernetes` Service stays empty.
-            "--endpoint-reconciler-type=none",
+            *apiserver_flags,
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--v=1",
@@ -478,6 +480,12 @@ class ControlPlane:
             f"--secure-port={free_port()}",
             "--profiling=false",
         )
+
+    def _boot(self, apiserver_port: int, deadline: float) -> None:
+        self._start_control_plane(
+            apiserver_port, deadline, address="127.0.0.1", serving=(self.pki.serving_cert, self.pki.serving_key),
+            # Loopback addresses are invalid in Endpoints, so the `kubernetes` Service stays empty.
+            apiserver_flags=("--endpoint-reconciler-type=none",))
         self._run(
             "kwok",
             f"--config={self.bin_dir / 'kwok-stages.yaml'}",

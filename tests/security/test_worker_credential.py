@@ -41,7 +41,7 @@ def test_a_request_without_the_internal_token_is_refused(guarded_worker):
             assert r.json()["error"]["code"] == P.ErrorCode.UNAUTHORIZED
             assert client.get(url + P.SYSTEM_PATH, headers=headers).status_code == 401
         # the kubelet's probes and the metrics scrape need no token
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for path in ("/healthz", "/startupz", "/readyz", "/livez", "/metrics"):
             assert client.get(url + path).status_code == 200
         good = {P.HEADER_INTERNAL_TOKEN: TOKEN}
         r = client.post(url + P.STREAM_PATH, json=body, headers=good)

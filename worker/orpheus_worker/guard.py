@@ -23,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orpheus_tts import protocol as P
 
-# Reachable without the internal token: the kubelet's probes and Prometheus.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Reachable without the internal token: the kubelet's probes (startup, readiness, liveness: see
+# orpheus_operator.manifests.WORKER_PROBES), /healthz and Prometheus.
+OPEN_PATHS = frozenset({"/healthz", "/startupz", "/readyz", "/livez", "/metrics"})
 MAX_BODY_BYTES = 1 << 20
 BODY_TIMEOUT_S = 10.0
 
