@@ -113,11 +113,17 @@ class OrpheusTTSService(TTSService):
         except OrpheusError as exc:
             await self.push_error(error_msg=f"Orpheus TTS: {exc}")
         finally:
-            self._utterances.pop(context_id, None)
-            self._readers.pop(context_id, None)
+            interrupted = self._utterances.get(context_id) is not utt  # `_drop` took it
+            if not interrupted:
+                self._utterances.pop(context_id, None)
+                self._readers.pop(context_id, None)
+        if interrupted:
+            return
         if utt.outcome == "done":
             await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
-            await self.remove_audio_context(context_id)
+        # Whatever the outcome, the context is over: a failed turn's context left open would
+        # hold every later turn's audio back until Pipecat's stop-frame timeout.
+        await self.remove_audio_context(context_id)
 
     async def _drop(self, context_id: str) -> None:
         """Cancel a context's utterance on the server and stop reading it. Idempotent."""
