@@ -4,8 +4,9 @@ Sentence boundaries come from `sentencex` (Wikimedia's maintained rule-based seg
 abbreviations, decimals and URLs across languages); this module adds what a streaming TTS needs
 on top of it:
 
-* cuts only where the text has whitespace, so a word, a number (`1,000.50`) or a URL is never
-  split, and never right after an abbreviation from `ABBREVIATIONS` (`Dr.`, `e.g.`...);
+* cuts only where the text has whitespace (or right after the full-width punctuation of
+  Chinese or Japanese, which puts no space after it), so a word, a number (`1,000.50`) or a
+  URL is never split, and never right after an abbreviation from `ABBREVIATIONS` (`Dr.`...);
 * a sentence is final only once text after it has arrived (the last one may still grow);
 * a minimum size, so the first audio is not one word;
 * clause boundaries (`,` `;` `:` dashes) for the first segment, and for any later one that has
@@ -34,9 +35,17 @@ ABBREVIATIONS = frozenset(
         "Mar.", "Apr.", "Jun.", "Jul.", "Aug.", "Sep.", "Sept.", "Oct.", "Nov.", "Dec.",
     )
 )
-_CLAUSE_END = re.compile(r"[,;:]['\")\]]*$|^[\u2013\u2014-]+$|[\u2013\u2014]$")
-_SENTENCE_END = re.compile(r"[.!?\u2026]['\")\]\u201d\u2019]*$")
-_CUT = re.compile(r"\S\s+")  # a cut point is the end of a whitespace run that follows text
+# Full-width punctuation of scripts written without spaces (Chinese, Japanese): a sentence or
+# clause there ends with no whitespace after it, so a cut may follow it directly.
+_WIDE_SENTENCE = "\u3002\uff01\uff1f"  # 。！？
+_WIDE_CLAUSE = "\uff0c\u3001\uff1b\uff1a"  # ，、；：
+_WIDE_CLOSERS = "\u300d\u300f\uff09\u3011\u300b\u3009\u201d\u2019"  # 」』）】》〉”’
+_CLAUSE_END = re.compile(rf"[,;:{_WIDE_CLAUSE}]['\"){_WIDE_CLOSERS}\]]*$"
+                         r"|^[\u2013\u2014-]+$|[\u2013\u2014]$")
+_SENTENCE_END = re.compile(rf"[.!?\u2026{_WIDE_SENTENCE}]['\")\]{_WIDE_CLOSERS}]*$")
+# A cut point is the end of a whitespace run that follows text, or the end of full-width
+# punctuation that more text follows.
+_CUT = re.compile(rf"\S\s+|[{_WIDE_SENTENCE}{_WIDE_CLAUSE}][{_WIDE_CLOSERS}]*(?=\S)")
 _LEADING_QUOTES = "\"'([{\u201c\u2018"
 
 
@@ -69,7 +78,8 @@ def _token_before(text: str, cut: int) -> str:
 
 def safe_cuts(text: str) -> list[int]:
     """Every offset where `text` may be cut: after whitespace that follows a word which is not
-    an abbreviation from the list. Numbers and URLs contain no whitespace, so no cut splits one."""
+    an abbreviation from the list, or after full-width punctuation that text follows. Numbers
+    and URLs contain neither, so no cut splits one."""
     cuts = []
     for m in _CUT.finditer(text):
         cut = m.end()

@@ -160,3 +160,25 @@ def test_tentative_is_the_text_a_following_space_would_cut_whole():
     seg = Segmenter()
     seg.append("Short.", 0)
     assert seg.tentative() is None  # under min_chars: a following space would not cut it
+
+
+def test_text_written_without_spaces_is_cut_after_its_full_width_punctuation():
+    """Chinese and Japanese put no space after a sentence: streamed character by character,
+    their sentences still go out as they end (they were held until the end of the utterance,
+    and past `max_text_chars` the utterance failed)."""
+    text = "你好，我是你的语音助手。今天天气很好，我们去公园散步吧！好的，我们一会儿在公园门口见。"
+    seg, out = Segmenter(), []
+    for i, ch in enumerate(text):
+        out += seg.append(ch, now=i * 0.01)
+    assert out == ["你好，我是你的语音助手。", "今天天气很好，我们去公园散步吧！"]
+    assert seg.tentative() == "好的，我们一会儿在公园门口见。"  # a speculative start works too
+    assert seg.flush() == ["好的，我们一会儿在公园门口见。"]
+    # The maximum wait cuts at the last clause end, not nowhere.
+    seg.append("今天天气很好我们去公园散步吧，然后", now=0.0)
+    assert seg.poll(now=1.0) == ["今天天气很好我们去公园散步吧，"]
+    assert seg.pending == "然后"
+    japanese = "こんにちは、今日はいい天気ですね。公園に行きましょう！"
+    seg, out = Segmenter(), []
+    for ch in japanese:
+        out += seg.append(ch, now=0.0)
+    assert "".join(out + seg.flush()) == japanese and out == ["こんにちは、今日はいい天気ですね。"]
