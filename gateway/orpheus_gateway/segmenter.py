@@ -108,10 +108,16 @@ def is_clause_cut(text: str, cut: int) -> bool:
 
 class Segmenter:
     """One utterance's pending text. `append`, `poll` and `flush` return the segments that are
-    ready, in order; `due()` says when `poll` may next have something to return."""
+    ready, in order; `due()` says when `poll` may next have something to return.
 
-    def __init__(self, config: SegmenterConfig | None = None):
+    With `max_chars`, pending text longer than that is cut at once at its best boundary within
+    it (as the maximum wait would cut it), so no segment is longer: text written faster than
+    the wait is not held until it is too long to synthesise. Only text with no place to cut
+    in its first `max_chars` stays longer (the caller refuses it)."""
+
+    def __init__(self, config: SegmenterConfig | None = None, max_chars: int | None = None):
         self.config = config or SegmenterConfig()
+        self.max_chars = max_chars
         self._pending = ""
         self._since: float | None = None  # when the oldest unsent non-blank text arrived
         self._emitted = 0  # segments returned so far
@@ -167,6 +173,12 @@ class Segmenter:
 
     def _cut(self, now: float, forced: bool) -> list[str]:
         out: list[str] = []
+        while self.max_chars is not None and len(self._pending) > self.max_chars:
+            cuts = [c for c in safe_cuts(self._pending) if c <= self.max_chars]
+            if not cuts:
+                break
+            out.append(self._take(self._best_cut(self._pending, cuts), now))
+            self._emitted += 1
         while self._pending.strip():
             cut = self._next_cut(forced)
             if cut is None:
@@ -195,9 +207,14 @@ class Segmenter:
             if clauses and is_clause_cut(text, cut):
                 return cut
         if forced:
-            # The best boundary there is: the last sentence or clause end of at least
-            # `min_chars`, else the last complete word.
-            preferred = [c for c in long_enough
-                         if (c in sentences and c < len(text)) or is_clause_cut(text, c)]
-            return (preferred or cuts)[-1]
+            return self._best_cut(text, cuts, sentences)
         return None
+
+    def _best_cut(self, text: str, cuts: list[int], sentences: set[int] | None = None) -> int:
+        """The best of `cuts` there is: the last sentence or clause end of at least
+        `min_chars`, else the last complete word."""
+        if sentences is None:
+            sentences = sentence_cuts(text, self.config.language)
+        preferred = [c for c in cuts if len(text[:c].strip()) >= self.config.min_chars
+                     and ((c in sentences and c < len(text)) or is_clause_cut(text, c))]
+        return (preferred or cuts)[-1]

@@ -52,8 +52,8 @@ def feeds(draw, text):
     return ops
 
 
-def run(ops, config=None) -> list[str]:
-    seg, out = Segmenter(config), []
+def run(ops, config=None, max_chars=None) -> list[str]:
+    seg, out = Segmenter(config, max_chars=max_chars), []
     for op, text, t in ops:
         if op == "append":
             out += seg.append(text, t)
@@ -70,8 +70,9 @@ def test_segments_concatenate_to_the_input_and_never_split_protected_spans(data)
     text, protected = data.draw(texts())
     ops = data.draw(feeds(text))
     config = data.draw(st.sampled_from([None, *GRANULARITIES.values()]))
+    max_chars = data.draw(st.sampled_from([None, 60]))  # longer text is cut at once
     flushes = {sum(len(x[1]) for x in ops[:i]) for i, x in enumerate(ops) if x[0] == "flush"}
-    segments = run(ops, config)
+    segments = run(ops, config, max_chars)
     assert "".join(segments) == text
     assert all(segments)
     pos = 0
