@@ -45,6 +45,7 @@ class OrpheusTTSService(TTSService):
         self._session: Session | None = None
         self._utterances: dict[str, Utterance] = {}  # audio context id -> its utterance
         self._readers: dict[str, asyncio.Task] = {}
+        self._failed_context: str | None = None  # a turn whose utterance failed: no more text
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -76,6 +77,13 @@ class OrpheusTTSService(TTSService):
 
     # --- TTSService's interface --------------------------------------------------------------
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        if context_id == self._failed_context:
+            # The rest of a failed turn: a new utterance would start mid-reply. A context
+            # Pipecat made again for this text is ended, or it would hold the next turn back.
+            if self.audio_context_available(context_id):
+                await self.remove_audio_context(context_id)
+            yield None
+            return
         try:
             utt = self._utterances.get(context_id)
             if utt is None:
@@ -121,6 +129,8 @@ class OrpheusTTSService(TTSService):
             return
         if utt.outcome == "done":
             await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
+        else:
+            self._failed_context = context_id
         # Whatever the outcome, the context is over: a failed turn's context left open would
         # hold every later turn's audio back until Pipecat's stop-frame timeout.
         await self.remove_audio_context(context_id)

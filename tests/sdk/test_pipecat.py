@@ -94,3 +94,25 @@ async def test_a_failed_turn_does_not_hold_back_the_next_turns_audio(
     assert len(contexts) == 2  # both turns were heard
     assert b"".join(f.audio for f in audio if f.context_id == contexts[1]) == srv.expected_pcm(3)
     assert srv.wait_until(lambda: srv.open_streams == 0)
+
+
+async def test_the_rest_of_a_failed_turn_is_not_spoken_as_a_new_utterance(
+        fake_server, gateway_server):  # noqa: F811
+    """The LLM goes on writing a turn whose utterance has failed: its later tokens are
+    dropped, not opened as a fresh utterance that starts speaking mid-reply."""
+    srv = fake_server(chunks=3, chunk_delay_ms=5)
+    srv.script(Behaviour.error(p.ErrorCode.ENGINE_ERROR, after=1))
+    gw = gateway_server([srv.url])
+    gw.wait_polled()
+    tts = OrpheusTTSService(base_url=gw.url, api_key=API_KEY, voice="tara")
+    frames = ([LLMFullResponseStartFrame(), LLMTextFrame("This first reply fails. "),
+               SleepFrame(sleep=0.5), LLMTextFrame("The rest of it, "),
+               LLMTextFrame("which goes on."), LLMFullResponseEndFrame(), SleepFrame(sleep=0.5)]
+              + _llm_turn(["The second reply is heard."]) + [SleepFrame(sleep=1.0)])
+    down, _ = await asyncio.wait_for(run_test(tts, frames_to_send=frames), 10)
+    assert [r.body["text"] for r in srv.stream_requests] == [
+        "This first reply fails.", "The second reply is heard."]
+    audio = [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    last = audio[-1].context_id
+    assert b"".join(f.audio for f in audio if f.context_id == last) == srv.expected_pcm(3)
+    assert srv.wait_until(lambda: srv.open_streams == 0)
