@@ -43,9 +43,11 @@ _WIDE_CLOSERS = "\u300d\u300f\uff09\u3011\u300b\u3009\u201d\u2019"  # 」』）�
 _CLAUSE_END = re.compile(rf"[,;:{_WIDE_CLAUSE}]['\"){_WIDE_CLOSERS}\]]*$"
                          r"|^[\u2013\u2014-]+$|[\u2013\u2014]$")
 _SENTENCE_END = re.compile(rf"[.!?\u2026{_WIDE_SENTENCE}]['\")\]{_WIDE_CLOSERS}]*$")
-# A cut point is the end of a whitespace run that follows text, or the end of full-width
-# punctuation that more text follows.
-_CUT = re.compile(rf"\S\s+|[{_WIDE_SENTENCE}{_WIDE_CLAUSE}][{_WIDE_CLOSERS}]*(?=\S)")
+# A cut point is the end of a whitespace run that follows text (and holds no no-break space:
+# `10 000`, `10 km`), or the end of full-width punctuation that more text follows.
+_NO_BREAK = "\u00a0\u2007\u202f\u2060"
+_CUT = re.compile(rf"\S[^\S{_NO_BREAK}]++(?![{_NO_BREAK}])"
+                  rf"|[{_WIDE_SENTENCE}{_WIDE_CLAUSE}][{_WIDE_CLOSERS}]*(?=\S)")
 _LEADING_QUOTES = "\"'([{\u201c\u2018"
 
 

@@ -183,3 +183,13 @@ def test_text_written_without_spaces_is_cut_after_its_full_width_punctuation():
     for ch in japanese:
         out += seg.append(ch, now=0.0)
     assert "".join(out + seg.flush()) == japanese and out == ["こんにちは、今日はいい天気ですね。"]
+
+
+def test_no_cut_at_a_no_break_space():
+    """A no-break space says "do not break here": French digit groups (`10 000`, with a narrow
+    no-break space) and `10 km` stay whole even when the maximum wait forces a cut."""
+    for nbsp in ("\u00a0", "\u202f", "\u2007"):
+        seg = Segmenter()
+        seg.append(f"Le prix est de 10{nbsp}000", now=0.0)
+        assert seg.poll(now=1.0) == ["Le prix est de "]
+        assert seg.pending == f"10{nbsp}000"
