@@ -159,6 +159,12 @@ class Session:
         self._prefix = uuid.uuid4().hex[:8]
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        """Closed by `aclose()`, or its socket has gone (the server closed an idle session):
+        no utterance can be opened on it any more."""
+        return self._closed or (self._reader is not None and self._reader.done())
+
     async def __aenter__(self) -> Session:
         try:
             await self.connect()

@@ -11,8 +11,9 @@ comes back as 24 kHz mono `TTSAudioRawFrame`s in the turn's audio context. An in
 cancels the utterance on the server, which aborts its engine requests; no audio of it is
 pushed after the interruption.
 
-One session (one WebSocket) per service, opened at `StartFrame` and closed at the end or
-cancel; each turn's audio is read by one task, which ends the turn's audio context.
+One session (one WebSocket) per service, opened at `StartFrame` (and again for the next turn
+if the server closed it while there was nothing to say) and closed at the end or cancel; each
+turn's audio is read by one task, which ends the turn's audio context whatever its outcome.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ class OrpheusTTSService(TTSService):
         await self._disconnect()
 
     async def _connect(self) -> None:
+        if self._session is not None and self._session.closed:
+            # The server closed it (its idle timeout, between turns): its utterances are
+            # over; the next turn gets a new socket.
+            stale, self._session = self._session, None
+            await stale.aclose()
         if self._session is None:
             self._session = Session(self._base_url, session_headers(self._api_key),
                                     voice=self._voice, **self._params)
@@ -80,8 +86,7 @@ class OrpheusTTSService(TTSService):
         if context_id == self._failed_context:
             # The rest of a failed turn: a new utterance would start mid-reply. A context
             # Pipecat made again for this text is ended, or it would hold the next turn back.
-            if self.audio_context_available(context_id):
-                await self.remove_audio_context(context_id)
+            await self._end_context(context_id)
             yield None
             return
         try:
@@ -96,6 +101,8 @@ class OrpheusTTSService(TTSService):
                 await self.start_tts_usage_metrics(text)
             await utt.send(text)
         except OrpheusError as exc:
+            self._failed_context = context_id
+            await self._end_context(context_id)
             yield ErrorFrame(error=f"Orpheus TTS: {exc}")
             return
         yield None  # audio arrives through `_read`
@@ -133,7 +140,11 @@ class OrpheusTTSService(TTSService):
             self._failed_context = context_id
         # Whatever the outcome, the context is over: a failed turn's context left open would
         # hold every later turn's audio back until Pipecat's stop-frame timeout.
-        await self.remove_audio_context(context_id)
+        await self._end_context(context_id)
+
+    async def _end_context(self, context_id: str) -> None:
+        if self.audio_context_available(context_id):
+            await self.remove_audio_context(context_id)
 
     async def _drop(self, context_id: str) -> None:
         """Cancel a context's utterance on the server and stop reading it. Idempotent."""

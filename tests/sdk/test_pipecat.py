@@ -116,3 +116,23 @@ async def test_the_rest_of_a_failed_turn_is_not_spoken_as_a_new_utterance(
     last = audio[-1].context_id
     assert b"".join(f.audio for f in audio if f.context_id == last) == srv.expected_pcm(3)
     assert srv.wait_until(lambda: srv.open_streams == 0)
+
+
+async def test_a_turn_after_the_server_closed_the_idle_socket_is_heard(
+        fake_server, gateway_server):  # noqa: F811
+    """Nothing to say for longer than the server's idle timeout (the user talks for a while):
+    the server closes the socket, and the next turn opens a new one instead of failing (as
+    every later turn of the conversation did)."""
+    srv = fake_server(chunks=3, chunk_delay_ms=5)
+    gw = gateway_server([srv.url], ws_idle_timeout_s=0.5)
+    gw.wait_polled()
+    tts = OrpheusTTSService(base_url=gw.url, api_key=API_KEY, voice="tara")
+    frames = (_llm_turn(["The first reply."]) + [SleepFrame(sleep=1.5)]
+              + _llm_turn(["The second reply is heard."]) + [SleepFrame(sleep=1.0)])
+    down, up = await asyncio.wait_for(run_test(tts, frames_to_send=frames), 10)
+    assert not [f for f in up if isinstance(f, ErrorFrame)]
+    assert [r.body["text"] for r in srv.stream_requests] == [
+        "The first reply.", "The second reply is heard."]
+    audio = [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    assert len({f.context_id for f in audio}) == 2
+    assert b"".join(f.audio for f in audio) == srv.expected_pcm(3) * 2
