@@ -159,6 +159,12 @@ class Session:
         self._prefix = uuid.uuid4().hex[:8]
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        """Closed by `aclose()`, or its socket has gone (the server closed an idle session):
+        no utterance can be opened on it any more."""
+        return self._closed or (self._reader is not None and self._reader.done())
+
     async def __aenter__(self) -> Session:
         try:
             await self.connect()
@@ -245,11 +251,15 @@ class Session:
                           **params: Any) -> AsyncIterator[bytes]:
         """Speak text as it is produced; yields PCM as it arrives."""
         utt = await self.open(voice, **params)
-        feeder = asyncio.create_task(self._feed(utt, text), name="orpheus-text-feeder")
+        failed: list[BaseException] = []  # the text source's error, once it has failed
+        feeder = asyncio.create_task(self._feed(utt, text, failed), name="orpheus-text-feeder")
         try:
             async for pcm in utt:
                 yield pcm
-            await feeder  # the text source's own error, if it failed
+            if failed:
+                await feeder  # the text source's own error
+            # Otherwise the server ended the utterance (or it ended after the text did): a
+            # source still writing, or stalled, is not waited for.
             if utt.outcome == "cancelled":
                 raise StreamError(p.ErrorCode.CANCELLED, "the utterance was cancelled",
                                   endpoint=self.url)
@@ -261,7 +271,8 @@ class Session:
                 await utt.cancel()
 
     @staticmethod
-    async def _feed(utt: Utterance, text: AsyncIterable[str]) -> None:
+    async def _feed(utt: Utterance, text: AsyncIterable[str],
+                    failed: list[BaseException]) -> None:
         try:
             async for piece in text:
                 if piece:
@@ -269,7 +280,8 @@ class Session:
             await utt.end()
         except asyncio.CancelledError:
             raise
-        except BaseException:
+        except BaseException as exc:
+            failed.append(exc)  # before the cancel ends the consumer's loop
             await utt.cancel()
             raise
 

@@ -4,8 +4,9 @@ Sentence boundaries come from `sentencex` (Wikimedia's maintained rule-based seg
 abbreviations, decimals and URLs across languages); this module adds what a streaming TTS needs
 on top of it:
 
-* cuts only where the text has whitespace, so a word, a number (`1,000.50`) or a URL is never
-  split, and never right after an abbreviation from `ABBREVIATIONS` (`Dr.`, `e.g.`...);
+* cuts only where the text has whitespace (or right after the full-width punctuation of
+  Chinese or Japanese, which puts no space after it), so a word, a number (`1,000.50`) or a
+  URL is never split, and never right after an abbreviation from `ABBREVIATIONS` (`Dr.`...);
 * a sentence is final only once text after it has arrived (the last one may still grow);
 * a minimum size, so the first audio is not one word;
 * clause boundaries (`,` `;` `:` dashes) for the first segment, and for any later one that has
@@ -34,9 +35,19 @@ ABBREVIATIONS = frozenset(
         "Mar.", "Apr.", "Jun.", "Jul.", "Aug.", "Sep.", "Sept.", "Oct.", "Nov.", "Dec.",
     )
 )
-_CLAUSE_END = re.compile(r"[,;:]['\")\]]*$|^[\u2013\u2014-]+$|[\u2013\u2014]$")
-_SENTENCE_END = re.compile(r"[.!?\u2026]['\")\]\u201d\u2019]*$")
-_CUT = re.compile(r"\S\s+")  # a cut point is the end of a whitespace run that follows text
+# Full-width punctuation of scripts written without spaces (Chinese, Japanese): a sentence or
+# clause there ends with no whitespace after it, so a cut may follow it directly.
+_WIDE_SENTENCE = "\u3002\uff01\uff1f"  # 。！？
+_WIDE_CLAUSE = "\uff0c\u3001\uff1b\uff1a"  # ，、；：
+_WIDE_CLOSERS = "\u300d\u300f\uff09\u3011\u300b\u3009\u201d\u2019"  # 」』）】》〉”’
+_CLAUSE_END = re.compile(rf"[,;:{_WIDE_CLAUSE}]['\"){_WIDE_CLOSERS}\]]*$"
+                         r"|^[\u2013\u2014-]+$|[\u2013\u2014]$")
+_SENTENCE_END = re.compile(rf"[.!?\u2026{_WIDE_SENTENCE}]['\")\]{_WIDE_CLOSERS}]*$")
+# A cut point is the end of a whitespace run that follows text (and holds no no-break space:
+# `10 000`, `10 km`), or the end of full-width punctuation that more text follows.
+_NO_BREAK = "\u00a0\u2007\u202f\u2060"
+_CUT = re.compile(rf"\S[^\S{_NO_BREAK}]++(?![{_NO_BREAK}])"
+                  rf"|[{_WIDE_SENTENCE}{_WIDE_CLAUSE}][{_WIDE_CLOSERS}]*(?=\S)")
 _LEADING_QUOTES = "\"'([{\u201c\u2018"
 
 
@@ -69,7 +80,8 @@ def _token_before(text: str, cut: int) -> str:
 
 def safe_cuts(text: str) -> list[int]:
     """Every offset where `text` may be cut: after whitespace that follows a word which is not
-    an abbreviation from the list. Numbers and URLs contain no whitespace, so no cut splits one."""
+    an abbreviation from the list, or after full-width punctuation that text follows. Numbers
+    and URLs contain neither, so no cut splits one."""
     cuts = []
     for m in _CUT.finditer(text):
         cut = m.end()
@@ -98,10 +110,16 @@ def is_clause_cut(text: str, cut: int) -> bool:
 
 class Segmenter:
     """One utterance's pending text. `append`, `poll` and `flush` return the segments that are
-    ready, in order; `due()` says when `poll` may next have something to return."""
+    ready, in order; `due()` says when `poll` may next have something to return.
 
-    def __init__(self, config: SegmenterConfig | None = None):
+    With `max_chars`, pending text longer than that is cut at once at its best boundary within
+    it (as the maximum wait would cut it), so no segment is longer: text written faster than
+    the wait is not held until it is too long to synthesise. Only text with no place to cut
+    in its first `max_chars` stays longer (the caller refuses it)."""
+
+    def __init__(self, config: SegmenterConfig | None = None, max_chars: int | None = None):
         self.config = config or SegmenterConfig()
+        self.max_chars = max_chars
         self._pending = ""
         self._since: float | None = None  # when the oldest unsent non-blank text arrived
         self._emitted = 0  # segments returned so far
@@ -157,6 +175,12 @@ class Segmenter:
 
     def _cut(self, now: float, forced: bool) -> list[str]:
         out: list[str] = []
+        while self.max_chars is not None and len(self._pending) > self.max_chars:
+            cuts = [c for c in safe_cuts(self._pending) if c <= self.max_chars]
+            if not cuts:
+                break
+            out.append(self._take(self._best_cut(self._pending, cuts), now))
+            self._emitted += 1
         while self._pending.strip():
             cut = self._next_cut(forced)
             if cut is None:
@@ -185,9 +209,14 @@ class Segmenter:
             if clauses and is_clause_cut(text, cut):
                 return cut
         if forced:
-            # The best boundary there is: the last sentence or clause end of at least
-            # `min_chars`, else the last complete word.
-            preferred = [c for c in long_enough
-                         if (c in sentences and c < len(text)) or is_clause_cut(text, c)]
-            return (preferred or cuts)[-1]
+            return self._best_cut(text, cuts, sentences)
         return None
+
+    def _best_cut(self, text: str, cuts: list[int], sentences: set[int] | None = None) -> int:
+        """The best of `cuts` there is: the last sentence or clause end of at least
+        `min_chars`, else the last complete word."""
+        if sentences is None:
+            sentences = sentence_cuts(text, self.config.language)
+        preferred = [c for c in cuts if len(text[:c].strip()) >= self.config.min_chars
+                     and ((c in sentences and c < len(text)) or is_clause_cut(text, c))]
+        return (preferred or cuts)[-1]

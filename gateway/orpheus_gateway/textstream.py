@@ -144,7 +144,7 @@ class TextUtterance:
         self._on_segment = on_segment
         self._relayed = 0  # segments whose audio has been relayed completely
         self._head_started = False
-        self._segmenter = Segmenter(segmenter)
+        self._segmenter = Segmenter(segmenter, max_chars=max_segment_chars)
         self._lookahead = lookahead
         self._max_chars = max_chars
         self._max_segment_chars = max_segment_chars
@@ -192,8 +192,8 @@ class TextUtterance:
         self._take(self._segmenter.append(text, self._loop.time()))
         if len(self._segmenter.pending) > self._max_segment_chars:
             self._fail_soon(p.ErrorCode.TEXT_TOO_LONG,
-                            f"{self._max_segment_chars} characters arrived without a place to "
-                            "cut them.")
+                            f"{self._max_segment_chars} characters arrived without a space or "
+                            "a full-width stop to cut them at.")
 
     def flush(self) -> None:
         self._check_open()

@@ -11,8 +11,9 @@ comes back as 24 kHz mono `TTSAudioRawFrame`s in the turn's audio context. An in
 cancels the utterance on the server, which aborts its engine requests; no audio of it is
 pushed after the interruption.
 
-One session (one WebSocket) per service, opened at `StartFrame` and closed at the end or
-cancel; each turn's audio is read by one task, which ends the turn's audio context.
+One session (one WebSocket) per service, opened at `StartFrame` (and again for the next turn
+if the server closed it while there was nothing to say) and closed at the end or cancel; each
+turn's audio is read by one task, which ends the turn's audio context whatever its outcome.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class OrpheusTTSService(TTSService):
         self._session: Session | None = None
         self._utterances: dict[str, Utterance] = {}  # audio context id -> its utterance
         self._readers: dict[str, asyncio.Task] = {}
+        self._failed_context: str | None = None  # a turn whose utterance failed: no more text
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -62,6 +64,11 @@ class OrpheusTTSService(TTSService):
         await self._disconnect()
 
     async def _connect(self) -> None:
+        if self._session is not None and self._session.closed:
+            # The server closed it (its idle timeout, between turns): its utterances are
+            # over; the next turn gets a new socket.
+            stale, self._session = self._session, None
+            await stale.aclose()
         if self._session is None:
             self._session = Session(self._base_url, session_headers(self._api_key),
                                     voice=self._voice, **self._params)
@@ -76,6 +83,12 @@ class OrpheusTTSService(TTSService):
 
     # --- TTSService's interface --------------------------------------------------------------
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        if context_id == self._failed_context:
+            # The rest of a failed turn: a new utterance would start mid-reply. A context
+            # Pipecat made again for this text is ended, or it would hold the next turn back.
+            await self._end_context(context_id)
+            yield None
+            return
         try:
             utt = self._utterances.get(context_id)
             if utt is None:
@@ -88,6 +101,8 @@ class OrpheusTTSService(TTSService):
                 await self.start_tts_usage_metrics(text)
             await utt.send(text)
         except OrpheusError as exc:
+            self._failed_context = context_id
+            await self._end_context(context_id)
             yield ErrorFrame(error=f"Orpheus TTS: {exc}")
             return
         yield None  # audio arrives through `_read`
@@ -113,10 +128,22 @@ class OrpheusTTSService(TTSService):
         except OrpheusError as exc:
             await self.push_error(error_msg=f"Orpheus TTS: {exc}")
         finally:
-            self._utterances.pop(context_id, None)
-            self._readers.pop(context_id, None)
+            interrupted = self._utterances.get(context_id) is not utt  # `_drop` took it
+            if not interrupted:
+                self._utterances.pop(context_id, None)
+                self._readers.pop(context_id, None)
+        if interrupted:
+            return
         if utt.outcome == "done":
             await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
+        else:
+            self._failed_context = context_id
+        # Whatever the outcome, the context is over: a failed turn's context left open would
+        # hold every later turn's audio back until Pipecat's stop-frame timeout.
+        await self._end_context(context_id)
+
+    async def _end_context(self, context_id: str) -> None:
+        if self.audio_context_available(context_id):
             await self.remove_audio_context(context_id)
 
     async def _drop(self, context_id: str) -> None:

@@ -52,8 +52,8 @@ def feeds(draw, text):
     return ops
 
 
-def run(ops, config=None) -> list[str]:
-    seg, out = Segmenter(config), []
+def run(ops, config=None, max_chars=None) -> list[str]:
+    seg, out = Segmenter(config, max_chars=max_chars), []
     for op, text, t in ops:
         if op == "append":
             out += seg.append(text, t)
@@ -70,8 +70,9 @@ def test_segments_concatenate_to_the_input_and_never_split_protected_spans(data)
     text, protected = data.draw(texts())
     ops = data.draw(feeds(text))
     config = data.draw(st.sampled_from([None, *GRANULARITIES.values()]))
+    max_chars = data.draw(st.sampled_from([None, 60]))  # longer text is cut at once
     flushes = {sum(len(x[1]) for x in ops[:i]) for i, x in enumerate(ops) if x[0] == "flush"}
-    segments = run(ops, config)
+    segments = run(ops, config, max_chars)
     assert "".join(segments) == text
     assert all(segments)
     pos = 0
@@ -160,3 +161,35 @@ def test_tentative_is_the_text_a_following_space_would_cut_whole():
     seg = Segmenter()
     seg.append("Short.", 0)
     assert seg.tentative() is None  # under min_chars: a following space would not cut it
+
+
+def test_text_written_without_spaces_is_cut_after_its_full_width_punctuation():
+    """Chinese and Japanese put no space after a sentence: streamed character by character,
+    their sentences still go out as they end (they were held until the end of the utterance,
+    and past `max_text_chars` the utterance failed)."""
+    text = "你好，我是你的语音助手。今天天气很好，我们去公园散步吧！好的，我们一会儿在公园门口见。"
+    seg, out = Segmenter(), []
+    for i, ch in enumerate(text):
+        out += seg.append(ch, now=i * 0.01)
+    assert out == ["你好，我是你的语音助手。", "今天天气很好，我们去公园散步吧！"]
+    assert seg.tentative() == "好的，我们一会儿在公园门口见。"  # a speculative start works too
+    assert seg.flush() == ["好的，我们一会儿在公园门口见。"]
+    # The maximum wait cuts at the last clause end, not nowhere.
+    seg.append("今天天气很好我们去公园散步吧，然后", now=0.0)
+    assert seg.poll(now=1.0) == ["今天天气很好我们去公园散步吧，"]
+    assert seg.pending == "然后"
+    japanese = "こんにちは、今日はいい天気ですね。公園に行きましょう！"
+    seg, out = Segmenter(), []
+    for ch in japanese:
+        out += seg.append(ch, now=0.0)
+    assert "".join(out + seg.flush()) == japanese and out == ["こんにちは、今日はいい天気ですね。"]
+
+
+def test_no_cut_at_a_no_break_space():
+    """A no-break space says "do not break here": French digit groups (`10 000`, with a narrow
+    no-break space) and `10 km` stay whole even when the maximum wait forces a cut."""
+    for nbsp in ("\u00a0", "\u202f", "\u2007"):
+        seg = Segmenter()
+        seg.append(f"Le prix est de 10{nbsp}000", now=0.0)
+        assert seg.poll(now=1.0) == ["Le prix est de "]
+        assert seg.pending == f"10{nbsp}000"

@@ -261,6 +261,30 @@ async def test_text_after_end_is_refused_and_too_much_text_fails():
     assert fake.live == 0
 
 
+async def test_text_written_faster_than_the_wait_is_cut_to_the_segment_limit_not_refused():
+    """Words with no sentence end, arriving faster than the maximum wait (a text that was
+    already written, sent in the largest appends allowed): the buffer is cut at its last word
+    boundary within the segment limit; only text with no place to cut at all is refused."""
+    fake, sink = FakeUpstreams(chunks=1), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(), max_segment_chars=100)
+    words = "and then the agent went on talking with no full stop at all " * 6
+    for i in range(0, len(words), 50):
+        utt.append(words[i:i + 50])
+    utt.end()
+    await asyncio.wait_for(utt.wait(), 5)
+    assert [type(t) for t in sink.terminals] == [Done]
+    assert "".join(utt.segments) == words
+    assert all(len(s) <= 100 for s in utt.segments)
+    assert [s.strip() for s in utt.segments] == fake.opened
+    fake, sink = FakeUpstreams(chunks=1), Sink()
+    utt = make(fake, sink, segmenter=SegmenterConfig(), max_segment_chars=100)
+    utt.append("x" * 60)
+    utt.append("y" * 60)
+    await asyncio.wait_for(utt.wait(), 5)
+    assert [t.code for t in sink.terminals] == [p.ErrorCode.TEXT_TOO_LONG]
+    assert fake.opened == []
+
+
 async def test_cancel_mid_way_aborts_every_upstream_within_100ms():
     fake, sink = FakeUpstreams(chunks=1000, chunk_delay=0.005), Sink()
     utt = make(fake, sink, lookahead=2)

@@ -134,17 +134,55 @@ async def test_bad_text_messages_are_refused_with_an_error_and_the_session_goes_
         "Short and sweet.", "a speak takes no appends"]
 
 
+_UNFED_QUEUED = pytest.mark.xfail(strict=True, reason=(
+    "ws_session._busy counts a queued `speak` behind an `open` that waits for text as busy, "
+    "so the idle timeout never fires and the session is held forever; the fix belongs in "
+    "WsSession (being refactored by another helper): an active `open` that waits for text "
+    "makes the session idle whatever is queued behind it"))
+
+
+@pytest.mark.parametrize("then", [
+    {"type": "append", "utterance_id": "u", "text": "Said, and then nothing more"},
+    pytest.param({"type": "speak", "utterance_id": "v", "text": "Queued behind it."},
+                 marks=_UNFED_QUEUED, id="a-speak-queued-behind-it"),
+])
 async def test_an_open_utterance_left_without_text_does_not_keep_the_session(
-        fake_server, gateway_server):
+        fake_server, gateway_server, then):
     srv = fake_server(chunks=2)
     gw = gateway_server([srv.url], ws_idle_timeout_s=1.0)
     gw.wait_polled()
     ws, s = await open_session(gw)
     async with ws:
         await _send(ws, type="open", utterance_id="u")
-        await _send(ws, type="append", utterance_id="u", text="Said, and then nothing more")
+        await _send(ws, **then)
         with pytest.raises(ConnectionClosed) as closed:
-            await s.pump(lambda: False, timeout=10)
+            await s.pump(lambda: False, timeout=6)
     assert closed.value.rcvd.code == p.WS_CLOSE_IDLE
-    assert len(s.audio["u"]) == 2 * len(srv.stream_requests) >= 2  # it spoke what it had
-    assert [m["type"] for m in s.terminals["u"]] == ["cancelled"]
+    assert len(s.audio["u"]) == 2 * len(srv.stream_requests)  # it spoke what it had
+    if then["type"] == "speak":
+        assert srv.stream_requests == []  # nothing was ever spoken
+    else:
+        assert srv.stream_requests  # what it had was spoken
+    assert all([m["type"] for m in s.terminals[u]] == ["cancelled"]
+               for u in {"u", then["utterance_id"]})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "An append over 4,000 characters is refused as a malformed message (utterance_id null) "
+    "and the utterance goes on without that text, ending `done` with a hole in what was "
+    "spoken; the fix belongs in WsSession / the message parser: text over the message limit "
+    "for an open utterance fails that utterance with text_too_long"))
+async def test_an_append_over_the_message_limit_fails_its_utterance_rather_than_a_hole(
+        fake_server, gateway_server):
+    srv = fake_server(chunks=1)
+    gw = gateway_server([srv.url])
+    gw.wait_polled()
+    ws, s = await open_session(gw)
+    async with ws:
+        await _send(ws, type="open", utterance_id="u")
+        await _send(ws, type="append", utterance_id="u", text="Before the long part. ")
+        await _send(ws, type="append", utterance_id="u", text="word " * 1000)
+        await _send(ws, type="append", utterance_id="u", text="After it.")
+        await _send(ws, type="end", utterance_id="u")
+        await s.pump(lambda: bool(s.terminals["u"]))
+    assert [m.get("code") for m in s.terminals["u"]] == [p.ErrorCode.TEXT_TOO_LONG]

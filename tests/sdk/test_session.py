@@ -110,3 +110,25 @@ async def test_close_of_the_client_closes_its_sessions(stack):
             pass
     assert tts.endpoints()[0].active == 0
     assert srv.wait_until(lambda: srv.open_streams == 0)
+
+
+async def test_a_text_source_that_stalls_past_the_servers_idle_timeout_raises(
+        fake_server, gateway_server):  # noqa: F811
+    """The LLM stops producing and the server ends the idle session: `stream_text` raises at
+    once rather than waiting on the stalled source for ever."""
+    srv = fake_server(chunks=2)
+    gw = gateway_server([srv.url], ws_idle_timeout_s=1.0)
+    gw.wait_polled()
+
+    async def stalls():
+        yield "Hello there, my friend. "
+        await asyncio.Event().wait()  # an LLM that never answers again
+
+    async with OrpheusTTS([gw.url], api_key=API_KEY) as tts:
+        got = []
+        with pytest.raises((StreamError, IncompleteStreamError)):
+            async with asyncio.timeout(8):
+                async for pcm in tts.stream_text(stalls()):
+                    got.append(pcm)
+        assert b"".join(got) == srv.expected_pcm(2) * len(srv.stream_requests)  # it was spoken
+    assert " ".join(r.body["text"] for r in srv.stream_requests) == "Hello there, my friend."
