@@ -100,6 +100,7 @@ class OmniSession(SocketSession):
         self._wake = asyncio.Event()
         self._count = 0
         self._shut = False
+        self._closer: asyncio.Task | None = None
 
     # --- sending -----------------------------------------------------------------------------
     async def send(self, message: po.OmniServerMessage | bytes) -> bool:
@@ -125,6 +126,8 @@ class OmniSession(SocketSession):
         return all(u.text.waiting_for_text for u in utts)
 
     async def handle(self, raw: str | bytes) -> None:
+        if self.closing:
+            return  # after session.close the session only finishes what it was sent
         try:
             msg = po.parse_omni_message(raw)
         except p.RequestError as exc:
@@ -140,14 +143,15 @@ class OmniSession(SocketSession):
             if self._current is not None:
                 await self._done()
             self.closing = True
-            if self._idle():
-                return
-            await self._until_idle()
+            # Closed from its own task, so the socket is still read meanwhile: a client that
+            # leaves before the end is noticed and its engine requests are aborted.
+            self._closer = asyncio.create_task(self._close_when_spoken(), name="omni-close")
 
-    async def _until_idle(self) -> None:
+    async def _close_when_spoken(self) -> None:
         while not self._idle() and self.socket.open:
             self._wake.clear()
             await self._wake.wait()
+        await self.socket.close(1000, "closed")
 
     async def _configure(self, msg: po.OmniSessionConfig) -> None:
         if self._current is not None:
@@ -183,8 +187,10 @@ class OmniSession(SocketSession):
             self._wake.set()
         try:
             self._current.text.append(text)
-        except UtteranceClosed:  # it failed (too much text); its session.done says so
-            self._current = None
+        except UtteranceClosed:
+            # It failed and its session.done said so; the rest of its text, up to its
+            # input.done, is dropped rather than spoken as a new utterance.
+            pass
 
     async def _done(self) -> None:
         if self._current is None:
@@ -203,6 +209,8 @@ class OmniSession(SocketSession):
         if self._shut:
             return
         self._shut = True
+        if self._closer is not None:
+            self._closer.cancel()
         for utt in [self._speaking, *self._queue]:
             if utt is not None:
                 await utt.text.cancel()

@@ -184,6 +184,11 @@ class TextUtterance:
 
     def append(self, text: str) -> None:
         self._check_open()
+        if len(text) > p.WS_MAX_APPEND_CHARS:
+            self._fail_soon(p.ErrorCode.TEXT_TOO_LONG,
+                            f"One piece of text takes at most {p.WS_MAX_APPEND_CHARS} "
+                            "characters; send longer text in several.")
+            return
         self._chars += len(text)
         if self._chars > self._max_chars:
             self._fail_soon(p.ErrorCode.TEXT_TOO_LONG,

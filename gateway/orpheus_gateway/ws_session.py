@@ -66,10 +66,13 @@ class WsSession(SocketSession):
         await self.cancel_all()  # an `open` still waiting for text hears why
 
     def busy(self) -> bool:
-        """Speaking or with something queued; an `open` utterance that only waits for text
-        the client has not sent for the whole idle timeout does not count."""
-        utts = [u for u in (self._active, *self._queue) if u is not None]
-        return any(u.text is None or not u.text.waiting_for_text for u in utts)
+        """Speaking, or about to: an `open` utterance that only waits for text the client has
+        not sent for the whole idle timeout does not count, nor does what is queued behind it
+        (it cannot be spoken before that utterance ends)."""
+        utt = self._active
+        if utt is None:
+            return bool(self._queue)
+        return utt.text is None or not utt.text.waiting_for_text
 
     async def handle(self, raw: str | bytes) -> None:
         try:

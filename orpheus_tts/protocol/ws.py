@@ -35,8 +35,10 @@ def _check_utterance_id(v: str) -> str:
 
 
 UtteranceId = Annotated[str, AfterValidator(_check_utterance_id)]
-WS_MAX_APPEND_CHARS = 4_000  # one `append` (or Omni `input.text`) message's text
-TextPiece = Annotated[str, Field(max_length=WS_MAX_APPEND_CHARS)]
+# One `append` (or Omni `input.text`) message's text. Not a parse-time bound: a longer piece
+# fails the utterance it was meant for (text_too_long), so no utterance is spoken with a hole.
+WS_MAX_APPEND_CHARS = 4_000
+TextPiece = str
 
 
 def present(**fields: Any) -> dict[str, Any]:

@@ -127,13 +127,6 @@ async def test_refusals_and_a_client_that_leaves_mid_utterance(fake_server, gate
     assert gw.wait_until(lambda: all(w.local_inflight == 0 for w in gw.gateway.pool))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "OmniSession._text forgets a failed utterance (`_current = None`) at the first text after "
-    "the failure, before its input.done: the next input.text opens a new utterance that speaks "
-    "the rest of the failed reply (or input.done alone opens and ends an empty one), each with "
-    "a session.done the client never asked for, and later replies are numbered off by one; "
-    "the fix belongs in OmniSession (being refactored by another helper): keep the failed "
-    "utterance current and drop (or refuse) its text until its input.done"))
 async def test_text_after_a_failed_utterance_is_not_spoken_as_a_new_one(
         fake_server, gateway_server):
     srv = fake_server(chunks=2)
@@ -160,12 +153,6 @@ async def test_text_after_a_failed_utterance_is_not_spoken_as_a_new_one(
         "The first sentence fails.", "The next reply is its own."]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "OmniSession.handle awaits the end of speaking after session.close without reading the "
-    "socket, so a client that leaves then is not noticed until a send fails: with whole-file "
-    "sentences that is the end of the segment, and the engine generates it for nobody; the "
-    "fix belongs in OmniSession (being refactored by another helper): keep receiving while "
-    "the last utterance is spoken"))
 async def test_a_client_that_leaves_after_session_close_aborts_the_engine_request(
         fake_server, gateway_server):
     srv = fake_server(chunks=1000, chunk_delay_ms=10)  # ten seconds of one sentence
@@ -183,11 +170,6 @@ async def test_a_client_that_leaves_after_session_close_aborts_the_engine_reques
     assert srv.completed_streams == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "An input.text over 4,000 characters is refused as a malformed message (an error with no "
-    "utterance_index) and the utterance goes on without that text: its session.done says "
-    "error: false though part of it was never spoken; the fix belongs in OmniSession / the "
-    "Omni parser: text over the message limit fails the utterance it was meant for"))
 async def test_text_over_the_message_limit_fails_its_utterance_rather_than_being_skipped(
         fake_server, gateway_server):
     srv = fake_server(chunks=1)
