@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -103,7 +104,12 @@ def demo(node_cluster: NodeCluster) -> Iterator[Demo]:
     node.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/warn": "restricted"}}})
-    node.helm("install", "orpheus", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "5m", timeout=400)
+    try:
+        node.helm("install", "orpheus", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "5m", timeout=400)
+    except subprocess.CalledProcessError as exc:
+        state = node.kubectl("get", "all,events", "-n", NAMESPACE, "-o", "wide", check=False)
+        exc.add_note(state.stdout + state.stderr)
+        raise
     node.kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
     name, _, key = _example()
     d = Demo(node, name, key)

@@ -568,7 +568,9 @@ class ControlPlane:
         argv = [str(self.bin_dir / "helm"), *args]
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+            error = subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+            error.add_note(f"helm said: {result.stderr.strip()[-2000:]}")
+            raise error
         return result
 
     def apply(self, objects: str | dict[str, Any] | Sequence[dict[str, Any]], namespace: str | None = None) -> str:
