@@ -13,6 +13,7 @@ a session's speaker for its next utterance.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -88,7 +89,7 @@ class SessionSocket:
             pass
 
 
-class SocketSession:
+class SocketSession(ABC):
     """A session's construction (its gateway, its socket's one owner, the caller's key id, the
     idle timeout) and its life: `run()` hands each message to `handle()` until the client
     leaves, the session has closed itself (`closed()`), or nothing happened for the idle
@@ -104,14 +105,17 @@ class SocketSession:
         self.idle_timeout_s = idle_timeout_s
         self.closing = False  # the client asked to close: the socket closes with 1000
 
+    @abstractmethod
     async def handle(self, raw: str | bytes) -> None:
-        raise NotImplementedError
+        """One message from the client."""
 
+    @abstractmethod
     def busy(self) -> bool:
-        raise NotImplementedError
+        """Whether the session is working, so the idle timeout does not close it."""
 
+    @abstractmethod
     async def shutdown(self) -> None:
-        raise NotImplementedError
+        """End whatever is left of the session's utterances. Idempotent."""
 
     def closed(self) -> bool:
         return self.closing
