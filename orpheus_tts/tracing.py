@@ -75,10 +75,23 @@ def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> boo
     return True
 
 
+_provider_installed = False
+
+
+def recording() -> bool:
+    """A tracer provider is installed (by `configure` or by the application): until one is,
+    spans are `NO_SPAN`, which costs nothing per request. A caller's `traceparent` still
+    passes through (`TraceContextMiddleware`, then `inject`)."""
+    global _provider_installed
+    if not _provider_installed and trace is not None:
+        _provider_installed = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _provider_installed
+
+
 def start_span(name: str, *, parent: Any = None, kind: str = "internal",
                attributes: Mapping[str, Any] | None = None) -> Any:
     """A started span (end it yourself). `parent`: a span, or None for the current context."""
-    if trace is None:
+    if not recording():
         return NO_SPAN
     ctx = trace.set_span_in_context(parent) if parent is not None else None
     return trace.get_tracer(TRACER).start_span(

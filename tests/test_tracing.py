@@ -25,6 +25,22 @@ def test_tracing_is_off_unless_an_endpoint_is_configured():
     assert "traceparent" not in headers
 
 
+def test_without_a_provider_spans_cost_nothing_and_a_callers_trace_passes_through():
+    from opentelemetry import context, propagate, trace
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider), \
+        "a test installed a tracer provider in this process: such tests run in a subprocess"
+    assert not tracing.recording()
+    with tracing.span("gateway.admission") as s:
+        assert s is tracing.NO_SPAN
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    token = context.attach(propagate.extract({"traceparent": caller}))
+    try:
+        with tracing.use(tracing.start_span("gateway.upstream")):
+            assert tracing.inject({})["traceparent"] == caller
+    finally:
+        context.detach(token)
+
+
 @pytest.mark.engine
 def test_one_request_is_one_trace_from_sdk_to_engine(tiny_model):
     run = subprocess.run([sys.executable, "-m", "tests.support.trace_harness", str(tiny_model)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import gc
 import sys
 
 from .config import ConfigError, config_from_args
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     install_log_redaction()  # after uvicorn configured its loggers
     if not config.auth_enabled:
         logging.getLogger("orpheus_gateway").warning("authentication is OFF (--no-auth)")
+    # What startup imported lives as long as the process: kept out of full collections, which
+    # otherwise walk all of it every few thousand requests.
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(server_config).run()
     return 0
 

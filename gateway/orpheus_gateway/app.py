@@ -26,7 +26,12 @@ class GatewayApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[SERVER_SEND_SCOPE] = send
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # `send` belongs to the server's request cycle, which holds the scope: dropping it
+            # here lets reference counting free the request instead of the cycle collector.
+            del scope[SERVER_SEND_SCOPE]
 
 
 def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI:

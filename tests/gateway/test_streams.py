@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
+from collections import Counter
 import threading
 import time
 
@@ -347,6 +349,36 @@ def test_client_disconnect_before_first_audio_closes_the_upstream(fake_server, g
             c.post(gw.url + STREAM, json={"text": "x"}, headers=auth())
     assert srv.wait_until(lambda: srv.cancelled_streams == 1, timeout=5)
     assert gw.wait_until(lambda: all(w.local_inflight == 0 for w in gw.gateway.pool))
+
+
+def test_finished_streams_are_freed_without_the_cycle_collector(fake_server, gateway_server,
+                                                               client):
+    """A stream's objects (the server's request cycle and scope, the worker response, the relay,
+    the client watch) must not hold each other in a cycle: the cycle collector would then walk
+    the whole heap for them, which cost the gateway a seventh of its CPU per request."""
+    srv = fake_server(chunks=3, chunk_samples=240)
+    gw = gateway_server([srv.url])
+    gw.wait_polled()
+    requests = [(STREAM, {"text": "warm"})] + [(STREAM, {"text": f"t {i}"}) for i in range(4)] \
+        + [(p.SPEECH_PATH, {"model": "tts-1", "input": "hi", "voice": "tara",
+                            "response_format": "pcm"})] * 2
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage to look at
+    try:
+        for path, body in requests:
+            assert client.post(gw.url + path, json=body, headers=auth()).status_code == 200
+        # a client that leaves mid-stream too
+        with client.stream("POST", gw.url + STREAM, json={"text": "x"}, headers=auth()) as r:
+            next(r.iter_lines())
+        assert gw.wait_until(lambda: all(w.local_inflight == 0 for w in gw.gateway.pool))
+        gc.collect()
+        ours = ("orpheus_gateway", "uvicorn", "starlette", "fastapi", "aiohttp")
+        left = Counter(type(o).__qualname__ for o in gc.garbage
+                       if type(o).__module__.startswith(ours))
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not left, left
 
 
 def test_system_snapshot_for_the_autoscaler(fake_server, gateway_server, client):

@@ -47,16 +47,18 @@ async def read_json(request: Request) -> Any:
 
 class ClientWatch:
     """Notices the client of one HTTP request going away: one task for the request's whole
-    life (opening the stream, then relaying it). `stop()` is idempotent."""
+    life (opening the stream, then relaying it). `stop()` is idempotent.
+
+    The task holds no reference back to the watch or to what the callback reaches, so a
+    finished request is freed by reference counting, not left to the cycle collector."""
 
     def __init__(self, receive: Receive):
         self._on_gone: Callable[[], None] | None = None
-        self.task = asyncio.get_running_loop().create_task(self._watch(receive))
+        self.task = asyncio.get_running_loop().create_task(_until_disconnect(receive))
+        self.task.add_done_callback(self._ended)  # dropped by the task once it is done
 
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if self._on_gone is not None:
+    def _ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and self._on_gone is not None:
             self._on_gone()
 
     def on_gone(self, callback: Callable[[], None]) -> None:
@@ -66,7 +68,13 @@ class ClientWatch:
             callback()
 
     def stop(self) -> None:
+        self._on_gone = None
         self.task.cancel()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def open_watched(request: Request, opening: Awaitable[ActiveStream]
