@@ -25,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     from .server import server_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # No line prints a thread or process: a record need not look them up (a syscall each).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     tracing.configure("orpheus-gateway")
     server_config = uvicorn.Config(
-        create_app(config), host=config.host, port=config.port, log_level="info",
+        # uvicorn's loggers go through the one handler above (`log_config=None`): one line
+        # format for every logger, and no colouring formatter copying each access record.
+        create_app(config), host=config.host, port=config.port, log_level="info", log_config=None,
         ws_ping_interval=config.ws_ping_interval_s, ws_ping_timeout=config.ws_ping_interval_s,
         **server_settings())
     install_log_redaction()  # after uvicorn configured its loggers

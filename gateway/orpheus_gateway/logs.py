@@ -17,7 +17,8 @@ _QUERY = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")
 
 
 def _scrub(value: Any) -> Any:
-    return _QUERY.sub(r"\1?[query hidden]", value) if isinstance(value, str) else value
+    return _QUERY.sub(r"\1?[query hidden]", value) if isinstance(value, str) and "?" in value \
+        else value
 
 
 class HideQueryStrings(logging.Filter):
