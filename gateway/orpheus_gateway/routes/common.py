@@ -61,10 +61,10 @@ class ClientWatch:
         if not task.cancelled() and self._on_gone is not None:
             self._on_gone()
 
-    def on_gone(self, callback: Callable[[], None]) -> None:
+    def on_gone(self, callback: Callable[[], None] | None) -> None:
         """Call `callback` when the client leaves (at once if it already has)."""
         self._on_gone = callback
-        if self.task.done() and not self.task.cancelled():
+        if callback is not None and self.task.done() and not self.task.cancelled():
             callback()
 
     def stop(self) -> None:
@@ -80,22 +80,26 @@ async def _until_disconnect(receive: Receive) -> None:
 async def open_watched(request: Request, opening: Awaitable[ActiveStream]
                        ) -> tuple[ActiveStream, ClientWatch] | None:
     """Open a stream while watching the client; None (the stream closed) if it left first.
-    The watch goes on to the `RelayResponse`, which stops it; any other exit stops it here."""
+    The watch goes on to the `RelayResponse`, which stops it; any other exit stops it here.
+
+    The opening runs in this task, inside a cancel scope the client's leaving expires: a task
+    of its own would be one more turn of the event loop, behind every other request of a
+    burst, before the worker request goes out."""
     watch = ClientWatch(request.receive)
-    opening = asyncio.ensure_future(opening)
     try:
-        await asyncio.wait({opening, watch.task}, return_when=asyncio.FIRST_COMPLETED)
-        if opening.done():
-            return opening.result(), watch
-        opening.cancel()
-        results = await asyncio.gather(opening, return_exceptions=True)
-        if isinstance(results[0], ActiveStream):
-            await results[0].close()
+        async with asyncio.timeout(None) as scope:
+            watch.on_gone(lambda: scope.reschedule(asyncio.get_running_loop().time()))
+            stream = await opening
+    except TimeoutError:
+        watch.stop()
+        if scope.expired():
+            return None  # the opening was cancelled where it stood, and cleaned up after itself
+        raise
     except BaseException:
         watch.stop()
         raise
-    watch.stop()
-    return None
+    watch.on_gone(None)
+    return stream, watch
 
 
 class RelayResponse(Response):
