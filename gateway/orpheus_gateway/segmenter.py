@@ -20,6 +20,7 @@ appended. The clock is passed in (`now`), so the rules are plain functions of th
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -71,19 +72,17 @@ GRANULARITIES = {
 
 def _token_before(text: str, cut: int) -> str:
     """The whitespace-free token that ends right before the whitespace ending at `cut`."""
-    end = len(text[:cut].rstrip())
-    start = end
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    return text[start:end]
+    head = text[:cut].rstrip()
+    return head.rsplit(None, 1)[-1] if head else ""
 
 
-def safe_cuts(text: str) -> list[int]:
+def safe_cuts(text: str, start: int = 0) -> list[int]:
     """Every offset where `text` may be cut: after whitespace that follows a word which is not
     an abbreviation from the list, or after full-width punctuation that text follows. Numbers
-    and URLs contain neither, so no cut splits one."""
+    and URLs contain neither, so no cut splits one. `start`: only cuts of matches that begin
+    there or later (see `_settle_point`)."""
     cuts = []
-    for m in _CUT.finditer(text):
+    for m in _CUT.finditer(text, start):
         cut = m.end()
         token = _token_before(text, cut).lstrip(_LEADING_QUOTES).lower()
         if token in ABBREVIATIONS:
@@ -108,6 +107,23 @@ def is_clause_cut(text: str, cut: int) -> bool:
     return bool(_CLAUSE_END.search(_token_before(text, cut)))
 
 
+def _holds(sorted_values: list[int], value: int) -> bool:
+    i = bisect.bisect_left(sorted_values, value)
+    return i < len(sorted_values) and sorted_values[i] == value
+
+
+def _settle_point(text: str) -> int:
+    """Where the cuts that appending to `text` may still move or add begin. Before it, every
+    cut match ends at it at the latest and has seen the character after it (a cut at the very
+    end may still grow its whitespace; full-width punctuation at the end, with its closing
+    quotes, awaits the text after it)."""
+    body = text.rstrip()
+    head = body.rstrip(_WIDE_CLOSERS)
+    if head and len(head) < len(body) and head[-1] in _WIDE_SENTENCE + _WIDE_CLAUSE:
+        return len(head) - 1
+    return max(0, len(body) - 1)
+
+
 class Segmenter:
     """One utterance's pending text. `append`, `poll` and `flush` return the segments that are
     ready, in order; `due()` says when `poll` may next have something to return.
@@ -123,6 +139,11 @@ class Segmenter:
         self._pending = ""
         self._since: float | None = None  # when the oldest unsent non-blank text arrived
         self._emitted = 0  # segments returned so far
+        # The pending text's cuts that no appended text can change, found once rather than at
+        # every append (one-character appends would otherwise cost the square of the length).
+        self._settled: list[int] = []
+        self._settled_clauses: list[int] = []  # those of them that end a clause
+        self._scan_from = 0  # where the cuts that may still change begin
 
     @property
     def pending(self) -> str:
@@ -170,6 +191,8 @@ class Segmenter:
 
     def _take(self, cut: int, now: float | None) -> str:
         segment, self._pending = self._pending[:cut], self._pending[cut:]
+        # A token that now begins the text may read differently (an abbreviation): scan anew.
+        self._settled, self._settled_clauses, self._scan_from = [], [], 0
         self._since = now if (now is not None and self._pending.strip()) else None
         return segment
 
@@ -190,10 +213,27 @@ class Segmenter:
             forced = False  # one forced cut per poll; what remains waits its own turn
         return out
 
+    def _settle(self) -> None:
+        text = self._pending
+        point = _settle_point(text)
+        if point <= self._scan_from:
+            return
+        for cut in safe_cuts(text, self._scan_from):
+            if cut > point:
+                break
+            self._settled.append(cut)
+            if is_clause_cut(text, cut):
+                self._settled_clauses.append(cut)
+        self._scan_from = point
+
     def _next_cut(self, forced: bool, text: str | None = None) -> int | None:
+        """The first cut the rules allow in the pending text (or in `text`, which extends it):
+        the first long enough cut that ends a sentence, or a clause where clauses may end."""
+        self._settle()
         text = self._pending if text is None else text
         cfg = self.config
-        cuts = safe_cuts(text)
+        tail = safe_cuts(text, self._scan_from)
+        cuts = self._settled + tail
         if not cuts or not (cfg.sentences or cfg.clauses != "never" or forced):
             return None
         sentences = sentence_cuts(text, cfg.language) if cfg.sentences or forced else set()
@@ -201,13 +241,19 @@ class Segmenter:
         # token that ends in sentence punctuation ends a sentence (the rest may still grow).
         clauses = cfg.clauses == "always" or (cfg.clauses == "first" and (
             self._emitted == 0 or len(text.strip()) >= cfg.long_chars))
-        long_enough = [c for c in cuts if len(text[:c].strip()) >= cfg.min_chars]
-        for cut in long_enough:
-            if cfg.sentences and cut in sentences and (cut < len(text) or _SENTENCE_END.search(
-                    _token_before(text, cut))):
-                return cut
-            if clauses and is_clause_cut(text, cut):
-                return cut
+        first = next((c for c in cuts if len(text[:c].strip()) >= cfg.min_chars), None)
+        if first is None:
+            return self._best_cut(text, cuts, sentences) if forced else None
+        found = []
+        if cfg.sentences:
+            found += [c for c in sorted(sentences) if c >= first and _holds(cuts, c)
+                      and (c < len(text) or _SENTENCE_END.search(_token_before(text, c)))][:1]
+        if clauses:
+            i = bisect.bisect_left(self._settled_clauses, first)
+            found += self._settled_clauses[i:i + 1]
+            found += [c for c in tail if c >= first and is_clause_cut(text, c)][:1]
+        if found:
+            return min(found)
         if forced:
             return self._best_cut(text, cuts, sentences)
         return None

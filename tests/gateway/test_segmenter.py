@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orpheus_gateway import segmenter as sg
 from orpheus_gateway.segmenter import ABBREVIATIONS, GRANULARITIES, Segmenter, SegmenterConfig
 
 WORDS = ["hello", "world", "the", "quick", "voice", "agent", "speaks", "Orpheus", "yes"]
@@ -85,6 +86,81 @@ def test_segments_concatenate_to_the_input_and_never_split_protected_spans(data)
                 continue  # a flush already split it ("D" | "r. "): the rest is a new word
             assert not start < pos < end, (text[start:end], segments)
         assert text[pos - 1].isspace(), ("cut inside a word", segments)
+
+
+class ReferenceSegmenter(Segmenter):
+    """The rules as first written: every cut and every verdict found anew at each call. The
+    segmenter keeps what appended text cannot change instead; it must cut exactly as this."""
+
+    def _next_cut(self, forced, text=None):
+        text = self._pending if text is None else text
+        cfg = self.config
+        cuts = sg.safe_cuts(text)
+        if not cuts or not (cfg.sentences or cfg.clauses != "never" or forced):
+            return None
+        sentences = sg.sentence_cuts(text, cfg.language) if cfg.sentences or forced else set()
+        clauses = cfg.clauses == "always" or (cfg.clauses == "first" and (
+            self._emitted == 0 or len(text.strip()) >= cfg.long_chars))
+        for cut in [c for c in cuts if len(text[:c].strip()) >= cfg.min_chars]:
+            if cfg.sentences and cut in sentences and (cut < len(text) or sg._SENTENCE_END.search(
+                    sg._token_before(text, cut))):
+                return cut
+            if clauses and sg.is_clause_cut(text, cut):
+                return cut
+        return self._best_cut(text, cuts, sentences) if forced else None
+
+
+WIDE = ["\u3002", "\uff0c", "\u300d", "\u6587\u5b57", "\u3001"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_cuts_as_the_rules_first_written_however_the_text_arrives(data):
+    text, _ = data.draw(texts())
+    if data.draw(st.booleans()):  # text written without spaces, cut after full-width stops
+        text += "".join(data.draw(st.lists(st.sampled_from(WIDE), max_size=12)))
+    ops = data.draw(feeds(text))
+    if data.draw(st.booleans()):  # one character at a time, as a token stream may
+        ops = [("append", ch, t) for op, piece, t in ops for ch in piece] + \
+            [op for op in ops if op[0] != "append"]
+    config = data.draw(st.sampled_from([None, *GRANULARITIES.values(),
+                                        SegmenterConfig(clauses="always", min_chars=1)]))
+    max_chars = data.draw(st.sampled_from([None, 60]))
+    fast, ref = Segmenter(config, max_chars=max_chars), ReferenceSegmenter(config, max_chars=max_chars)
+    for op, piece, t in ops:
+        if op == "append":
+            assert fast.append(piece, t) == ref.append(piece, t)
+        elif op == "poll":
+            assert fast.poll(t) == ref.poll(t)
+        else:
+            assert fast.flush() == ref.flush()
+        assert fast.tentative() == ref.tentative()
+    assert fast.flush() == ref.flush()
+
+
+def test_one_character_appends_cost_linear_time_not_quadratic():
+    """4,000 one-character appends of text with no place to end a sentence: each used to scan
+    and judge the whole pending text again (about 3 s of event loop here)."""
+    text = ("word " * 800)[:4000]
+    seg, ref = Segmenter(SegmenterConfig(max_wait_s=None)), ReferenceSegmenter(
+        SegmenterConfig(max_wait_s=None))
+    calls = {"fast": 0, "ref": 0}
+    real = sg.is_clause_cut
+
+    def counting(name):
+        def judge(t, c):
+            calls[name] += 1
+            return real(t, c)
+        return judge
+
+    for name, s in (("fast", seg), ("ref", ref)):
+        sg.is_clause_cut = counting(name)
+        try:
+            out = [x for ch in text for x in s.append(ch, 0.0)] + s.flush()
+        finally:
+            sg.is_clause_cut = real
+        assert "".join(out) == text
+    assert calls["fast"] <= 2 * len(text) < calls["ref"] // 100, calls
 
 
 def test_whole_sentences_go_out_once_the_next_one_starts():
