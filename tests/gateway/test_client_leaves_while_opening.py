@@ -6,10 +6,12 @@ Raw sockets: the client leaves at a chosen moment, with its whole body sent."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
 import time
+from collections import Counter
 
 import pytest
 
@@ -106,3 +108,39 @@ def test_leaving_as_the_deadline_passes(path, ready, fake_server, gateway_server
     s.close()
     assert_all_given_back(gw, [worker])
     assert_no_error_logged(caplog)
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["opening", "held"])
+def test_a_request_whose_client_left_is_freed_by_reference_counting(ready, fake_server,
+                                                                    gateway_server, client):
+    """Like `test_finished_streams_are_freed_without_the_cycle_collector`, for the request
+    `open_watched` answers 204 because the client left (the expired cancel scope, the
+    exceptions it turned into TimeoutError)."""
+    worker = fake_server(ready=ready, default=Behaviour.normal(first_delay_s=30))
+    gw = gateway_server([worker.url])
+    gw.wait_polled()
+    up = gw.gateway.pools.default.upstream
+    busy = (lambda: sum(w.local_inflight for w in gw.gateway.pool) == 1) if ready else \
+        (lambda: up.held == 1)
+    idle = lambda: up.waiting == up.held == 0 and all(w.local_inflight == 0  # noqa: E731
+                                                      for w in gw.gateway.pool)
+    s = post_and_keep_open(gw, p.STREAM_PATH)  # warm: the first request's one-off objects
+    assert gw.wait_until(busy)
+    s.close()
+    assert gw.wait_until(idle)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for path in BODIES:
+            s = post_and_keep_open(gw, path)
+            assert gw.wait_until(busy)
+            s.close()
+            assert gw.wait_until(idle)
+        gc.collect()
+        ours = ("orpheus_gateway", "uvicorn", "starlette", "fastapi", "aiohttp")
+        left = Counter(type(o).__qualname__ for o in gc.garbage
+                       if type(o).__module__.startswith(ours))
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not left, left
