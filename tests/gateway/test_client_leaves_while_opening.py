@@ -6,17 +6,16 @@ Raw sockets: the client leaves at a chosen moment, with its whole body sent."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import socket
 import time
-from collections import Counter
 
 import pytest
 
 from orpheus_tts import protocol as p
 from tests.gateway.conftest import API_KEY, auth
+from tests.support.cycles import cycle_garbage
 from tests.support.fake_server import Behaviour
 
 BODIES = {p.STREAM_PATH: {"text": "hello there"},
@@ -128,19 +127,10 @@ def test_a_request_whose_client_left_is_freed_by_reference_counting(ready, fake_
     assert gw.wait_until(busy)
     s.close()
     assert gw.wait_until(idle)
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cycle_garbage() as left:
         for path in BODIES:
             s = post_and_keep_open(gw, path)
             assert gw.wait_until(busy)
             s.close()
             assert gw.wait_until(idle)
-        gc.collect()
-        ours = ("orpheus_gateway", "uvicorn", "starlette", "fastapi", "aiohttp")
-        left = Counter(type(o).__qualname__ for o in gc.garbage
-                       if type(o).__module__.startswith(ours))
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
     assert not left, left

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import socket
-from collections import Counter
 import threading
 import time
 
@@ -14,6 +12,7 @@ import pytest
 
 from orpheus_tts import protocol as p
 from tests.gateway.conftest import auth
+from tests.support.cycles import cycle_garbage
 from tests.support.fake_server import Behaviour
 
 STREAM = p.STREAM_PATH
@@ -362,22 +361,13 @@ def test_finished_streams_are_freed_without_the_cycle_collector(fake_server, gat
     requests = [(STREAM, {"text": "warm"})] + [(STREAM, {"text": f"t {i}"}) for i in range(4)] \
         + [(p.SPEECH_PATH, {"model": "tts-1", "input": "hi", "voice": "tara",
                             "response_format": "pcm"})] * 2
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage to look at
-    try:
+    with cycle_garbage() as left:
         for path, body in requests:
             assert client.post(gw.url + path, json=body, headers=auth()).status_code == 200
         # a client that leaves mid-stream too
         with client.stream("POST", gw.url + STREAM, json={"text": "x"}, headers=auth()) as r:
             next(r.iter_lines())
         assert gw.wait_until(lambda: all(w.local_inflight == 0 for w in gw.gateway.pool))
-        gc.collect()
-        ours = ("orpheus_gateway", "uvicorn", "starlette", "fastapi", "aiohttp")
-        left = Counter(type(o).__qualname__ for o in gc.garbage
-                       if type(o).__module__.startswith(ours))
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
     assert not left, left
 
 
