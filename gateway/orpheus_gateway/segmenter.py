@@ -70,10 +70,22 @@ GRANULARITIES = {
 }
 
 
+_TOKEN_TAIL = 32  # how much of a token its verdicts read: abbreviations and endings are short
+
+
 def _token_before(text: str, cut: int) -> str:
-    """The whitespace-free token that ends right before the whitespace ending at `cut`."""
-    head = text[:cut].rstrip()
-    return head.rsplit(None, 1)[-1] if head else ""
+    """The whitespace-free token that ends right before the whitespace ending at `cut`. Of a
+    longer token (text written without spaces), "\0" and its last `_TOKEN_TAIL` characters:
+    enough to judge its ending, never an abbreviation, and no longer to read at every cut."""
+    end = cut
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+        if cut - end > _TOKEN_TAIL:  # a long run of whitespace: let `str` find its start
+            end = len(text[:cut].rstrip())
+            break
+    start = max(0, end - _TOKEN_TAIL - 1)
+    token = text[start:end].rsplit(None, 1)[-1] if end > start else ""
+    return "\0" + token[1:] if start and len(token) > _TOKEN_TAIL else token
 
 
 def safe_cuts(text: str, start: int = 0) -> list[int]:
