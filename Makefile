@@ -15,10 +15,10 @@ setup:
 run: setup
 	$(PY) -m orpheus_tts up
 
-# Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites. The
-# real-node suite (`make test-e2e`) is not in it yet: see docs/testing-k8s.md for why.
-test: setup k8s-tools browser client-venvs prometheus
-	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider -m "not node"
+# Everything CI runs: unit, engine, gateway, battery, browser, control-plane and real-node
+# suites (root; the node's images come from `make images`, rebuilt only when their inputs change).
+test: setup k8s-tools k8s-node images browser client-venvs prometheus
+	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
 
 test-unit: setup prometheus
 	$(PYTEST) -q -m "not engine and not k8s and not node and not browser"
