@@ -15,10 +15,14 @@ setup:
 run: setup
 	$(PY) -m orpheus_tts up
 
-# Everything CI runs: unit, engine, gateway, battery, browser and control-plane suites. The
-# real-node suite (`make test-e2e`) is not in it yet: see docs/testing-k8s.md for why.
-test: setup k8s-tools browser client-venvs prometheus
-	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider -m "not node"
+# Everything CI runs: unit, engine, gateway, battery, browser, control-plane and real-node
+# suites (root; the node's images come from `make images`, rebuilt only when their inputs change).
+# On a fresh machine the Go builds are compile-bound and the images mostly download-bound, so
+# they run side by side (the shared Debian packages are installed first, once).
+test: setup browser client-venvs prometheus
+	@bash scripts/install-node-deps.sh
+	@$(MAKE) --no-print-directory -j2 k8s-node images
+	$(PYTEST) -q -rfE --durations=25 -p no:cacheprovider
 
 test-unit: setup prometheus
 	$(PYTEST) -q -m "not engine and not k8s and not node and not browser"
@@ -35,7 +39,8 @@ client-venvs: setup
 	@$(PY) -m tests.clients.venvs >/dev/null
 
 # The real test node: kubelet, kube-proxy, CoreDNS, pause image; containerd, runc, CNI from Debian.
-k8s-node:
+# After k8s-tools: both compile the same kubernetes tree, so the node reuses its Go build cache.
+k8s-node: k8s-tools
 	@bash tests/k8s/node/build.sh
 
 # Our images on a real node, installed as a user does (root; see docs/testing-k8s.md).

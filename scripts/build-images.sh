@@ -43,6 +43,7 @@ SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security
 BASE_TAG="localhost/orpheus-python:$BASE_SUITE-$(echo "$BASE_PACKAGES $MIRROR" | sha256sum | cut -c1-12)"
 
 INPUTS_LABEL=org.orpheus-tts.inputs
+BUILDAH_LOCK="${XDG_CACHE_HOME:-$HOME/.cache}/orpheus-tts/buildah.lock"
 
 # The hash of everything a build of NAME reads: what changes it is what makes a rebuild.
 inputs_hash() {  # name
@@ -140,6 +141,12 @@ export_one() {  # name
 started=$SECONDS
 if ! use_docker; then
     bash scripts/install-node-deps.sh
+    # One buildah user of the local image store at a time (tests/k8s/node/build.sh takes the same
+    # lock for the pause image): a second buildah process started while this script committed the
+    # worker's 6 GB layer made that commit fail ("storing layer ... read/write on closed pipe").
+    mkdir -p "$(dirname "$BUILDAH_LOCK")"
+    exec 8>"$BUILDAH_LOCK"
+    flock 8
     if [[ -z "${PYTHON_IMAGE:-}" ]]; then
         ensure_local_base
         PYTHON_IMAGE="$BASE_TAG"

@@ -93,8 +93,8 @@ class Demo:
         return [w.url for w in snapshot.workers or [] if w.ready]
 
     def diagnostics(self) -> str:
-        out = self.node.kubectl("get", "all,otts,events", "-n", NAMESPACE, "-o", "wide", check=False)
-        return out.stdout + out.stderr
+        out = self.node.kubectl("get", "otts", "-n", NAMESPACE, "-o", "wide", check=False)
+        return out.stdout + out.stderr + self.node.diagnostics(NAMESPACE)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,7 @@ def demo(node_cluster: NodeCluster) -> Iterator[Demo]:
     try:
         node.helm("install", "orpheus", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "5m", timeout=400)
     except subprocess.CalledProcessError as exc:
-        state = node.kubectl("get", "all,events", "-n", NAMESPACE, "-o", "wide", check=False)
-        exc.add_note(state.stdout + state.stderr)
+        exc.add_note(node.diagnostics(NAMESPACE))
         raise
     node.kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
     name, _, key = _example()

@@ -624,6 +624,22 @@ class NodeCluster(ControlPlane):
         refs_file.write_text("\n".join(refs))
         marker.write_text(stamp)
 
+    def diagnostics(self, namespace: str) -> str:
+        """What to read when something on the node did not come up: the namespace's objects,
+        events and pod descriptions, the node's conditions, the node daemons' log tails and the
+        host's memory and load (the work dir and its logs are gone after stop())."""
+        parts = []
+        for args in (("get", "all,events", "-n", namespace, "-o", "wide"), ("describe", "pods", "-n", namespace),
+                     ("describe", "node", NODE_NAME)):
+            out = self.kubectl(*args, check=False)
+            parts.append(f"--- kubectl {' '.join(args)}\n{out.stdout}{out.stderr}")
+        parts += [f"--- {c.name} ({'running' if c.alive() else f'exited {c.process.returncode}'}):\n{c.log_tail(40)}"
+                  for c in self.node_components]
+        with contextlib.suppress(OSError):
+            meminfo = Path("/proc/meminfo").read_text().splitlines()[:5]
+            parts.append("--- /proc/meminfo\n" + "\n".join(meminfo) + f"\n--- load {Path('/proc/loadavg').read_text()}")
+        return "\n".join(parts)
+
     def stop(self) -> None:
         """Deletes the node's pods, stops every process and removes what the node put on the host.
 

@@ -24,6 +24,7 @@ CACHE_ROOT="${ORPHEUS_K8S_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/orpheus-tt
 export GOFLAGS="-mod=readonly -buildvcs=false"
 BUILD_FLAGS=(-trimpath)
 LDFLAGS="-s -w"
+BUILDAH_LOCK="${XDG_CACHE_HOME:-$HOME/.cache}/orpheus-tts/buildah.lock"
 
 log() { echo "k8s-node: $*" >&2; }
 
@@ -72,11 +73,16 @@ build_pause() {  # staging-dir
     src="$(cd "$GO_DIR/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
     gcc -Os -static -Wall -Werror -DVERSION="$PAUSE_TAG-orpheus" -o "$staging/pause" "$src"
     strip "$staging/pause"
+    # The image store's lock (scripts/build-images.sh): `make test` builds the images meanwhile.
+    mkdir -p "$(dirname "$BUILDAH_LOCK")"
+    exec 8>"$BUILDAH_LOCK"
+    flock 8
     ctr="$(buildah from scratch)"
     buildah copy --quiet "$ctr" "$staging/pause" /pause >/dev/null
     buildah config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
     buildah commit --quiet --rm "$ctr" orpheus-test-pause:latest >/dev/null
     buildah push --quiet orpheus-test-pause:latest "docker-archive:$staging/pause.tar:$PAUSE_TAG" >/dev/null
+    exec 8>&-
     echo "$PAUSE_TAG" > "$staging/pause.ref"
 }
 
