@@ -262,8 +262,8 @@ class Segmenter:
                       and (c < len(text) or _SENTENCE_END.search(_token_before(text, c)))][:1]
         if clauses:
             i = bisect.bisect_left(self._settled_clauses, first)
-            found += self._settled_clauses[i:i + 1]
-            found += [c for c in tail if c >= first and is_clause_cut(text, c)][:1]
+            found += self._settled_clauses[i:i + 1] or [
+                c for c in tail if c >= first and is_clause_cut(text, c)][:1]
         if found:
             return min(found)
         if forced:
