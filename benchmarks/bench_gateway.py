@@ -12,10 +12,18 @@ served (the sum of every stream's duration).
 
 Paths: the workers directly, the gateway as before (`--no-auth`, no limits), the gateway as it
 ships (API keys, the default rate limit and per-key stream cap; the client spreads its streams
-over 16 keys), and nginx. A level runs in rounds of `level` concurrent streams; each round runs
+over 16 keys), nginx, and the Python floor (`floor_proxy.py`: the gateway's server and client
+libraries relaying bytes and doing nothing else, so the table tells what the stack costs from
+what the gateway does). A level runs in rounds of `level` concurrent streams; each round runs
 every path in turn, so a slow moment of the shared machine hits all paths alike. Levels with 3
 or more rounds also report each path's per-round TTFA p50, added TTFA p50 (against the direct
 path of the same round) and CPU, as min / median / max.
+
+Connections: the client's pool (level + 8 connections) is shared by the paths, so a path's round
+finds the pool full of the previous path's idle connections and opens a new one for each of its
+streams: every path is measured with one new connection per stream. (Separate warm pools were
+tried; httpx then slows the client itself down, and every path, the direct one too, gets
+several times later.)
 
 Run: `make bench-gateway` (or `.venv/bin/python benchmarks/bench_gateway.py [--quick]`).
 """
@@ -137,6 +145,16 @@ def start_gateway(worker_urls: list[str], log_dir: Path, *, shipped: bool) -> Ch
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gateway")])}
     child = spawn("gateway+auth" if shipped else "gateway", f"http://127.0.0.1:{port}", args,
                   log_dir, env=env)
+    wait_http(child.url, children=[child])
+    return child
+
+
+def start_floor(worker_urls: list[str], log_dir: Path) -> Child:
+    """The Python floor: `floor_proxy.py` in front of the same workers."""
+    port = free_port()
+    child = spawn("floor-proxy", f"http://127.0.0.1:{port}",
+                  [sys.executable, str(ROOT / "benchmarks" / "floor_proxy.py"), str(port),
+                   ",".join(worker_urls)], log_dir)
     wait_http(child.url, children=[child])
     return child
 
@@ -264,7 +282,8 @@ async def run_level(paths: list[BenchPath], level: int, workers: list[Child]) ->
     limits = httpx.Limits(max_connections=level + 8, max_keepalive_connections=level + 8)
     timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
-        # warm the connections up so the level measures streaming, not TCP setup
+        # first requests of each path out of the way (imports, caches); the round's streams
+        # still open their own connections (see the module docstring)
         for path in paths:
             await asyncio.gather(*(client.get(path.urls[i % len(path.urls)] + SYSTEM_PATH)
                                    for i in range(min(level, 16))))
@@ -367,7 +386,7 @@ def ratios(results: list[dict]) -> str:
     by = {(r["streams_concurrent"], r["path"]): r for r in results}
     for level in sorted({r["streams_concurrent"] for r in results}):
         n, d = by.get((level, "nginx")), by[(level, "direct")]
-        for name in ("gateway", "gateway+auth"):
+        for name in ("gateway", "gateway+auth", "python floor"):
             g = by.get((level, name))
             if not g or not n:
                 continue
@@ -401,6 +420,9 @@ async def bench(levels: tuple[int, ...], log_dir: Path) -> list[dict]:
             paths.append(BenchPath("nginx", [ng.url], [ng]))
         else:
             print("nginx not found and not installable: its rows are left out", file=sys.stderr)
+        floor = start_floor(worker_urls, log_dir)
+        children.append(floor)
+        paths.append(BenchPath("python floor", [floor.url], [floor]))
         results = []
         for level in levels:
             for res in await run_level(paths, level, workers):
