@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 try:  # the `otel` extra
@@ -99,10 +99,31 @@ def start_span(name: str, *, parent: Any = None, kind: str = "internal",
         attributes={k: v for k, v in (attributes or {}).items() if v is not None})
 
 
-@contextmanager
+class _NoSpanBlock:
+    """`span()` while nothing records: one shared object, no generator per block."""
+
+    def __enter__(self) -> _NoSpan:
+        return NO_SPAN
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        return False
+
+
+_NO_SPAN_BLOCK = _NoSpanBlock()
+_NO_CONTEXT = nullcontext()
+
+
 def span(name: str, *, parent: Any = None, kind: str = "internal",
-         attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+         attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
     """A span around a block (not current: pass it as `parent` to children)."""
+    if not recording():
+        return _NO_SPAN_BLOCK
+    return _span(name, parent=parent, kind=kind, attributes=attributes)
+
+
+@contextmanager
+def _span(name: str, *, parent: Any, kind: str,
+          attributes: Mapping[str, Any] | None) -> Iterator[Any]:
     s = start_span(name, parent=parent, kind=kind, attributes=attributes)
     try:
         yield s
@@ -113,13 +134,16 @@ def span(name: str, *, parent: Any = None, kind: str = "internal",
         s.end()
 
 
-@contextmanager
-def use(s: Any) -> Iterator[None]:
+def use(s: Any) -> AbstractContextManager[None]:
     """Make `s` the current span for a block without awaits across other tasks' turns:
     outgoing requests (`inject`) and tasks created inside it take it as their parent."""
     if trace is None or s is NO_SPAN:
-        yield
-        return
+        return _NO_CONTEXT
+    return _use(s)
+
+
+@contextmanager
+def _use(s: Any) -> Iterator[None]:
     token = _context.attach(trace.set_span_in_context(s))
     try:
         yield
@@ -137,7 +161,7 @@ def fail(s: Any, code: str) -> None:
 
 def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
     """Add the current context's `traceparent` (and `tracestate`) to outgoing headers."""
-    if trace is not None:
+    if trace is not None and _context.get_current():  # an empty context injects nothing
         propagate.inject(headers)
     return headers
 

@@ -238,7 +238,8 @@ class Gateway:
         payload = req.model_dump(exclude_none=True, exclude={"model"})
         payload["request_id"] = request_id
         deadline = arrived_at + (req.timeout_s or self.config.default_timeout_s)
-        self.metrics.requests.labels(api, pool.name).inc()
+        series = self.metrics.stream_series(api, pool.name)
+        series.requests.inc()
         try:
             with tracing.span("gateway.upstream", parent=span, kind="client") as upstream_span, \
                     tracing.use(upstream_span):  # the worker request carries its traceparent
@@ -249,9 +250,8 @@ class Gateway:
             tracing.fail(span, getattr(exc, "code", type(exc).__name__))
             span.end()
             raise
-        inflight = self.metrics.streams_inflight.labels(pool.name)
+        inflight, ttfa = series.inflight, series.ttfa
         inflight.inc()
-        ttfa = self.metrics.ttfa.labels(api, pool.name)
 
         def on_first_audio(seconds: float) -> None:
             ttfa.observe(seconds)

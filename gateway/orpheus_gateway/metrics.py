@@ -8,6 +8,8 @@ about streams and workers carry the model `pool` (a configured name, at most
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -52,3 +54,20 @@ class GatewayMetrics:
         self.workers_ready = Gauge(
             "orpheus_gateway_workers_ready", "Workers eligible for new streams.", ["pool"],
             registry=r)
+        self._stream_series: dict[tuple[str, str], StreamSeries] = {}
+
+    def stream_series(self, api: str, pool: str) -> "StreamSeries":
+        """The series a stream of `api` on `pool` updates, looked up once per pair: `labels()`
+        takes a lock and checks its values on every call. Pairs are few (APIs × pools)."""
+        series = self._stream_series.get((api, pool))
+        if series is None:
+            series = self._stream_series[(api, pool)] = StreamSeries(
+                self.requests.labels(api, pool), self.streams_inflight.labels(pool),
+                self.ttfa.labels(api, pool))
+        return series
+
+
+class StreamSeries(NamedTuple):
+    requests: Counter
+    inflight: Gauge
+    ttfa: Histogram
