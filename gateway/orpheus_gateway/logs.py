@@ -13,7 +13,7 @@ import logging
 import re
 from typing import Any
 
-_QUERY = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")
+_QUERY = re.compile(r"(/[^\s\"'?]*)\?(?!\[query hidden\])[^\s\"']*")  # hidden once only
 
 
 def _scrub(value: Any) -> Any:
@@ -23,6 +23,11 @@ def _scrub(value: Any) -> Any:
 
 class HideQueryStrings(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.msg, str) and "?" in record.msg:
+            # A query in the format itself may be completed by the arguments: hide it in the
+            # finished message (a scrubbed format would no longer match its arguments).
+            record.msg, record.args = _scrub(record.getMessage()), None
+            return True
         if isinstance(record.args, tuple):
             record.args = tuple(_scrub(a) for a in record.args)
         elif isinstance(record.args, dict):
@@ -32,15 +37,21 @@ class HideQueryStrings(logging.Filter):
 
 
 def install_log_redaction() -> None:
-    """Query strings hidden on every logger whose records can carry a request path (filters
-    do not propagate); polls in the access log at DEBUG."""
+    """Query strings hidden on every logger whose records can carry a request path, and on
+    the root logger's handlers, which every record that propagates passes through (a logger's
+    filters do not see its children's records); polls in the access log at DEBUG."""
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "orpheus_gateway"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, HideQueryStrings) for f in logger.filters):
-            logger.addFilter(HideQueryStrings())
+        _add_once(logging.getLogger(name))
+    for handler in logging.getLogger().handlers:
+        _add_once(handler)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, QuietPolls) for f in access.filters):
         access.addFilter(QuietPolls())
+
+
+def _add_once(filterer: logging.Filterer) -> None:
+    if not any(isinstance(f, HideQueryStrings) for f in filterer.filters):
+        filterer.addFilter(HideQueryStrings())
 
 
 # Paths that pollers and probes hit every few seconds (autoscaler, Prometheus, kubelet).

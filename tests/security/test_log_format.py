@@ -57,3 +57,29 @@ def test_one_format_and_no_key_for_upgrades_the_server_refuses(hostile_gateway):
     odd = [line for line in text.splitlines() if line.strip() and not LINE.match(line)]
     assert not odd, odd
     assert_clean_log(text)
+
+
+def test_every_gateway_logger_has_query_strings_hidden():
+    """A record from any logger, a gateway module's own included (filters on a logger do not
+    reach its children's records), reaches the output without the query string, once."""
+    import io
+    import logging
+
+    from orpheus_gateway.logs import install_log_redaction
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)  # as the CLI's `basicConfig`, before the redaction is installed
+    try:
+        install_log_redaction()
+        logging.getLogger("orpheus_gateway.relay").warning("lost GET /v1/tts/ws?api_key=%s x",
+                                                           "sekrit-1")
+        logging.getLogger("orpheus_gateway.ws_socket").warning("GET /v1/x?api_key=sekrit-2 y")
+        logging.getLogger("orpheus_gateway.core").warning("GET %s z", "/v1/y?api_key=sekrit-3")
+    finally:
+        root.removeHandler(handler)
+    text = out.getvalue()
+    assert "sekrit" not in text
+    assert text.splitlines() == ["lost GET /v1/tts/ws?[query hidden] x",
+                                 "GET /v1/x?[query hidden] y", "GET /v1/y?[query hidden] z"]
