@@ -142,8 +142,9 @@ class RelayResponse(Response):
                 if upstream is not None and upstream.outcome is not None:
                     # The terminal frame, the last piece. The body then only reads the worker's
                     # response to its end (for the connection's reuse); the client, done with
-                    # the request, no longer interrupts it.
+                    # the request, no longer interrupts it, nor holds its slot meanwhile.
                     self.watch.stop()
+                    owner.settle()
                     await send({"type": "http.response.body", "body": piece, "more_body": False})
                     upstream = None
                     async for _ in body:
