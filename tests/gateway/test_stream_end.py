@@ -60,7 +60,7 @@ class LingeringWorker:
                                 voices=["tara"], capacity=4)
         return web.json_response(json.loads(snap.model_dump_json(exclude_none=True)))
 
-    async def _stream(self, request: web.Request) -> web.StreamResponse:
+    async def _chunk_and_eos(self, request: web.Request) -> web.StreamResponse:
         await request.read()
         self.connections.add(request.transport.get_extra_info("peername"))
         response = web.StreamResponse(headers={"Content-Type": p.NDJSON})
@@ -68,6 +68,10 @@ class LingeringWorker:
         await response.write(p.chunk_line(0, b"\x01\x00" * 240))
         await response.write(p.encode_frame(p.EosFrame(chunks=1, samples=240,
                                                        audio_s=p.pcm_seconds(240))))
+        return response
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        response = await self._chunk_and_eos(request)
         await asyncio.sleep(self.linger_s)
         await response.write(p.chunk_line(1, b"\x02\x00" * 240))  # after the terminal frame
         await response.write_eof()
@@ -270,13 +274,7 @@ class AfterTerminalWorker(LingeringWorker):
     cut_at: float | None = None
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
-        self.connections.add(request.transport.get_extra_info("peername"))
-        response = web.StreamResponse(headers={"Content-Type": p.NDJSON})
-        await response.prepare(request)
-        await response.write(p.chunk_line(0, b"\x01\x00" * 240))
-        await response.write(p.encode_frame(p.EosFrame(chunks=1, samples=240,
-                                                       audio_s=p.pcm_seconds(240))))
+        response = await self._chunk_and_eos(request)
         try:
             await response.write(p.error_line(p.ErrorCode.ENGINE_ERROR, "second terminal"))
             await response.write(b"\x00garbage\xff\n")
