@@ -145,8 +145,8 @@ class RelayResponse(Response):
                     # response to its end (for the connection's reuse); the client, done with
                     # the request, no longer interrupts it, nor holds its slot meanwhile.
                     self.watch.stop()
-                    owner.settle()
                     await send({"type": "http.response.body", "body": piece, "more_body": False})
+                    owner.settle()
                     upstream = None
                     async for _ in body:
                         pass
