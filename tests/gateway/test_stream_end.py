@@ -332,3 +332,25 @@ async def test_the_next_websocket_utterance_does_not_wait_for_the_last_ones_end_
         assert at[("started", "u2")] - at[("done", "u1")] < 0.25
     finally:
         worker.stop()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "The OpenAI speech body (raw audio or SSE) ends only when the relay has read the worker's "
+    "body to its end (up to 0.5 s after `eos`): ending it at the terminal frame needs the "
+    "encoder's tail (and SSE's `speech.audio.done`) sent as the one last piece, as v1 does."))
+def test_openai_speech_ends_at_the_terminal_frame(gateway_server, client):
+    worker = LingeringWorker(linger_s=3.0).start()
+    try:
+        gw = gateway_server([worker.url])
+        gw.wait_polled()
+        with client.stream("POST", gw.url + p.SPEECH_PATH, headers=auth(), json={
+                "model": "tts-1", "input": "hello", "voice": "tara",
+                "response_format": "pcm"}) as r:
+            assert r.status_code == 200
+            chunks = r.iter_raw()
+            assert next(chunks)
+            audio_at = time.monotonic()
+            assert b"".join(chunks) == b""
+        assert time.monotonic() - audio_at < 0.25
+    finally:
+        worker.stop()
