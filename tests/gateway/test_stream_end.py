@@ -184,10 +184,11 @@ def test_the_callers_slot_is_free_once_the_client_has_the_terminal_frame(gateway
 
 def test_pipelined_requests_are_served_while_the_last_stream_drains(gateway_server):
     """HTTP/1.1 pipelining: three requests in one write on one connection; each response is
-    whole and in order though the worker's body of the one before is still being read."""
+    whole and in order though the worker's body of the one before is still being read (and
+    the key, at a limit of one stream, is not refused for it)."""
     worker = LingeringWorker(linger_s=0.3).start()
     try:
-        gw = gateway_server([worker.url])
+        gw = gateway_server([worker.url], max_streams_per_key=1)
         gw.wait_polled()
         with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
             s.sendall(http_request(p.STREAM_PATH, {"text": "one"})
