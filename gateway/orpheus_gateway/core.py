@@ -43,11 +43,12 @@ class StreamAborted(Exception):
 
 
 class ActiveStream:
-    """A worker stream plus what the caller holds for it (its stream slot); `close()` is
-    idempotent. It reports to its owner only through the two callbacks it is given."""
+    """A worker stream plus what the caller holds for it (its stream slot); `settle()` and
+    `close()` are idempotent. It reports to its owner only through the two callbacks it is
+    given."""
 
     __slots__ = ("upstream", "pool", "_slot", "_arrived_at", "_on_first_audio", "_on_close",
-                 "first_audio_at", "_closed", "span")
+                 "first_audio_at", "_closed", "_settled", "span")
 
     def __init__(self, upstream: UpstreamStream, pool: Pool, slot: StreamSlot,
                  arrived_at: float, on_first_audio: Callable[[float], None],
@@ -60,6 +61,7 @@ class ActiveStream:
         self._on_close = on_close  # the outcome: "eos", an error code, or None (abandoned)
         self.first_audio_at: float | None = None
         self._closed = False
+        self._settled = False
         self.span = span  # `gateway.stream`, ended by close()
 
     @property
@@ -81,6 +83,20 @@ class ActiveStream:
         """The client left: end the pending read so the relay stops (the owner closes)."""
         self.upstream.interrupt(ClientGone())
 
+    def settle(self) -> None:
+        """The client's stream is over (it has the terminal frame): give back the caller's slot,
+        count the stream out and end its span, though the worker's body may still be read to
+        its end for the connection's reuse. `close()` settles too."""
+        if self._settled:
+            return
+        self._settled = True
+        self._slot.release()
+        outcome = self.upstream.outcome
+        self._on_close(outcome)
+        if outcome is not None and outcome != "eos":
+            tracing.fail(self.span, outcome)
+        self.span.end()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -88,12 +104,7 @@ class ActiveStream:
         try:
             await self.upstream.aclose()
         finally:
-            self._slot.release()
-            outcome = self.upstream.outcome
-            self._on_close(outcome)
-            if outcome is not None and outcome != "eos":
-                tracing.fail(self.span, outcome)
-            self.span.end()
+            self.settle()
 
 
 class Gateway:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextvars import ContextVar
 from typing import Any
 
 _QUERY = re.compile(r"(/[^\s\"'?]*)\?(?!\[query hidden\])[^\s\"']*")  # hidden once only
@@ -39,11 +40,15 @@ class HideQueryStrings(logging.Filter):
 def install_log_redaction() -> None:
     """Query strings hidden on every logger whose records can carry a request path, and on
     the root logger's handlers, which every record that propagates passes through (a logger's
-    filters do not see its children's records); polls in the access log at DEBUG."""
+    filters do not see its children's records); polls in the access log at DEBUG; no ERROR
+    line for a response cut on purpose."""
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "orpheus_gateway"):
         _add_once(logging.getLogger(name))
     for handler in logging.getLogger().handlers:
         _add_once(handler)
+    server = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietCuts) for f in server.filters):
+        server.addFilter(QuietCuts())
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, QuietPolls) for f in access.filters):
         access.addFilter(QuietPolls())
@@ -68,3 +73,22 @@ class QuietPolls(logging.Filter):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
+
+
+_UNFINISHED = "ASGI callable returned without completing response."
+_cut_on_purpose: ContextVar[bool] = ContextVar("orpheus_cut_on_purpose", default=False)
+
+
+def response_cut_on_purpose() -> None:
+    """The response this task is sending is left unfinished on purpose (a failure after raw
+    audio: the client must see a broken transfer, not a short file). Call it from the task that
+    serves the request: uvicorn logs its "returned without completing response" from there."""
+    _cut_on_purpose.set(True)
+
+
+class QuietCuts(logging.Filter):
+    """uvicorn's ERROR about an unfinished response, dropped when the gateway cut it on purpose
+    (an ordinary event: a worker lost after audio); kept for any other response."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_cut_on_purpose.get() and record.getMessage() == _UNFINISHED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 
 import av
 import httpx
@@ -137,3 +138,23 @@ def test_failure_after_audio_cuts_the_transfer(gw, client):
                     json={"model": "tts-1", "input": "x", "voice": "alloy",
                           "response_format": "pcm"})
     assert r.content == gw.worker.expected_pcm(CHUNKS)
+
+
+def test_a_cut_transfer_is_not_an_error_in_the_gateways_log(gw, client, caplog):
+    """A worker failing after audio is an ordinary event: the gateway cuts the transfer on
+    purpose, so uvicorn's "returned without completing response" is no ERROR line of its own
+    (as shipped, uvicorn's records go to the root handler; here its logger keeps them)."""
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            gw.worker.script(Behaviour.drop(after=2))
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.post(gw.url + "/v1/audio/speech", headers=auth(),
+                            json={"model": "tts-1", "input": "x", "voice": "alloy",
+                                  "response_format": "pcm"})
+            assert client.get(gw.url + "/healthz").status_code == 200  # the request has ended
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    bad = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not bad, bad

@@ -15,6 +15,7 @@ from orpheus_tts import protocol as p
 
 from ..browser import require_json
 from ..core import ActiveStream, Gateway, StreamAborted
+from ..logs import response_cut_on_purpose
 
 MAX_BODY_BYTES = 1 << 20
 SERVER_SEND_SCOPE = "orpheus.server_send"  # the server's `send`, before any middleware wraps it
@@ -142,9 +143,10 @@ class RelayResponse(Response):
                 if upstream is not None and upstream.outcome is not None:
                     # The terminal frame, the last piece. The body then only reads the worker's
                     # response to its end (for the connection's reuse); the client, done with
-                    # the request, no longer interrupts it.
+                    # the request, no longer interrupts it, nor holds its slot meanwhile.
                     self.watch.stop()
                     await send({"type": "http.response.body", "body": piece, "more_body": False})
+                    owner.settle()
                     upstream = None
                     async for _ in body:
                         pass
@@ -154,7 +156,10 @@ class RelayResponse(Response):
                     owner.first_audio_sent()
                     prefix = None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (StreamAborted, OSError):
+        except StreamAborted:
+            response_cut_on_purpose()
+            return
+        except OSError:
             return
         finally:
             self.watch.stop()
