@@ -40,8 +40,12 @@ CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
 HOLD_RECHECK_S = 0.5  # a held request looks for a worker at least this often
 
 
+class LineTooLong(aiohttp.ClientPayloadError):
+    """A worker line over `p.MAX_FRAME_BYTES`: the stream is broken, as if its connection were."""
+
+
 class LineReader:
-    """Splits a byte stream into lines without decoding them."""
+    """Splits a byte stream into lines without decoding them, none over `p.MAX_FRAME_BYTES`."""
 
     def __init__(self, chunks: AsyncIterator[bytes]):
         self._chunks = chunks
@@ -53,6 +57,8 @@ class LineReader:
         while True:
             buf = self._buf
             i = buf.find(b"\n")
+            if (i if i >= 0 else len(buf)) >= p.MAX_FRAME_BYTES:
+                raise LineTooLong(f"a line over {p.MAX_FRAME_BYTES} bytes")
             if i >= 0:
                 line = buf[: i + 1]
                 self._buf = buf[i + 1:]

@@ -8,10 +8,10 @@ protocol as p` then `p.ErrorCode`, `p.chunk_line`, ...
 """
 
 from .errors import ErrorCode, RequestError, error_body
-from .frames import (CHANNELS, CHUNK_LINE_PREFIX, SAMPLE_RATE, SAMPLE_WIDTH, TERMINAL_TYPES,
-                     ChunkFrame, EosFrame, ErrorFrame, Frame, FrameDecodeError, MetricsFrame,
-                     chunk_audio, chunk_line, decode_frame, encode_frame, error_frame, error_line,
-                     frame_type, line_type, pcm_seconds)
+from .frames import (CHANNELS, CHUNK_LINE_PREFIX, MAX_FRAME_BYTES, SAMPLE_RATE, SAMPLE_WIDTH,
+                     TERMINAL_TYPES, ChunkFrame, EosFrame, ErrorFrame, Frame, FrameDecodeError,
+                     MetricsFrame, chunk_audio, chunk_line, decode_frame, encode_frame,
+                     error_frame, error_line, frame_type, line_type, pcm_seconds)
 from .headers import (GROQ_SPEECH_PATH, HEADER_INFLIGHT, HEADER_INTERNAL_TOKEN,
                       HEADER_QUEUE_DEPTH, HEADER_REQUEST_ID, HEADER_RETRY_AFTER,
                       HEADER_WORKER_ID, INTERNAL_TOKEN_ENV, MODELS_PATH, NDJSON,
@@ -32,7 +32,7 @@ __all__ = [
     "CHANNELS", "CHUNK_LINE_PREFIX", "DEFAULT_MAX_TEXT_CHARS", "DEFAULT_MAX_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S", "GROQ_SPEECH_PATH", "HEADER_INFLIGHT", "HEADER_INTERNAL_TOKEN",
     "HEADER_QUEUE_DEPTH", "HEADER_REQUEST_ID", "HEADER_RETRY_AFTER", "HEADER_WORKER_ID",
-    "INTERNAL_TOKEN_ENV", "MIN_REPETITION_PENALTY", "MODELS_PATH", "NDJSON",
+    "INTERNAL_TOKEN_ENV", "MAX_FRAME_BYTES", "MIN_REPETITION_PENALTY", "MODELS_PATH", "NDJSON",
     "REQUEST_FIELDS", "REQUEST_ID_PATTERN", "SAMPLE_RATE", "SAMPLE_WIDTH", "SPEECH_PATH",
     "STREAM_PATH", "SYSTEM_PATH", "TERMINAL_TYPES", "VOICES_PATH", "WS_CLOSE_IDLE",
     "WS_CLOSE_UNAUTHORIZED", "WS_MAX_APPEND_CHARS", "WS_PATH", "WS_TERMINAL_TYPES", "ChunkFrame", "EosFrame",

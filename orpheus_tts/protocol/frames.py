@@ -22,6 +22,9 @@ from .errors import ErrorCode
 SAMPLE_RATE = 24_000
 SAMPLE_WIDTH = 2  # bytes, signed 16-bit little-endian
 CHANNELS = 1
+# The longest line a reader must accept (newline included). A chunk line carries its PCM in
+# base64: 1 MiB holds about 16 s of audio, far more than any server puts in one chunk.
+MAX_FRAME_BYTES = 1 << 20
 
 
 def pcm_seconds(samples: int) -> float:

@@ -355,3 +355,44 @@ def test_openai_speech_ends_at_the_terminal_frame(gateway_server, client):
         assert time.monotonic() - audio_at < 0.25
     finally:
         worker.stop()
+
+
+class EndlessLineWorker(LingeringWorker):
+    """Sends a chunk, then a line that never ends: `line_bytes` bytes with no newline, then
+    holds the body open for `linger_s`."""
+
+    line_bytes = 64 * p.MAX_FRAME_BYTES  # more than socket buffers hold
+    sent = 0
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": p.NDJSON})
+        await response.prepare(request)
+        await response.write(p.chunk_line(0, b"\x01\x00" * 240))
+        try:
+            while self.sent < self.line_bytes:
+                await response.write(b"a" * 65536)
+                self.sent += 65536
+            await asyncio.sleep(self.linger_s)
+        except ConnectionError:
+            pass
+        return response
+
+
+def test_a_worker_line_over_the_frame_bound_ends_the_stream_instead_of_filling_memory(
+        gateway_server, client):
+    worker = EndlessLineWorker(linger_s=2.0).start()
+    try:
+        gw = gateway_server([worker.url])
+        gw.wait_polled()
+        started = time.monotonic()
+        r = client.post(gw.url + p.STREAM_PATH, json={"text": "hello"}, headers=auth())
+        assert time.monotonic() - started < 5  # not held until the worker gives up
+        frames = [json.loads(line) for line in r.text.splitlines()]
+        assert [f["type"] for f in frames] == ["chunk", "error"]
+        assert frames[-1]["code"] == p.ErrorCode.UPSTREAM_LOST
+        assert gw.call(lambda: idle_state(gw)) == (0, 0, [0])
+        # the gateway stopped reading soon after the bound, instead of buffering all of it
+        assert worker.sent < worker.line_bytes
+    finally:
+        worker.stop()
