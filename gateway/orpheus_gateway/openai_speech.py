@@ -136,7 +136,8 @@ def usage(eos: p.EosFrame) -> dict[str, int]:
 
 
 async def audio_body(stream: ActiveStream, req: SpeechRequest) -> AsyncIterator[bytes]:
-    """Raw encoded audio; an error after the response started cuts the connection."""
+    """Raw encoded audio; an error after the response started cuts the connection. What `eos`
+    brings (the encoder's tail, maybe nothing) is one piece, the body's last."""
     encoder = Output(req)
     try:
         async with aclosing(stream.lines()) as lines:
@@ -145,36 +146,42 @@ async def audio_body(stream: ActiveStream, req: SpeechRequest) -> AsyncIterator[
                 if kind == "error":
                     raise StreamAborted(json.loads(line).get("code"))
                 data = encoder.line(kind, line)
-                if data:
+                if data or kind == "eos":
                     yield data
-                    stream.first_audio_sent()
+                    if data:
+                        stream.first_audio_sent()
     finally:
         encoder.close()
 
 
 async def sse_body(stream: ActiveStream, req: SpeechRequest) -> AsyncIterator[bytes]:
     """`speech.audio.delta` events (base64 of the encoded format), then `speech.audio.done`
-    or an `error` event."""
+    or an `error` event. The events of the terminal frame (the tail's delta with the `done`)
+    are one piece, the body's last."""
     encoder = Output(req)
     try:
         async with aclosing(stream.lines()) as lines:
             async for line in lines:
                 kind = p.line_type(line)
                 data = encoder.line(kind, line)
+                events = []
                 if data:
                     audio = base64.b64encode(data).decode()
-                    yield sse_event({"type": "speech.audio.delta", "audio": audio})
-                    stream.first_audio_sent()
+                    events.append(sse_event({"type": "speech.audio.delta", "audio": audio}))
                 if kind == "eos":
                     eos = p.decode_frame(line)
                     assert isinstance(eos, p.EosFrame)
                     stats = eos.model_dump(exclude_none=True, exclude={"type"})
-                    yield sse_event({"type": "speech.audio.done", "usage": usage(eos),
-                                     "stats": stats})
+                    events.append(sse_event({"type": "speech.audio.done", "usage": usage(eos),
+                                             "stats": stats}))
                 elif kind == "error":
                     frame = p.decode_frame(line)
                     assert isinstance(frame, p.ErrorFrame)
-                    yield sse_error(frame.error_code, frame.message)
+                    events.append(sse_error(frame.error_code, frame.message))
+                if events:
+                    yield b"".join(events)
+                    if data:
+                        stream.first_audio_sent()
     finally:
         encoder.close()
 

@@ -111,9 +111,9 @@ class RelayResponse(Response):
     the worker connection. `StreamAborted` from the body leaves the response unterminated, so
     the server cuts the connection and the client sees a broken transfer. With `audio_prefix`,
     the first piece that starts with it marks the stream's first audio sent. With
-    `ends_at_terminal` (the body is the worker's lines as they are), the terminal frame goes
-    out together with the end of the body, in one write, and the client is done with the
-    stream as soon as it has the frame.
+    `ends_at_terminal` (the body yields one piece for the worker's terminal frame, as it takes
+    it, and nothing after), that piece goes out together with the end of the body, in one
+    write, and the client is done with the stream as soon as it has it.
     """
 
     def __init__(self, body: AsyncIterator[bytes], owner: ActiveStream, watch: ClientWatch, *,
