@@ -110,20 +110,18 @@ class RelayResponse(Response):
     client that goes away interrupts the relay at once (its pending worker read), which closes
     the worker connection. `StreamAborted` from the body leaves the response unterminated, so
     the server cuts the connection and the client sees a broken transfer. With `audio_prefix`,
-    the first piece that starts with it marks the stream's first audio sent. With
-    `ends_at_terminal` (the body yields one piece for the worker's terminal frame, as it takes
-    it, and nothing after), that piece goes out together with the end of the body, in one
-    write, and the client is done with the stream as soon as it has it.
+    the first piece that starts with it marks the stream's first audio sent. The body yields
+    one piece for the worker's terminal frame, as it takes it, and nothing after: that piece
+    goes out together with the end of the body, in one write, and the client is done with the
+    stream as soon as it has it.
     """
 
     def __init__(self, body: AsyncIterator[bytes], owner: ActiveStream, watch: ClientWatch, *,
-                 media_type: str, headers: dict[str, str], audio_prefix: bytes | None = None,
-                 ends_at_terminal: bool = False):
+                 media_type: str, headers: dict[str, str], audio_prefix: bytes | None = None):
         self.body_iterator = body
         self.owner = owner
         self.watch = watch
         self.audio_prefix = audio_prefix
-        self.ends_at_terminal = ends_at_terminal
         self.status_code = 200
         self.media_type = media_type
         self.background = None
@@ -131,7 +129,7 @@ class RelayResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         owner, body, prefix = self.owner, self.body_iterator, self.audio_prefix
-        upstream = owner.upstream if self.ends_at_terminal else None
+        upstream = owner.upstream
         self.watch.on_gone(owner.client_gone)
         try:
             # The start goes through the middleware (request id, "response started"); the body
@@ -140,14 +138,13 @@ class RelayResponse(Response):
                         "headers": self.raw_headers})
             send = scope.get(SERVER_SEND_SCOPE, send)
             async for piece in body:
-                if upstream is not None and upstream.outcome is not None:
+                if upstream.outcome is not None:
                     # The terminal frame, the last piece. The body then only reads the worker's
                     # response to its end (for the connection's reuse); the client, done with
                     # the request, no longer interrupts it, nor holds its slot meanwhile.
                     self.watch.stop()
                     await send({"type": "http.response.body", "body": piece, "more_body": False})
                     owner.settle()
-                    upstream = None
                     async for _ in body:
                         pass
                     return

@@ -48,4 +48,4 @@ async def speech(request: Request) -> Response:
         raise problem
     return RelayResponse(body_for(sreq, stream), stream, watch, media_type=content_type(sreq),
                          headers={p.HEADER_REQUEST_ID: request_id, **worker_header(stream),
-                                  **extra_headers}, ends_at_terminal=True)
+                                  **extra_headers})

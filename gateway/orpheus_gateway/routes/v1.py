@@ -43,4 +43,4 @@ async def tts_stream(request: Request) -> Response:
                **p.load_headers(stream.pool.queue_depth(), stream.pool.workers.local_inflight()),
                **worker_header(stream)}
     return RelayResponse(stream.lines(), stream, watch, media_type=p.NDJSON, headers=headers,
-                         audio_prefix=p.CHUNK_LINE_PREFIX, ends_at_terminal=True)
+                         audio_prefix=p.CHUNK_LINE_PREFIX)
